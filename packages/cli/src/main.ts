@@ -1,0 +1,27 @@
+/**
+ * The `unmask` command line. Each subcommand lives in its own module under commands/ and is
+ * registered here. Data goes to stdout, progress and messages to stderr; `--json` everywhere.
+ */
+import { Command, CommanderError } from "commander";
+import { isUnmaskError } from "@unmask/clip";
+
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command("unmask")
+    .description("Regularized mask tuning (R-AMT) of CLIP: convert, train, inspect, predict, evaluate, serve.")
+    .version("0.1.0")
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) });
+  const commandModules: { register: (program: Command) => void }[] = [];
+  for (const m of commandModules) m.register(program);
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode;
+    if (isUnmaskError(error)) {
+      process.stderr.write(`unmask: error ${error.code}: ${error.message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,1 @@
+export { UnmaskError, isUnmaskError } from "./errors.js";
