@@ -4,6 +4,14 @@
  */
 import { Command, CommanderError } from "commander";
 import { isUnmaskError } from "@unmask/clip";
+import * as inspectCommand from "./commands/inspect.js";
+import * as convertCommand from "./commands/convert.js";
+import * as importMaskCommand from "./commands/import-mask.js";
+import * as trainCommand from "./commands/train.js";
+import * as evalCommand from "./commands/eval.js";
+import * as predictCommand from "./commands/predict.js";
+import * as serveCommand from "./commands/serve.js";
+import * as demoCommand from "./commands/demo.js";
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command("unmask")
@@ -11,7 +19,9 @@ export async function main(argv: string[]): Promise<number> {
     .version("0.1.0")
     .exitOverride()
     .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) });
-  const commandModules: { register: (program: Command) => void }[] = [];
+  const commandModules: { register: (program: Command) => void }[] = [
+    inspectCommand, convertCommand, importMaskCommand, trainCommand, evalCommand, predictCommand, serveCommand, demoCommand,
+  ];
   for (const m of commandModules) m.register(program);
   try {
     await program.parseAsync(argv, { from: "user" });
