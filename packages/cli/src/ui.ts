@@ -23,10 +23,19 @@ export interface Bar {
 }
 
 /** A progress bar on stderr; a no-op when `quiet` or stderr is not a TTY. */
-export function progressBar(label: string, total: number, options: { quiet?: boolean; format?: string } = {}): Bar {
+export function progressBar(
+  label: string,
+  total: number,
+  options: { quiet?: boolean; format?: string } = {},
+): Bar {
   if (options.quiet || !process.stderr.isTTY) return { update() {}, setTotal() {}, stop() {} };
   const bar = new cliProgress.SingleBar(
-    { stream: process.stderr, format: options.format ?? `${label} [{bar}] {percentage}% | {value}/{total} | ETA {eta_formatted}`, hideCursor: true, clearOnComplete: false },
+    {
+      stream: process.stderr,
+      format: options.format ?? `${label} [{bar}] {percentage}% | {value}/{total} | ETA {eta_formatted}`,
+      hideCursor: true,
+      clearOnComplete: false,
+    },
     cliProgress.Presets.shades_classic,
   );
   bar.start(total, 0);

@@ -26,7 +26,10 @@ export type ShapeMap = ReadonlyMap<string, readonly number[]>;
 
 function need(shapes: ShapeMap, key: string): readonly number[] {
   const shape = shapes.get(key);
-  if (!shape) throw new UnmaskError("NOT_A_CLIP_MODEL", `missing tensor ${key}: not an OpenAI CLIP state dict`, { subject: key });
+  if (!shape)
+    throw new UnmaskError("NOT_A_CLIP_MODEL", `missing tensor ${key}: not an OpenAI CLIP state dict`, {
+      subject: key,
+    });
   return shape;
 }
 
@@ -48,19 +51,47 @@ export function inferConfig(shapes: ShapeMap): ClipConfig {
   if (shapes.has("visual.proj")) {
     const conv = need(shapes, "visual.conv1.weight");
     const visionWidth = conv[0];
-    const visionLayers = keys.filter((k) => k.startsWith("visual.") && k.endsWith(".attn.in_proj_weight")).length;
+    const visionLayers = keys.filter(
+      (k) => k.startsWith("visual.") && k.endsWith(".attn.in_proj_weight"),
+    ).length;
     const visionPatchSize = conv[conv.length - 1];
     const grid = Math.round(Math.sqrt(need(shapes, "visual.positional_embedding")[0] - 1));
-    return { architecture: "vit", ...text, imageResolution: visionPatchSize * grid, visionLayers, visionWidth, visionPatchSize, visionHeads: Math.floor(visionWidth / 64) };
+    return {
+      architecture: "vit",
+      ...text,
+      imageResolution: visionPatchSize * grid,
+      visionLayers,
+      visionWidth,
+      visionPatchSize,
+      visionHeads: Math.floor(visionWidth / 64),
+    };
   }
-  const counts = [1, 2, 3, 4].map((b) => distinctIndices(keys, `visual.layer${b}.`)) as [number, number, number, number];
+  const counts = [1, 2, 3, 4].map((b) => distinctIndices(keys, `visual.layer${b}.`)) as [
+    number,
+    number,
+    number,
+    number,
+  ];
   const visionWidth = need(shapes, "visual.layer1.0.conv1.weight")[0];
   const outputWidth = Math.round(Math.sqrt(need(shapes, "visual.attnpool.positional_embedding")[0] - 1));
-  return { architecture: "resnet", ...text, imageResolution: outputWidth * 32, visionLayers: counts, visionWidth, visionPatchSize: null, visionHeads: Math.floor((visionWidth * 32) / 64) };
+  return {
+    architecture: "resnet",
+    ...text,
+    imageResolution: outputWidth * 32,
+    visionLayers: counts,
+    visionWidth,
+    visionPatchSize: null,
+    visionHeads: Math.floor((visionWidth * 32) / 64),
+  };
 }
 
 /** Heads of a vision width when a config is made by hand (OpenAI: width / 64). */
-export function vitConfig(partial: Omit<ClipConfig, "architecture" | "visionHeads" | "transformerHeads"> & { visionHeads?: number; transformerHeads?: number }): ClipConfig {
+export function vitConfig(
+  partial: Omit<ClipConfig, "architecture" | "visionHeads" | "transformerHeads"> & {
+    visionHeads?: number;
+    transformerHeads?: number;
+  },
+): ClipConfig {
   return {
     architecture: "vit",
     ...partial,
@@ -96,7 +127,10 @@ export interface ModelDirConfigJson {
   preprocess: { resolution: number; interpolation: "bicubic"; mean: number[]; std: number[] };
 }
 
-export function configToJson(config: ClipConfig, extra: { modelName: string | null; dtype: "F16" | "F32"; sourceSha256: string | null }): ModelDirConfigJson {
+export function configToJson(
+  config: ClipConfig,
+  extra: { modelName: string | null; dtype: "F16" | "F32"; sourceSha256: string | null },
+): ModelDirConfigJson {
   return {
     format: "unmask-clip",
     format_version: 1,
@@ -116,7 +150,12 @@ export function configToJson(config: ClipConfig, extra: { modelName: string | nu
     activation: "quick_gelu",
     dtype: extra.dtype,
     source_sha256: extra.sourceSha256,
-    preprocess: { resolution: config.imageResolution, interpolation: "bicubic", mean: [...CLIP_MEAN], std: [...CLIP_STD] },
+    preprocess: {
+      resolution: config.imageResolution,
+      interpolation: "bicubic",
+      mean: [...CLIP_MEAN],
+      std: [...CLIP_STD],
+    },
   };
 }
 
@@ -124,16 +163,23 @@ export function configFromJson(json: unknown, source = "config.json"): ClipConfi
   const j = json as Partial<ModelDirConfigJson>;
   const num = (field: keyof ModelDirConfigJson): number => {
     const v = j?.[field];
-    if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0) throw new UnmaskError("BAD_CONFIG", `${source}: field ${field} must be a positive integer`, { subject: field });
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0)
+      throw new UnmaskError("BAD_CONFIG", `${source}: field ${field} must be a positive integer`, {
+        subject: field,
+      });
     return v;
   };
-  if (j?.format !== "unmask-clip") throw new UnmaskError("BAD_CONFIG", `${source}: field format must be "unmask-clip"`, { subject: "format" });
+  if (j?.format !== "unmask-clip")
+    throw new UnmaskError("BAD_CONFIG", `${source}: field format must be "unmask-clip"`, {
+      subject: "format",
+    });
   const architecture = j.architecture === "resnet" ? "resnet" : "vit";
   return {
     architecture,
     embedDim: num("embed_dim"),
     imageResolution: num("image_resolution"),
-    visionLayers: architecture === "vit" ? num("vision_layers") : (j.vision_layers as [number, number, number, number]),
+    visionLayers:
+      architecture === "vit" ? num("vision_layers") : (j.vision_layers as [number, number, number, number]),
     visionWidth: num("vision_width"),
     visionPatchSize: architecture === "vit" ? num("vision_patch_size") : null,
     visionHeads: num("vision_heads"),

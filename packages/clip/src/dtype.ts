@@ -4,10 +4,35 @@
  */
 import { UnmaskError } from "@unmask/mask-format";
 
-export type DType = "F64" | "F32" | "F16" | "BF16" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL" | "U16" | "U32" | "U64";
+export type DType =
+  | "F64"
+  | "F32"
+  | "F16"
+  | "BF16"
+  | "I64"
+  | "I32"
+  | "I16"
+  | "I8"
+  | "U8"
+  | "BOOL"
+  | "U16"
+  | "U32"
+  | "U64";
 
 export const DTYPE_BYTES: Record<DType, number> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1, U16: 2, U32: 4, U64: 8,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
+  U16: 2,
+  U32: 4,
+  U64: 8,
 };
 
 export function isDType(value: unknown): value is DType {
@@ -18,9 +43,13 @@ export function isDType(value: unknown): value is DType {
 export function shapeNumel(shape: readonly number[], subject = "tensor"): number {
   let n = 1;
   for (const d of shape) {
-    if (!Number.isSafeInteger(d) || d < 0) throw new UnmaskError("BAD_SHAPE", `${subject}: bad dimension ${d} in shape [${shape.join(", ")}]`, { subject });
+    if (!Number.isSafeInteger(d) || d < 0)
+      throw new UnmaskError("BAD_SHAPE", `${subject}: bad dimension ${d} in shape [${shape.join(", ")}]`, {
+        subject,
+      });
     n *= d;
-    if (!Number.isSafeInteger(n)) throw new UnmaskError("BAD_SHAPE", `${subject}: shape [${shape.join(", ")}] is too large`, { subject });
+    if (!Number.isSafeInteger(n))
+      throw new UnmaskError("BAD_SHAPE", `${subject}: shape [${shape.join(", ")}] is too large`, { subject });
   }
   return n;
 }
@@ -108,7 +137,8 @@ export function toFloat32(bytes: Uint8Array, dtype: DType, subject = "tensor"): 
 
 /** Float32Array -> little-endian bytes in `dtype` (F32, F16 or BF16). */
 export function fromFloat32(values: Float32Array, dtype: "F32" | "F16" | "BF16"): Uint8Array {
-  if (dtype === "F32") return new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength));
+  if (dtype === "F32")
+    return new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength));
   const out = new Uint16Array(values.length);
   const convert = dtype === "F16" ? f32ToF16 : f32ToBf16;
   for (let i = 0; i < values.length; i++) out[i] = convert(values[i]);

@@ -1,20 +1,50 @@
-export { UnmaskError, isUnmaskError } from "@unmask/mask-format";
-export { writeFileAtomic, temporaryPathFor } from "./atomic-file.js";
-export { type DType, DTYPE_BYTES, isDType, shapeNumel, f16ToF32, f32ToF16, f32ToBf16, toFloat32, fromFloat32 } from "./dtype.js";
+export { isUnmaskError, UnmaskError } from "@unmask/mask-format";
+export { temporaryPathFor, writeFileAtomic } from "./atomic-file.js";
 export {
+  CLIP_MEAN,
+  CLIP_STD,
+  type ClipConfig,
+  configFromJson,
+  configToJson,
+  inferConfig,
+  type ModelDirConfigJson,
+  type ShapeMap,
+  vitConfig,
+} from "./config.js";
+export {
+  DTYPE_BYTES,
+  type DType,
+  f16ToF32,
+  f32ToBf16,
+  f32ToF16,
+  fromFloat32,
+  isDType,
+  shapeNumel,
+  toFloat32,
+} from "./dtype.js";
+export {
+  BLOCK_TENSORS,
+  defaultMaskedTensors,
+  HF_IGNORED_KEYS,
+  type HfSourcePlan,
+  hfNameFor,
+  planFromHf,
+  TEXT_BLOCK_PREFIX,
+  VISION_BLOCK_PREFIX,
+  vitTensorNames,
+} from "./keys.js";
+export {
+  encodeSafetensors,
+  layoutSafetensors,
   MAX_HEADER_BYTES,
-  type TensorEntry,
-  type SafetensorsHeader,
-  type TensorToWrite,
-  type WriteSafetensorsOptions,
-  SafetensorsFile,
   openSafetensors,
   parseSafetensors,
   parseSafetensorsHeader,
   readSafetensorsFloat32,
-  layoutSafetensors,
+  SafetensorsFile,
+  type SafetensorsHeader,
+  type TensorEntry,
+  type TensorToWrite,
+  type WriteSafetensorsOptions,
   writeSafetensors,
-  encodeSafetensors,
 } from "./safetensors.js";
-export { type ClipConfig, type ShapeMap, type ModelDirConfigJson, inferConfig, vitConfig, configToJson, configFromJson, CLIP_MEAN, CLIP_STD } from "./config.js";
-export { VISION_BLOCK_PREFIX, TEXT_BLOCK_PREFIX, BLOCK_TENSORS, vitTensorNames, defaultMaskedTensors, type HfSourcePlan, planFromHf, hfNameFor, HF_IGNORED_KEYS } from "./keys.js";

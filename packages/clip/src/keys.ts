@@ -30,23 +30,50 @@ export const BLOCK_TENSORS = [
 /** Every tensor a ViT CLIP has, in OpenAI's registration order. */
 export function vitTensorNames(config: ClipConfig): string[] {
   const layers = config.visionLayers as number;
-  const names = ["positional_embedding", "text_projection", "logit_scale", "visual.class_embedding", "visual.positional_embedding", "visual.proj", "visual.conv1.weight", "visual.ln_pre.weight", "visual.ln_pre.bias"];
-  for (let i = 0; i < layers; i++) for (const t of BLOCK_TENSORS) names.push(`${VISION_BLOCK_PREFIX}${i}.${t}`);
+  const names = [
+    "positional_embedding",
+    "text_projection",
+    "logit_scale",
+    "visual.class_embedding",
+    "visual.positional_embedding",
+    "visual.proj",
+    "visual.conv1.weight",
+    "visual.ln_pre.weight",
+    "visual.ln_pre.bias",
+  ];
+  for (let i = 0; i < layers; i++)
+    for (const t of BLOCK_TENSORS) names.push(`${VISION_BLOCK_PREFIX}${i}.${t}`);
   names.push("visual.ln_post.weight", "visual.ln_post.bias");
-  for (let i = 0; i < config.transformerLayers; i++) for (const t of BLOCK_TENSORS) names.push(`${TEXT_BLOCK_PREFIX}${i}.${t}`);
+  for (let i = 0; i < config.transformerLayers; i++)
+    for (const t of BLOCK_TENSORS) names.push(`${TEXT_BLOCK_PREFIX}${i}.${t}`);
   names.push("token_embedding.weight", "ln_final.weight", "ln_final.bias");
   return names;
 }
 
 /** The published R-AMT masked set: patch embedding + every vision block's attention in/out weights. */
-export function defaultMaskedTensors(config: ClipConfig, options: { mlp?: boolean; blocks?: number[]; patchEmbedding?: boolean } = {}): string[] {
+export function defaultMaskedTensors(
+  config: ClipConfig,
+  options: { mlp?: boolean; blocks?: number[]; patchEmbedding?: boolean } = {},
+): string[] {
   const layers = config.visionLayers as number;
   const blocks = options.blocks ?? Array.from({ length: layers }, (_, i) => i);
   const names = options.patchEmbedding === false ? [] : ["visual.conv1.weight"];
   for (const i of blocks) {
-    if (!Number.isInteger(i) || i < 0 || i >= layers) throw new UnmaskError("BAD_OPTION", `block ${i} does not exist (the model has ${layers} vision blocks)`, { subject: "blocks" });
-    names.push(`${VISION_BLOCK_PREFIX}${i}.attn.in_proj_weight`, `${VISION_BLOCK_PREFIX}${i}.attn.out_proj.weight`);
-    if (options.mlp) names.push(`${VISION_BLOCK_PREFIX}${i}.mlp.c_fc.weight`, `${VISION_BLOCK_PREFIX}${i}.mlp.c_proj.weight`);
+    if (!Number.isInteger(i) || i < 0 || i >= layers)
+      throw new UnmaskError(
+        "BAD_OPTION",
+        `block ${i} does not exist (the model has ${layers} vision blocks)`,
+        { subject: "blocks" },
+      );
+    names.push(
+      `${VISION_BLOCK_PREFIX}${i}.attn.in_proj_weight`,
+      `${VISION_BLOCK_PREFIX}${i}.attn.out_proj.weight`,
+    );
+    if (options.mlp)
+      names.push(
+        `${VISION_BLOCK_PREFIX}${i}.mlp.c_fc.weight`,
+        `${VISION_BLOCK_PREFIX}${i}.mlp.c_proj.weight`,
+      );
   }
   return names;
 }
@@ -87,7 +114,10 @@ const HF_FIXED: [string, HfSourcePlan][] = [
 ];
 
 /** HF keys that carry no weight and are dropped (older checkpoints store position_ids buffers). */
-export const HF_IGNORED_KEYS = new Set(["vision_model.embeddings.position_ids", "text_model.embeddings.position_ids"]);
+export const HF_IGNORED_KEYS = new Set([
+  "vision_model.embeddings.position_ids",
+  "text_model.embeddings.position_ids",
+]);
 
 /**
  * Plans the canonical state dict from a set of HF key names. Refuses any HF key the plan does not
@@ -98,7 +128,8 @@ export function planFromHf(hfKeys: Iterable<string>): Map<string, HfSourcePlan> 
   const plan = new Map<string, HfSourcePlan>(HF_FIXED);
   const blockCount = (prefix: string) => {
     const found = new Set<number>();
-    for (const k of present) if (k.startsWith(prefix)) found.add(Number(k.slice(prefix.length).split(".")[0]));
+    for (const k of present)
+      if (k.startsWith(prefix)) found.add(Number(k.slice(prefix.length).split(".")[0]));
     return found.size;
   };
   for (const [tower, hfPrefix, ourPrefix] of [
@@ -110,8 +141,14 @@ export function planFromHf(hfKeys: Iterable<string>): Map<string, HfSourcePlan> 
     for (let i = 0; i < n; i++) {
       const h = `${hfPrefix}${i}.`;
       const o = `${ourPrefix}${i}.`;
-      plan.set(`${o}attn.in_proj_weight`, { op: "concat-rows", from: ["q", "k", "v"].map((x) => `${h}self_attn.${x}_proj.weight`) });
-      plan.set(`${o}attn.in_proj_bias`, { op: "concat-rows", from: ["q", "k", "v"].map((x) => `${h}self_attn.${x}_proj.bias`) });
+      plan.set(`${o}attn.in_proj_weight`, {
+        op: "concat-rows",
+        from: ["q", "k", "v"].map((x) => `${h}self_attn.${x}_proj.weight`),
+      });
+      plan.set(`${o}attn.in_proj_bias`, {
+        op: "concat-rows",
+        from: ["q", "k", "v"].map((x) => `${h}self_attn.${x}_proj.bias`),
+      });
       for (const [ours, theirs] of HF_BLOCK) plan.set(`${o}${ours}`, { op: "copy", from: `${h}${theirs}` });
     }
   }
@@ -119,18 +156,28 @@ export function planFromHf(hfKeys: Iterable<string>): Map<string, HfSourcePlan> 
   for (const [key, p] of plan) {
     const sources = p.op === "concat-rows" ? p.from : [p.from];
     for (const s of sources) {
-      if (!present.has(s)) throw new UnmaskError("NOT_A_CLIP_MODEL", `Hugging Face checkpoint lacks ${s} (needed for ${key})`, { subject: s });
+      if (!present.has(s))
+        throw new UnmaskError("NOT_A_CLIP_MODEL", `Hugging Face checkpoint lacks ${s} (needed for ${key})`, {
+          subject: s,
+        });
       used.add(s);
     }
   }
-  for (const k of present) if (!used.has(k) && !HF_IGNORED_KEYS.has(k)) throw new UnmaskError("UNKNOWN_TENSOR", `Hugging Face checkpoint has an unexpected tensor ${k}`, { subject: k });
+  for (const k of present)
+    if (!used.has(k) && !HF_IGNORED_KEYS.has(k))
+      throw new UnmaskError("UNKNOWN_TENSOR", `Hugging Face checkpoint has an unexpected tensor ${k}`, {
+        subject: k,
+      });
   return plan;
 }
 
 /** The reverse: canonical -> HF names, for exporting an HF layout. */
 export function hfNameFor(canonical: string): string | undefined {
   for (const [ours, p] of HF_FIXED) if (ours === canonical && p.op !== "concat-rows") return p.from;
-  for (const [prefixOurs, prefixHf] of [[VISION_BLOCK_PREFIX, "vision_model.encoder.layers."], [TEXT_BLOCK_PREFIX, "text_model.encoder.layers."]] as const) {
+  for (const [prefixOurs, prefixHf] of [
+    [VISION_BLOCK_PREFIX, "vision_model.encoder.layers."],
+    [TEXT_BLOCK_PREFIX, "text_model.encoder.layers."],
+  ] as const) {
     if (!canonical.startsWith(prefixOurs)) continue;
     const rest = canonical.slice(prefixOurs.length);
     const [index, ...tail] = rest.split(".");

@@ -1,13 +1,12 @@
-import { readFileSync } from "node:fs";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fixturePath } from "@unmask/fixtures";
 import { describe, expect, it } from "vitest";
 import { inferConfig } from "./config.js";
-import { f32ToF16, f16ToF32 } from "./dtype.js";
+import { f16ToF32, f32ToF16 } from "./dtype.js";
 import { planFromHf } from "./keys.js";
-import { SafetensorsFile, encodeSafetensors, parseSafetensors, writeSafetensors } from "./safetensors.js";
+import { encodeSafetensors, parseSafetensors, SafetensorsFile, writeSafetensors } from "./safetensors.js";
 
 const hfPath = () => fixturePath("tiny-vit-p8/hf/model.safetensors");
 
@@ -26,7 +25,20 @@ describe("safetensors", () => {
         }
       }
       const config = inferConfig(shapes);
-      expect(config).toMatchObject({ architecture: "vit", embedDim: 64, imageResolution: 32, visionLayers: 2, visionWidth: 128, visionPatchSize: 8, visionHeads: 2, contextLength: 77, vocabSize: 49408, transformerWidth: 64, transformerHeads: 1, transformerLayers: 2 });
+      expect(config).toMatchObject({
+        architecture: "vit",
+        embedDim: 64,
+        imageResolution: 32,
+        visionLayers: 2,
+        visionWidth: 128,
+        visionPatchSize: 8,
+        visionHeads: 2,
+        contextLength: 77,
+        vocabSize: 49408,
+        transformerWidth: 64,
+        transformerHeads: 1,
+        transformerLayers: 2,
+      });
       const ln = await file.readFloat32("vision_model.pre_layrnorm.weight");
       expect(ln.length).toBe(128);
     } finally {
@@ -37,13 +49,22 @@ describe("safetensors", () => {
   it("round-trips through the writer byte for byte", async () => {
     const bytes = new Uint8Array(readFileSync(hfPath()));
     const parsed = parseSafetensors(bytes);
-    const tensors = [...parsed.tensors.values()].map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: bytes.subarray(t.fileOffset, t.fileOffset + t.byteLength) }));
+    const tensors = [...parsed.tensors.values()].map((t) => ({
+      name: t.name,
+      dtype: t.dtype,
+      shape: t.shape,
+      data: bytes.subarray(t.fileOffset, t.fileOffset + t.byteLength),
+    }));
     const dir = mkdtempSync(join(tmpdir(), "st-"));
     await writeSafetensors(join(dir, "a.safetensors"), tensors, { metadata: { format: "pt" } });
     const again = parseSafetensors(new Uint8Array(readFileSync(join(dir, "a.safetensors"))));
     for (const t of tensors) {
       const e = again.tensors.get(t.name)!;
-      expect(Buffer.from(again.bytes.subarray(e.fileOffset, e.fileOffset + e.byteLength)).equals(Buffer.from(t.data))).toBe(true);
+      expect(
+        Buffer.from(again.bytes.subarray(e.fileOffset, e.fileOffset + e.byteLength)).equals(
+          Buffer.from(t.data),
+        ),
+      ).toBe(true);
     }
     expect(again.metadata).toEqual({ format: "pt" });
   });
@@ -62,12 +83,22 @@ describe("safetensors", () => {
     };
     it("refuses every truncation with a typed error", () => {
       for (let cut = 0; cut < valid.length; cut++) {
-        expect(() => parseSafetensors(valid.subarray(0, cut))).toThrowError(expect.objectContaining({ code: expect.stringMatching(/^SAFETENSORS_/) }));
+        expect(() => parseSafetensors(valid.subarray(0, cut))).toThrowError(
+          expect.objectContaining({ code: expect.stringMatching(/^SAFETENSORS_/) }),
+        );
       }
     });
     it("refuses overlapping offsets", () => {
-      const bad = withHeader({ a: { dtype: "U8", shape: [4], data_offsets: [0, 4] }, b: { dtype: "U8", shape: [4], data_offsets: [2, 6] } }, 6);
-      expect(() => parseSafetensors(bad)).toThrowError(expect.objectContaining({ code: "SAFETENSORS_BAD_OFFSETS" }));
+      const bad = withHeader(
+        {
+          a: { dtype: "U8", shape: [4], data_offsets: [0, 4] },
+          b: { dtype: "U8", shape: [4], data_offsets: [2, 6] },
+        },
+        6,
+      );
+      expect(() => parseSafetensors(bad)).toThrowError(
+        expect.objectContaining({ code: "SAFETENSORS_BAD_OFFSETS" }),
+      );
     });
     it("refuses a size that disagrees with dtype x shape", () => {
       const bad = withHeader({ a: { dtype: "F32", shape: [2], data_offsets: [0, 4] } }, 4);
@@ -76,7 +107,9 @@ describe("safetensors", () => {
     it("refuses an oversized header length without allocating it", () => {
       const bad = new Uint8Array(16);
       new DataView(bad.buffer).setBigUint64(0, 1n << 40n, true);
-      expect(() => parseSafetensors(bad)).toThrowError(expect.objectContaining({ code: "SAFETENSORS_BAD_HEADER" }));
+      expect(() => parseSafetensors(bad)).toThrowError(
+        expect.objectContaining({ code: "SAFETENSORS_BAD_HEADER" }),
+      );
     });
     it("refuses an unknown dtype, naming the tensor", () => {
       const bad = withHeader({ weird: { dtype: "Q4", shape: [1], data_offsets: [0, 1] } }, 1);
@@ -85,7 +118,8 @@ describe("safetensors", () => {
   });
 
   it("rounds float32 to fp16 to nearest even", () => {
-    for (const v of [0, 1, -2.5, 65504, 1e-7, 6.1e-5, 0.1, 3.14159]) expect(Math.abs(f16ToF32(f32ToF16(v)) - v)).toBeLessThanOrEqual(Math.abs(v) * 2 ** -11 + 2 ** -25);
+    for (const v of [0, 1, -2.5, 65504, 1e-7, 6.1e-5, 0.1, Math.PI])
+      expect(Math.abs(f16ToF32(f32ToF16(v)) - v)).toBeLessThanOrEqual(Math.abs(v) * 2 ** -11 + 2 ** -25);
     expect(f32ToF16(1 + 2 ** -11)).toBe(0x3c00); // tie to even
     expect(f32ToF16(1 + 3 * 2 ** -11)).toBe(0x3c02);
   });

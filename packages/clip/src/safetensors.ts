@@ -8,8 +8,9 @@
  *
  * Reading is lazy: `openSafetensors` reads the header only; tensors are read on demand.
  */
-import { open, stat } from "node:fs/promises";
+
 import type { FileHandle } from "node:fs/promises";
+import { open, stat } from "node:fs/promises";
 import { UnmaskError } from "@unmask/mask-format";
 import { writeFileAtomic } from "./atomic-file.js";
 import { DTYPE_BYTES, type DType, isDType, shapeNumel, toFloat32 } from "./dtype.js";
@@ -40,7 +41,11 @@ function fail(code: string, source: string, message: string): never {
 /**
  * Parses and validates a header. `headerJson` is the N header bytes; `fileSize` the total size.
  */
-export function parseSafetensorsHeader(headerJson: Uint8Array, fileSize: number, source: string): SafetensorsHeader {
+export function parseSafetensorsHeader(
+  headerJson: Uint8Array,
+  fileSize: number,
+  source: string,
+): SafetensorsHeader {
   const dataStart = 8 + headerJson.byteLength;
   let parsed: unknown;
   try {
@@ -48,57 +53,116 @@ export function parseSafetensorsHeader(headerJson: Uint8Array, fileSize: number,
   } catch (cause) {
     fail("SAFETENSORS_BAD_HEADER", source, `header is not valid UTF-8 JSON (${(cause as Error).message})`);
   }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) fail("SAFETENSORS_BAD_HEADER", source, "header is not a JSON object");
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+    fail("SAFETENSORS_BAD_HEADER", source, "header is not a JSON object");
   const tensors = new Map<string, TensorEntry>();
   let metadata: Record<string, string> = {};
   const ranges: { name: string; begin: number; end: number }[] = [];
   const dataBytes = fileSize - dataStart;
   for (const [name, value] of Object.entries(parsed as Record<string, unknown>)) {
     if (name === "__metadata__") {
-      if (typeof value !== "object" || value === null || Array.isArray(value)) fail("SAFETENSORS_BAD_HEADER", source, "__metadata__ is not an object");
-      for (const [k, v] of Object.entries(value)) if (typeof v !== "string") fail("SAFETENSORS_BAD_HEADER", source, `__metadata__.${k} is not a string`);
+      if (typeof value !== "object" || value === null || Array.isArray(value))
+        fail("SAFETENSORS_BAD_HEADER", source, "__metadata__ is not an object");
+      for (const [k, v] of Object.entries(value))
+        if (typeof v !== "string")
+          fail("SAFETENSORS_BAD_HEADER", source, `__metadata__.${k} is not a string`);
       metadata = value as Record<string, string>;
       continue;
     }
     const entry = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (typeof entry !== "object" || entry === null) fail("SAFETENSORS_BAD_HEADER", source, `tensor ${name}: entry is not an object`);
-    if (!isDType(entry.dtype)) fail("SAFETENSORS_BAD_DTYPE", source, `tensor ${name}: unsupported dtype ${JSON.stringify(entry.dtype)}`);
-    if (!Array.isArray(entry.shape)) fail("SAFETENSORS_BAD_HEADER", source, `tensor ${name}: shape is not an array`);
+    if (typeof entry !== "object" || entry === null)
+      fail("SAFETENSORS_BAD_HEADER", source, `tensor ${name}: entry is not an object`);
+    if (!isDType(entry.dtype))
+      fail(
+        "SAFETENSORS_BAD_DTYPE",
+        source,
+        `tensor ${name}: unsupported dtype ${JSON.stringify(entry.dtype)}`,
+      );
+    if (!Array.isArray(entry.shape))
+      fail("SAFETENSORS_BAD_HEADER", source, `tensor ${name}: shape is not an array`);
     const offsets = entry.data_offsets;
-    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0))
-      fail("SAFETENSORS_BAD_HEADER", source, `tensor ${name}: data_offsets must be two non-negative integers`);
+    if (
+      !Array.isArray(offsets) ||
+      offsets.length !== 2 ||
+      !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)
+    )
+      fail(
+        "SAFETENSORS_BAD_HEADER",
+        source,
+        `tensor ${name}: data_offsets must be two non-negative integers`,
+      );
     const [begin, end] = offsets as [number, number];
     const numel = shapeNumel(entry.shape as number[], `${source}: tensor ${name}`);
     const expected = numel * DTYPE_BYTES[entry.dtype];
     if (end < begin || end - begin !== expected)
-      fail("SAFETENSORS_BAD_OFFSETS", source, `tensor ${name}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes, dtype ${entry.dtype} x shape [${(entry.shape as number[]).join(", ")}] needs ${expected}`);
-    if (end > dataBytes) fail("SAFETENSORS_TRUNCATED", source, `tensor ${name}: data_offsets end ${end} is past the data section (${dataBytes} bytes)`);
-    tensors.set(name, { name, dtype: entry.dtype, shape: [...(entry.shape as number[])], fileOffset: dataStart + begin, byteLength: expected });
+      fail(
+        "SAFETENSORS_BAD_OFFSETS",
+        source,
+        `tensor ${name}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes, dtype ${entry.dtype} x shape [${(entry.shape as number[]).join(", ")}] needs ${expected}`,
+      );
+    if (end > dataBytes)
+      fail(
+        "SAFETENSORS_TRUNCATED",
+        source,
+        `tensor ${name}: data_offsets end ${end} is past the data section (${dataBytes} bytes)`,
+      );
+    tensors.set(name, {
+      name,
+      dtype: entry.dtype,
+      shape: [...(entry.shape as number[])],
+      fileOffset: dataStart + begin,
+      byteLength: expected,
+    });
     ranges.push({ name, begin, end });
   }
   // Strict layout, as the reference reader: ranges tile [0, dataBytes) exactly.
   ranges.sort((a, b) => a.begin - b.begin || a.end - b.end);
   let cursor = 0;
   for (const r of ranges) {
-    if (r.begin < cursor) fail("SAFETENSORS_BAD_OFFSETS", source, `tensor ${r.name}: byte range [${r.begin}, ${r.end}) overlaps the previous tensor (ends at ${cursor})`);
-    if (r.begin > cursor) fail("SAFETENSORS_BAD_OFFSETS", source, `tensor ${r.name}: gap before byte ${r.begin} (previous tensor ends at ${cursor})`);
+    if (r.begin < cursor)
+      fail(
+        "SAFETENSORS_BAD_OFFSETS",
+        source,
+        `tensor ${r.name}: byte range [${r.begin}, ${r.end}) overlaps the previous tensor (ends at ${cursor})`,
+      );
+    if (r.begin > cursor)
+      fail(
+        "SAFETENSORS_BAD_OFFSETS",
+        source,
+        `tensor ${r.name}: gap before byte ${r.begin} (previous tensor ends at ${cursor})`,
+      );
     cursor = r.end;
   }
-  if (cursor !== dataBytes) fail("SAFETENSORS_BAD_OFFSETS", source, `data section holds ${dataBytes} bytes but the tensors cover ${cursor}`);
+  if (cursor !== dataBytes)
+    fail(
+      "SAFETENSORS_BAD_OFFSETS",
+      source,
+      `data section holds ${dataBytes} bytes but the tensors cover ${cursor}`,
+    );
   return { tensors, metadata, dataStart };
 }
 
 function readHeaderLength(first8: Uint8Array, fileSize: number, source: string): number {
-  if (fileSize < 8) fail("SAFETENSORS_TRUNCATED", source, `file is ${fileSize} bytes, shorter than the 8-byte header length`);
+  if (fileSize < 8)
+    fail("SAFETENSORS_TRUNCATED", source, `file is ${fileSize} bytes, shorter than the 8-byte header length`);
   const n = new DataView(first8.buffer, first8.byteOffset, 8).getBigUint64(0, true);
-  if (n > BigInt(MAX_HEADER_BYTES)) fail("SAFETENSORS_BAD_HEADER", source, `header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
+  if (n > BigInt(MAX_HEADER_BYTES))
+    fail("SAFETENSORS_BAD_HEADER", source, `header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
   const headerBytes = Number(n);
-  if (8 + headerBytes > fileSize) fail("SAFETENSORS_TRUNCATED", source, `header length ${headerBytes} runs past the end of the ${fileSize}-byte file`);
+  if (8 + headerBytes > fileSize)
+    fail(
+      "SAFETENSORS_TRUNCATED",
+      source,
+      `header length ${headerBytes} runs past the end of the ${fileSize}-byte file`,
+    );
   return headerBytes;
 }
 
 /** Parses a whole safetensors file held in memory. Tensor views share `bytes`. */
-export function parseSafetensors(bytes: Uint8Array, source = "<buffer>"): SafetensorsHeader & { bytes: Uint8Array } {
+export function parseSafetensors(
+  bytes: Uint8Array,
+  source = "<buffer>",
+): SafetensorsHeader & { bytes: Uint8Array } {
   const n = readHeaderLength(bytes.subarray(0, 8), bytes.byteLength, source);
   return { ...parseSafetensorsHeader(bytes.subarray(8, 8 + n), bytes.byteLength, source), bytes };
 }
@@ -117,7 +181,10 @@ export class SafetensorsFile {
     try {
       handle = await open(path, "r");
     } catch (cause) {
-      throw new UnmaskError("FILE_NOT_FOUND", `${path}: cannot open (${(cause as Error).message})`, { cause, subject: path });
+      throw new UnmaskError("FILE_NOT_FOUND", `${path}: cannot open (${(cause as Error).message})`, {
+        cause,
+        subject: path,
+      });
     }
     try {
       const { size } = await handle.stat();
@@ -143,7 +210,8 @@ export class SafetensorsFile {
 
   entry(name: string): TensorEntry {
     const entry = this.header.tensors.get(name);
-    if (!entry) throw new UnmaskError("TENSOR_NOT_FOUND", `${this.path}: no tensor named ${name}`, { subject: name });
+    if (!entry)
+      throw new UnmaskError("TENSOR_NOT_FOUND", `${this.path}: no tensor named ${name}`, { subject: name });
     return entry;
   }
 
@@ -153,8 +221,14 @@ export class SafetensorsFile {
     const out = new Uint8Array(entry.byteLength);
     let done = 0;
     while (done < entry.byteLength) {
-      const { bytesRead } = await this.handle.read(out, done, entry.byteLength - done, entry.fileOffset + done);
-      if (bytesRead === 0) fail("SAFETENSORS_TRUNCATED", this.path, `tensor ${name}: file ended while reading`);
+      const { bytesRead } = await this.handle.read(
+        out,
+        done,
+        entry.byteLength - done,
+        entry.fileOffset + done,
+      );
+      if (bytesRead === 0)
+        fail("SAFETENSORS_TRUNCATED", this.path, `tensor ${name}: file ended while reading`);
       done += bytesRead;
     }
     return out;
@@ -176,12 +250,16 @@ export async function openSafetensors(path: string): Promise<SafetensorsFile> {
 }
 
 /** Reads every tensor of a file as float32 (for small models and tests). */
-export async function readSafetensorsFloat32(path: string): Promise<{ tensors: Map<string, { shape: number[]; data: Float32Array }>; metadata: Record<string, string> }> {
+export async function readSafetensorsFloat32(path: string): Promise<{
+  tensors: Map<string, { shape: number[]; data: Float32Array }>;
+  metadata: Record<string, string>;
+}> {
   const file = await SafetensorsFile.open(path);
   try {
     const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
     for (const entry of file.tensors.values()) {
-      if (entry.dtype.startsWith("F") || entry.dtype === "BF16") tensors.set(entry.name, { shape: entry.shape, data: await file.readFloat32(entry.name) });
+      if (entry.dtype.startsWith("F") || entry.dtype === "BF16")
+        tensors.set(entry.name, { shape: entry.shape, data: await file.readFloat32(entry.name) });
     }
     return { tensors, metadata: file.metadata };
   } finally {
@@ -204,7 +282,10 @@ export interface WriteSafetensorsOptions {
 }
 
 /** Lays out a header as the reference writer does: alignment descending, then name; JSON padded to 8. */
-export function layoutSafetensors(tensors: readonly Pick<TensorToWrite, "name" | "dtype" | "shape">[], metadata?: Record<string, string>): {
+export function layoutSafetensors(
+  tensors: readonly Pick<TensorToWrite, "name" | "dtype" | "shape">[],
+  metadata?: Record<string, string>,
+): {
   order: number[];
   headerBytes: Uint8Array;
   offsets: [number, number][];
@@ -212,10 +293,19 @@ export function layoutSafetensors(tensors: readonly Pick<TensorToWrite, "name" |
 } {
   const seen = new Set<string>();
   for (const t of tensors) {
-    if (t.name === "__metadata__" || seen.has(t.name)) throw new UnmaskError("SAFETENSORS_BAD_HEADER", `tensor name ${t.name} is reserved or repeated`, { subject: t.name });
+    if (t.name === "__metadata__" || seen.has(t.name))
+      throw new UnmaskError("SAFETENSORS_BAD_HEADER", `tensor name ${t.name} is reserved or repeated`, {
+        subject: t.name,
+      });
     seen.add(t.name);
   }
-  const order = tensors.map((_, i) => i).sort((a, b) => DTYPE_BYTES[tensors[b].dtype] - DTYPE_BYTES[tensors[a].dtype] || (tensors[a].name < tensors[b].name ? -1 : tensors[a].name > tensors[b].name ? 1 : 0));
+  const order = tensors
+    .map((_, i) => i)
+    .sort(
+      (a, b) =>
+        DTYPE_BYTES[tensors[b].dtype] - DTYPE_BYTES[tensors[a].dtype] ||
+        (tensors[a].name < tensors[b].name ? -1 : tensors[a].name > tensors[b].name ? 1 : 0),
+    );
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length > 0) header.__metadata__ = metadata;
   const offsets: [number, number][] = new Array(tensors.length);
@@ -235,7 +325,11 @@ export function layoutSafetensors(tensors: readonly Pick<TensorToWrite, "name" |
 }
 
 /** Writes a safetensors file atomically, checking every tensor's byte count against dtype x shape. */
-export async function writeSafetensors(path: string, tensors: readonly TensorToWrite[], options: WriteSafetensorsOptions = {}): Promise<void> {
+export async function writeSafetensors(
+  path: string,
+  tensors: readonly TensorToWrite[],
+  options: WriteSafetensorsOptions = {},
+): Promise<void> {
   const { order, headerBytes, offsets, totalBytes } = layoutSafetensors(tensors, options.metadata);
   await writeFileAtomic(path, async (handle) => {
     const prefix = new Uint8Array(8);
@@ -249,10 +343,19 @@ export async function writeSafetensors(path: string, tensors: readonly TensorToW
       const data = typeof t.data === "function" ? await t.data() : t.data;
       const [begin, end] = offsets[i];
       if (data.byteLength !== end - begin)
-        throw new UnmaskError("SAFETENSORS_BAD_OFFSETS", `${path}: tensor ${t.name} has ${data.byteLength} bytes, dtype ${t.dtype} x shape [${t.shape.join(", ")}] needs ${end - begin}`, { subject: t.name });
+        throw new UnmaskError(
+          "SAFETENSORS_BAD_OFFSETS",
+          `${path}: tensor ${t.name} has ${data.byteLength} bytes, dtype ${t.dtype} x shape [${t.shape.join(", ")}] needs ${end - begin}`,
+          { subject: t.name },
+        );
       let written = 0;
       while (written < data.byteLength) {
-        const { bytesWritten } = await handle.write(data, written, data.byteLength - written, dataStart + begin + written);
+        const { bytesWritten } = await handle.write(
+          data,
+          written,
+          data.byteLength - written,
+          dataStart + begin + written,
+        );
         written += bytesWritten;
       }
       done += data.byteLength;
@@ -260,11 +363,17 @@ export async function writeSafetensors(path: string, tensors: readonly TensorToW
     }
   });
   const { size } = await stat(path);
-  if (size !== totalBytes) throw new UnmaskError("SAFETENSORS_BAD_OFFSETS", `${path}: wrote ${size} bytes, expected ${totalBytes}`, { subject: path });
+  if (size !== totalBytes)
+    throw new UnmaskError("SAFETENSORS_BAD_OFFSETS", `${path}: wrote ${size} bytes, expected ${totalBytes}`, {
+      subject: path,
+    });
 }
 
 /** Serialises small tensors to an in-memory safetensors file. */
-export function encodeSafetensors(tensors: readonly { name: string; dtype: DType; shape: number[]; data: Uint8Array }[], metadata?: Record<string, string>): Uint8Array {
+export function encodeSafetensors(
+  tensors: readonly { name: string; dtype: DType; shape: number[]; data: Uint8Array }[],
+  metadata?: Record<string, string>,
+): Uint8Array {
   const { order, headerBytes, offsets, totalBytes } = layoutSafetensors(tensors, metadata);
   const out = new Uint8Array(totalBytes);
   new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.byteLength), true);
@@ -273,7 +382,11 @@ export function encodeSafetensors(tensors: readonly { name: string; dtype: DType
   for (const i of order) {
     const [begin, end] = offsets[i];
     if (tensors[i].data.byteLength !== end - begin)
-      throw new UnmaskError("SAFETENSORS_BAD_OFFSETS", `tensor ${tensors[i].name} has ${tensors[i].data.byteLength} bytes, needs ${end - begin}`, { subject: tensors[i].name });
+      throw new UnmaskError(
+        "SAFETENSORS_BAD_OFFSETS",
+        `tensor ${tensors[i].name} has ${tensors[i].data.byteLength} bytes, needs ${end - begin}`,
+        { subject: tensors[i].name },
+      );
     out.set(tensors[i].data, dataStart + begin);
   }
   return out;

@@ -1,1 +1,1 @@
-export { UnmaskError, isUnmaskError } from "./errors.js";
+export { isUnmaskError, UnmaskError } from "./errors.js";

@@ -144,7 +144,11 @@ export interface Engine {
    * Student (masked, current scores) or teacher logits [count, classes] for normalised pixels
    * [count, 3, R, R]; `features` returns the unnormalised image embeddings instead [count, E].
    */
-  forward(pixels: Float32Array, count: number, options?: { teacher?: boolean; output?: "logits" | "features" }): Promise<Float32Array>;
+  forward(
+    pixels: Float32Array,
+    count: number,
+    options?: { teacher?: boolean; output?: "logits" | "features" },
+  ): Promise<Float32Array>;
   getState(): Promise<EngineState>;
   setState(state: EngineState): Promise<void>;
   dispose(): Promise<void>;
