@@ -1,6 +1,15 @@
 export { isUnmaskError, UnmaskError } from "@unmask/mask-format";
 export { temporaryPathFor, writeFileAtomic } from "./atomic-file.js";
 export {
+  type BpeVocabulary,
+  bytePairEncode,
+  bytesToUnicode,
+  CLIP_MERGE_COUNT,
+  END_OF_TEXT,
+  parseBpeMerges,
+  START_OF_TEXT,
+} from "./bpe.js";
+export {
   CLIP_MEAN,
   CLIP_STD,
   type ClipConfig,
@@ -48,3 +57,11 @@ export {
   type WriteSafetensorsOptions,
   writeSafetensors,
 } from "./safetensors.js";
+export { cleanText, fixText, unescapeHtml } from "./text-clean.js";
+export { ClipTokenizer, DEFAULT_CONTEXT_LENGTH, type TokenizeOptions } from "./tokenizer.js";
+export {
+  BPE_VOCABULARY_PATH,
+  getClipTokenizer,
+  tokenize,
+  tokenizerFromVocabularyBytes,
+} from "./tokenizer-node.js";
