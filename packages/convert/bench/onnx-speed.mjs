@@ -1,0 +1,150 @@
+// Speed of vision.onnx on onnxruntime's CPU provider against the achievable peak, both measured
+// in the same run: a ViT-B/16-shaped model with random weights (stored fp16 as OpenAI's release,
+// computed in fp32), batch 8, 2 intra-op threads; the peak is onnxruntime's own throughput on one
+// fp32 MatMul [1576, 768] x [768, 3072] (the ViT-B/16 MLP shape at batch 8).
+//
+// Usage (after `pnpm --filter @unmask/convert... build`):
+//   node bench/onnx-speed.mjs [--dtype F16|F32] [--batch 8] [--iterations 5] [--threads 2]
+//                             [--attention matmul|mha]
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { vitConfig } from "@unmask/clip";
+import * as ort from "onnxruntime-node";
+import { encodeModel, GraphBuilder, OnnxDataType, writeOnnxModels } from "../dist/onnx/index.js";
+import { randomCanonicalModel } from "../dist/onnx/testing.js";
+
+const { values: args } = parseArgs({
+  options: {
+    dtype: { type: "string", default: "F16" },
+    batch: { type: "string", default: "8" },
+    iterations: { type: "string", default: "5" },
+    threads: { type: "string", default: "2" },
+    attention: { type: "string", default: "matmul" },
+  },
+});
+const batch = Number(args.batch);
+const iterations = Number(args.iterations);
+const threads = Number(args.threads);
+
+// ViT-B/16 (docs/clip-formats.md 1.2).
+const config = vitConfig({
+  embedDim: 512,
+  imageResolution: 224,
+  visionLayers: 12,
+  visionWidth: 768,
+  visionPatchSize: 16,
+  contextLength: 77,
+  vocabSize: 49408,
+  transformerWidth: 512,
+  transformerLayers: 12,
+});
+
+/** Forward FLOPs of one image (multiply-add = 2): patch conv, 12 blocks, projection. */
+function visionFlopsPerImage(c) {
+  const W = c.visionWidth;
+  const g = c.imageResolution / c.visionPatchSize;
+  const T = g * g + 1;
+  const conv = 2 * g * g * W * 3 * c.visionPatchSize ** 2;
+  const block = 2 * T * W * W * (3 + 1 + 4 + 4) + 2 * 2 * T * T * W;
+  return conv + c.visionLayers * block + 2 * W * c.embedDim;
+}
+
+const sessionOptions = {
+  executionProviders: ["cpu"],
+  intraOpNumThreads: threads,
+  interOpNumThreads: 1,
+  graphOptimizationLevel: "all",
+};
+
+async function timeRuns(session, feeds, runs) {
+  await session.run(feeds); // warm-up: first run allocates
+  const times = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = process.hrtime.bigint();
+    await session.run(feeds);
+    times.push(Number(process.hrtime.bigint() - t0) / 1e9);
+  }
+  times.sort((a, b) => a - b);
+  return { median: times[Math.floor(times.length / 2)], best: times[0] };
+}
+
+function randomFloats(n, seed) {
+  const out = new Float32Array(n);
+  let s = seed;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s / 2 ** 32 - 0.5;
+  }
+  return out;
+}
+
+/** One fp32 MatMul [M, K] x [K, N] with B a constant initializer, as the Gemms of the graph. */
+async function matmulPeak(M, K, N) {
+  const g = new GraphBuilder("peak_matmul");
+  const a = g.input("a", OnnxDataType.FLOAT, [M, K]);
+  const b = g.constant("b", OnnxDataType.FLOAT, [K, N], new Uint8Array(randomFloats(K * N, 7).buffer));
+  g.output(g.node("MatMul", [a, b]), "c", OnnxDataType.FLOAT, [M, N]);
+  const bytes = encodeModel({
+    irVersion: 8,
+    opsetImport: [{ domain: "", version: 17 }],
+    producerName: "unmask-bench",
+    producerVersion: "0",
+    graph: g.build(),
+  });
+  const session = await ort.InferenceSession.create(bytes, sessionOptions);
+  const feeds = { a: new ort.Tensor("float32", randomFloats(M * K, 3), [M, K]) };
+  const { median } = await timeRuns(session, feeds, 10);
+  await session.release();
+  return (2 * M * K * N) / median / 1e9;
+}
+
+const dir = mkdtempSync(join(tmpdir(), "unmask-onnx-speed-"));
+try {
+  const t0 = Date.now();
+  await randomCanonicalModel({ modelDir: dir, config, dtype: args.dtype });
+  const { paths } = await writeOnnxModels({
+    modelDir: dir,
+    config,
+    towers: ["vision"],
+    attention: args.attention,
+  });
+  const setupSeconds = (Date.now() - t0) / 1000;
+
+  const session = await ort.InferenceSession.create(paths.vision, sessionOptions);
+  const R = config.imageResolution;
+  const feeds = {
+    pixel_values: new ort.Tensor("float32", randomFloats(batch * 3 * R * R, 11), [batch, 3, R, R]),
+  };
+  const vision = await timeRuns(session, feeds, iterations);
+  await session.release();
+
+  // Peak measured after the model so both see the same machine state; one MLP-shaped MatMul.
+  const tokens = batch * ((R / config.visionPatchSize) ** 2 + 1);
+  const peak = await matmulPeak(tokens, config.visionWidth, 4 * config.visionWidth);
+
+  const flops = visionFlopsPerImage(config);
+  const imagesPerSecond = batch / vision.median;
+  const gflops = (imagesPerSecond * flops) / 1e9;
+  const result = {
+    model: "ViT-B/16 vision tower, random weights",
+    weights: `${args.dtype} in model.safetensors (external data), fp32 compute`,
+    attention: args.attention,
+    batch,
+    threads,
+    iterations,
+    visionOnnxBytes: statSync(paths.vision).size,
+    setupSeconds,
+    medianBatchSeconds: Number(vision.median.toFixed(3)),
+    imagesPerSecond: Number(imagesPerSecond.toFixed(2)),
+    gflopPerImage: Number((flops / 1e9).toFixed(2)),
+    visionGflops: Number(gflops.toFixed(1)),
+    peakMatmul: `fp32 [${tokens}, ${config.visionWidth}] x [${config.visionWidth}, ${4 * config.visionWidth}]`,
+    peakMatmulGflops: Number(peak.toFixed(1)),
+    fractionOfPeak: Number((gflops / peak).toFixed(3)),
+  };
+  console.log(JSON.stringify(result, null, 2));
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,249 @@
+import { mkdtempSync, readFileSync, statSync } from "node:fs";
+import { cp, mkdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type ClipConfig, SafetensorsFile } from "@unmask/clip";
+import { fixturePath } from "@unmask/fixtures";
+import { isUnmaskError } from "@unmask/mask-format";
+import * as ort from "onnxruntime-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { decodeModel } from "./onnx-proto.js";
+import type { AttentionKernel } from "./residual-block.js";
+import { canonicalFromHf, type WeightDtype } from "./testing.js";
+import { writeOnnxModels } from "./write-onnx-models.js";
+
+interface Expected {
+  pixelValues: Float32Array;
+  inputIds: Int32Array;
+  imageEmbeds: Float32Array;
+  textEmbeds: Float32Array;
+  logitsPerImage: Float32Array;
+}
+
+async function readExpected(): Promise<Expected> {
+  const file = await SafetensorsFile.open(fixturePath("tiny-vit-p8/expected.safetensors"));
+  try {
+    const ids = await file.readBytes("input_ids");
+    return {
+      pixelValues: await file.readFloat32("pixel_values"),
+      inputIds: new Int32Array(ids.buffer, ids.byteOffset, ids.byteLength / 4),
+      imageEmbeds: await file.readFloat32("image_embeds"),
+      textEmbeds: await file.readFloat32("text_embeds"),
+      logitsPerImage: await file.readFloat32("logits_per_image"),
+    };
+  } finally {
+    await file.close();
+  }
+}
+
+/** max |a - b| / ||b||: the parity measure of the issue (1e-4 for embeddings). */
+function relativeError(actual: Float32Array, expected: Float32Array): number {
+  expect(actual.length).toBe(expected.length);
+  let maxAbs = 0;
+  let norm = 0;
+  for (let i = 0; i < expected.length; i++) {
+    maxAbs = Math.max(maxAbs, Math.abs(actual[i] - expected[i]));
+    norm += expected[i] * expected[i];
+  }
+  return maxAbs / Math.sqrt(norm);
+}
+
+function maxAbsError(actual: Float32Array, expected: Float32Array): number {
+  let maxAbs = 0;
+  for (let i = 0; i < expected.length; i++) maxAbs = Math.max(maxAbs, Math.abs(actual[i] - expected[i]));
+  return maxAbs;
+}
+
+/** exp(logit_scale) * normalised image embeds . normalised text embeds^T, [I, T]. */
+function logitsPerImage(image: Float32Array, text: Float32Array, dim: number, scale: number): Float32Array {
+  const normalise = (x: Float32Array) => {
+    const out = new Float64Array(x.length);
+    for (let r = 0; r < x.length / dim; r++) {
+      let s = 0;
+      for (let c = 0; c < dim; c++) s += x[r * dim + c] ** 2;
+      for (let c = 0; c < dim; c++) out[r * dim + c] = x[r * dim + c] / Math.sqrt(s);
+    }
+    return out;
+  };
+  const a = normalise(image);
+  const b = normalise(text);
+  const rowsA = image.length / dim;
+  const rowsB = text.length / dim;
+  const out = new Float32Array(rowsA * rowsB);
+  for (let i = 0; i < rowsA; i++)
+    for (let j = 0; j < rowsB; j++) {
+      let s = 0;
+      for (let c = 0; c < dim; c++) s += a[i * dim + c] * b[j * dim + c];
+      out[i * rowsB + j] = scale * s;
+    }
+  return out;
+}
+
+async function runTowers(dir: string, expected: Expected) {
+  const vision = await ort.InferenceSession.create(join(dir, "vision.onnx"));
+  const text = await ort.InferenceSession.create(join(dir, "text.onnx"));
+  try {
+    const image = await vision.run({
+      pixel_values: new ort.Tensor("float32", expected.pixelValues, [3, 3, 32, 32]),
+    });
+    const txt = await text.run({ input_ids: new ort.Tensor("int32", expected.inputIds, [4, 77]) });
+    return {
+      imageEmbeds: image.image_embeds.data as Float32Array,
+      imageDims: image.image_embeds.dims,
+      textEmbeds: txt.text_embeds.data as Float32Array,
+      textDims: txt.text_embeds.dims,
+    };
+  } finally {
+    await vision.release();
+    await text.release();
+  }
+}
+
+async function logitScale(safetensorsPath: string): Promise<number> {
+  const file = await SafetensorsFile.open(safetensorsPath);
+  try {
+    return Math.exp((await file.readFloat32("logit_scale"))[0]);
+  } finally {
+    await file.close();
+  }
+}
+
+const root = mkdtempSync(join(tmpdir(), "unmask-onnx-test-"));
+afterAll(() => rm(root, { recursive: true, force: true }));
+
+let expected: Expected;
+beforeAll(async () => {
+  expected = await readExpected();
+});
+
+describe.each<[WeightDtype | undefined, AttentionKernel]>([
+  [undefined, "matmul"],
+  ["F32", "matmul"],
+  [undefined, "mha"],
+])("parity with PyTorch on tiny-vit-p8 (weights %s, attention %s)", (dtype, attention) => {
+  const dir = join(root, `${dtype ?? "fp16"}-${attention}`);
+  let config: ClipConfig;
+  let safetensorsPath: string;
+
+  beforeAll(async () => {
+    ({ config, safetensorsPath } = await canonicalFromHf({
+      hfSafetensorsPath: fixturePath("tiny-vit-p8/hf/model.safetensors"),
+      modelDir: dir,
+      dtype,
+    }));
+    await writeOnnxModels({ modelDir: dir, config, attention });
+  });
+
+  it("reproduces image_embeds, text_embeds (1e-4 relative) and logits_per_image (1e-3 absolute)", async () => {
+    const out = await runTowers(dir, expected);
+    expect(out.imageDims).toEqual([3, config.embedDim]);
+    expect(out.textDims).toEqual([4, config.embedDim]);
+    expect(relativeError(out.imageEmbeds, expected.imageEmbeds)).toBeLessThan(1e-4);
+    expect(relativeError(out.textEmbeds, expected.textEmbeds)).toBeLessThan(1e-4);
+    const logits = logitsPerImage(
+      out.imageEmbeds,
+      out.textEmbeds,
+      config.embedDim,
+      await logitScale(safetensorsPath),
+    );
+    expect(maxAbsError(logits, expected.logitsPerImage)).toBeLessThan(1e-3);
+  });
+
+  it("references model.safetensors by byte range instead of copying the weights", async () => {
+    const weightsBytes = statSync(safetensorsPath).size;
+    const file = await SafetensorsFile.open(safetensorsPath);
+    try {
+      for (const tower of ["vision", "text"]) {
+        const bytes = readFileSync(join(dir, `${tower}.onnx`));
+        expect(bytes.byteLength).toBeLessThan(weightsBytes / 20);
+        const model = decodeModel(bytes);
+        const externals = model.graph.initializer.filter((t) => t.dataLocation === 1);
+        expect(externals.length).toBeGreaterThan(10);
+        for (const t of externals) {
+          const entry = file.entry(t.name); // initializers keep the canonical names
+          const info = Object.fromEntries((t.externalData ?? []).map((e) => [e.key, e.value]));
+          expect(info).toEqual({
+            location: "model.safetensors",
+            offset: String(entry.fileOffset),
+            length: String(entry.byteLength),
+          });
+        }
+      }
+    } finally {
+      await file.close();
+    }
+  });
+});
+
+describe("--onnx-embed", () => {
+  it("writes self-contained graphs that give identical results", async () => {
+    const dir = join(root, "embed");
+    const { config } = await canonicalFromHf({
+      hfSafetensorsPath: fixturePath("tiny-vit-p8/hf/model.safetensors"),
+      modelDir: join(root, "embed-source"),
+    });
+    await writeOnnxModels({ modelDir: join(root, "embed-source"), config });
+    const reference = await runTowers(join(root, "embed-source"), expected);
+
+    // The embedded graphs are written next to the weights, then moved away from them.
+    const events: string[] = [];
+    await writeOnnxModels({
+      modelDir: join(root, "embed-source"),
+      config,
+      embed: true,
+      onProgress: (e) => events.push(`${e.status}:${e.tower}`),
+    });
+    await mkdir(dir, { recursive: true });
+    for (const f of ["vision.onnx", "text.onnx"]) await cp(join(root, "embed-source", f), join(dir, f));
+    const model = decodeModel(readFileSync(join(dir, "vision.onnx")));
+    expect(model.graph.initializer.every((t) => t.dataLocation !== 1)).toBe(true);
+
+    const out = await runTowers(dir, expected);
+    expect(out.imageEmbeds).toEqual(reference.imageEmbeds);
+    expect(out.textEmbeds).toEqual(reference.textEmbeds);
+    expect(events).toEqual([
+      "onnx-graph:vision",
+      "onnx-written:vision",
+      "onnx-graph:text",
+      "onnx-written:text",
+    ]);
+  });
+});
+
+describe("refusals", () => {
+  it("refuses a weights file outside the model directory", async () => {
+    const { config, safetensorsPath } = await canonicalFromHf({
+      hfSafetensorsPath: fixturePath("tiny-vit-p8/hf/model.safetensors"),
+      modelDir: join(root, "outside"),
+    });
+    const error = await writeOnnxModels({ modelDir: join(root, "elsewhere"), config, safetensorsPath }).catch(
+      (e: unknown) => e,
+    );
+    expect(isUnmaskError(error, "ONNX_EXTERNAL_PATH")).toBe(true);
+  });
+
+  it("names the tensor whose shape does not match the config", async () => {
+    const { config } = await canonicalFromHf({
+      hfSafetensorsPath: fixturePath("tiny-vit-p8/hf/model.safetensors"),
+      modelDir: join(root, "shape"),
+    });
+    const error = await writeOnnxModels({
+      modelDir: join(root, "shape"),
+      config: { ...config, visionWidth: 64, visionHeads: 1 },
+    }).catch((e: unknown) => e);
+    expect(isUnmaskError(error, "ONNX_WEIGHT_SHAPE")).toBe(true);
+    expect((error as Error).message).toContain("visual.conv1.weight");
+  });
+
+  it("refuses a ResNet config", async () => {
+    const { config } = await canonicalFromHf({
+      hfSafetensorsPath: fixturePath("tiny-vit-p8/hf/model.safetensors"),
+      modelDir: join(root, "resnet"),
+    });
+    const error = await writeOnnxModels({
+      modelDir: join(root, "resnet"),
+      config: { ...config, architecture: "resnet", visionPatchSize: null },
+    }).catch((e: unknown) => e);
+    expect(isUnmaskError(error, "ONNX_UNSUPPORTED_MODEL")).toBe(true);
+  });
+});
