@@ -1,0 +1,218 @@
+/**
+ * convert(): any supported CLIP checkpoint -> the canonical model directory
+ * (ARCHITECTURE.md, "The canonical model directory"):
+ *
+ *   OUT/model.safetensors  canonical OpenAI names; __metadata__: format, format_version, config
+ *                          (the config.json text), source_sha256, source_format, model_name, dtype
+ *   OUT/config.json        configToJson() of @unmask/clip
+ *   OUT/...                whatever `afterWeights` steps add (the ONNX export plugs in there)
+ *
+ * Steps: hash the source (SHA-256, recognising OpenAI's nine releases), open it (headers and
+ * pickles only), stream each tensor from the source into model.safetensors (one tensor in memory
+ * at a time), write config.json, run the after-weights steps, then rename the finished temporary
+ * directory into place. Any error or abort removes the temporary directory.
+ *
+ * dtype: `fp16` or `fp32` casts every floating tensor. The default keeps fp16 when the source
+ * stores any floating tensor in fp16 (OpenAI's releases do), else fp32; floating tensors in another
+ * dtype (e.g. fp32 LayerNorm or embeddings in a mixed file) are cast to it, so one file has one dtype.
+ */
+import { readdir, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import {
+  type ClipConfig,
+  configToJson,
+  DTYPE_BYTES,
+  type ModelDirConfigJson,
+  shapeNumel,
+  writeSafetensors,
+} from "@unmask/clip";
+import { checkOutputDir, writeDirAtomic } from "./atomic-dir.js";
+import { castTensorBytes, type OutputDType, outputDtypeOf } from "./cast-dtype.js";
+import { type Checkpoint, type CheckpointFormat, openCheckpoint } from "./checkpoint.js";
+import { fail } from "./errors.js";
+import { officialReleaseFor } from "./official-models.js";
+import { sha256File } from "./sha256-file.js";
+
+export const WEIGHTS_FILE = "model.safetensors";
+export const CONFIG_FILE = "config.json";
+
+export type ConvertProgress =
+  | { status: "hashing"; bytesDone: number; bytesTotal: number }
+  | {
+      status: "read-header";
+      format: CheckpointFormat;
+      path: string;
+      tensorCount: number;
+      modelName: string | null;
+    }
+  | { status: "tensor"; name: string; index: number; count: number; bytesDone: number; bytesTotal: number }
+  | { status: "step"; name: string }
+  | { status: "done"; outDir: string; bytesWritten: number };
+
+/** What an after-weights step sees: the temporary directory, before it is renamed into place. */
+export interface ConvertStepContext {
+  /** The temporary directory (becomes `outDir`); write your files here. */
+  dir: string;
+  /** Absolute path of model.safetensors inside `dir`, already complete. */
+  weightsPath: string;
+  config: ClipConfig;
+  configJson: ModelDirConfigJson;
+  /** Tensor names, dtypes and shapes as written. */
+  tensors: { name: string; dtype: string; shape: number[] }[];
+  signal?: AbortSignal;
+  onProgress?: (event: ConvertProgress) => void;
+}
+
+export interface ConvertStep {
+  /** Shown in the `step` progress event. */
+  name: string;
+  run(context: ConvertStepContext): Promise<void>;
+}
+
+export interface ConvertOptions {
+  /** Output dtype of floating tensors; default: fp16 if the source has fp16 tensors, else fp32. */
+  dtype?: "fp16" | "fp32";
+  /** Replace a non-empty output directory (otherwise OUTPUT_EXISTS). */
+  overwrite?: boolean;
+  /** Recorded as model_name when the file is not one of OpenAI's releases. */
+  modelName?: string;
+  /** Steps run on the temporary directory after the weights and config.json are written. */
+  afterWeights?: ConvertStep[];
+  onProgress?: (event: ConvertProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface ConvertResult {
+  outDir: string;
+  /** OpenAI's release name, `options.modelName`, or null. */
+  modelName: string | null;
+  official: boolean;
+  sourceSha256: string;
+  sourceFormat: CheckpointFormat;
+  dtype: OutputDType;
+  config: ClipConfig;
+  tensorCount: number;
+  /** Size of model.safetensors. */
+  weightsBytes: number;
+  /** Files in the output directory. */
+  files: string[];
+}
+
+function chooseDtype(checkpoint: Checkpoint, requested: ConvertOptions["dtype"]): OutputDType {
+  if (requested === "fp16") return "F16";
+  if (requested === "fp32") return "F32";
+  if (requested !== undefined)
+    fail("UNKNOWN_FORMAT", `dtype must be "fp16" or "fp32", got ${JSON.stringify(requested)}`, "dtype");
+  return checkpoint.tensors.some((t) => t.dtype === "F16") ? "F16" : "F32";
+}
+
+function checkAbort(signal: AbortSignal | undefined, what: string): void {
+  if (signal?.aborted) fail("ABORTED", `conversion aborted while ${what}`, what);
+}
+
+/**
+ * Converts the checkpoint at `input` into the canonical model directory `outDir`.
+ * @throws UnmaskError with a convert code (errors.ts) or a safetensors code from @unmask/clip.
+ */
+export async function convert(
+  input: string,
+  outDir: string,
+  options: ConvertOptions = {},
+): Promise<ConvertResult> {
+  const { onProgress, signal } = options;
+  const overwrite = options.overwrite ?? false;
+  await checkOutputDir(outDir, overwrite); // fail fast, before hashing a large file
+
+  const sourceSha256 = await sha256File(input, {
+    signal,
+    onProgress: (bytesDone, bytesTotal) => onProgress?.({ status: "hashing", bytesDone, bytesTotal }),
+  });
+  const release = officialReleaseFor(sourceSha256);
+  const modelName = release?.name ?? options.modelName ?? null;
+
+  const checkpoint = await openCheckpoint(input);
+  try {
+    onProgress?.({
+      status: "read-header",
+      format: checkpoint.format,
+      path: checkpoint.path,
+      tensorCount: checkpoint.tensors.length,
+      modelName,
+    });
+    const dtype = chooseDtype(checkpoint, options.dtype);
+    const config = checkpoint.config;
+    const configJson = configToJson(config, { modelName, dtype, sourceSha256 });
+    const written = checkpoint.tensors.map((t) => ({
+      name: t.name,
+      dtype: outputDtypeOf(t.dtype, dtype),
+      shape: t.shape,
+    }));
+    const bytesTotal = written.reduce((sum, t) => sum + shapeNumel(t.shape) * DTYPE_BYTES[t.dtype], 0);
+
+    const { files, weightsBytes } = await writeDirAtomic(outDir, overwrite, async (dir) => {
+      const weightsPath = join(dir, WEIGHTS_FILE);
+      let index = 0;
+      await writeSafetensors(
+        weightsPath,
+        checkpoint.tensors.map((t, i) => ({
+          name: t.name,
+          dtype: written[i].dtype,
+          shape: t.shape,
+          data: async () => {
+            checkAbort(signal, `reading ${t.name}`);
+            return castTensorBytes(await t.read(), t.dtype, dtype, `${checkpoint.path}: ${t.name}`);
+          },
+        })),
+        {
+          metadata: {
+            format: "unmask-clip",
+            format_version: "1",
+            config: JSON.stringify(configJson),
+            source_sha256: sourceSha256,
+            source_format: checkpoint.format,
+            model_name: modelName ?? "",
+            dtype,
+          },
+          onProgress: (event) =>
+            onProgress?.({
+              status: "tensor",
+              name: event.tensor,
+              index: index++,
+              count: written.length,
+              bytesDone: event.bytesDone,
+              bytesTotal,
+            }),
+        },
+      );
+      await writeFile(join(dir, CONFIG_FILE), `${JSON.stringify(configJson, null, 2)}\n`);
+
+      // ---- After-weights steps --------------------------------------------------------------
+      // The ONNX export (vision.onnx / text.onnx with model.safetensors as external data) plugs
+      // in here: it runs on the temporary directory before the rename, so a failed export leaves
+      // no model directory behind. Built-in steps are appended to `steps` from their options.
+      const steps: ConvertStep[] = [...(options.afterWeights ?? [])];
+      for (const step of steps) {
+        checkAbort(signal, `before step ${step.name}`);
+        onProgress?.({ status: "step", name: step.name });
+        await step.run({ dir, weightsPath, config, configJson, tensors: written, signal, onProgress });
+      }
+      checkAbort(signal, "finishing");
+      return { files: (await readdir(dir)).sort(), weightsBytes: (await stat(weightsPath)).size };
+    });
+    onProgress?.({ status: "done", outDir, bytesWritten: weightsBytes });
+    return {
+      outDir,
+      modelName,
+      official: release !== undefined,
+      sourceSha256,
+      sourceFormat: checkpoint.format,
+      dtype,
+      config,
+      tensorCount: written.length,
+      weightsBytes,
+      files,
+    };
+  } finally {
+    await checkpoint.close();
+  }
+}
