@@ -32,6 +32,15 @@ export {
   toFloat32,
 } from "./dtype.js";
 export {
+  type DecodedImage,
+  type DecodeOptions,
+  decodeImage,
+  type ImageInput,
+  loadImage,
+  MAX_IMAGE_PIXELS,
+  toRgb,
+} from "./image.js";
+export {
   BLOCK_TENSORS,
   defaultMaskedTensors,
   HF_IGNORED_KEYS,
@@ -42,6 +51,27 @@ export {
   VISION_BLOCK_PREFIX,
   vitTensorNames,
 } from "./keys.js";
+export {
+  MAX_RESIZE_SIDE,
+  type PixelImage,
+  type ResampleFilter,
+  type RgbImage,
+  resizeImage,
+  resizeRgb,
+} from "./pillow-resample.js";
+export {
+  centerCrop,
+  centerCropOffsets,
+  type NormalizeOptions,
+  normalizePixels,
+  type PreprocessImagesOptions,
+  type PreprocessOptions,
+  type PreprocessProgress,
+  preprocessImage,
+  preprocessImages,
+  resizeAndCropDecoded,
+  resizedShortSideSize,
+} from "./preprocess.js";
 export {
   encodeSafetensors,
   layoutSafetensors,
@@ -57,7 +87,21 @@ export {
   type WriteSafetensorsOptions,
   writeSafetensors,
 } from "./safetensors.js";
+export {
+  cleanClassName,
+  DATASET_TEMPLATES,
+  DEFAULT_TEMPLATE,
+  fillTemplate,
+  templateForDataset,
+} from "./templates.js";
 export { cleanText, fixText, unescapeHtml } from "./text-clean.js";
+export {
+  type BuildClassTextFeaturesOptions,
+  buildClassTextFeatures,
+  DEFAULT_TEXT_BATCH,
+  type EncodeText,
+  type TextFeaturesProgress,
+} from "./text-features.js";
 export { ClipTokenizer, DEFAULT_CONTEXT_LENGTH, type TokenizeOptions } from "./tokenizer.js";
 export {
   BPE_VOCABULARY_PATH,
