@@ -4,12 +4,12 @@
  * (few-shot sampling, the image cache, evaluation) sees only this shape.
  */
 
-/** Decoded pixels, row-major HWC uint8 (1 = grey, 3 = RGB, 4 = RGBA channels). */
+/** Decoded pixels, row-major HWC uint8 (1 grey, 2 grey + alpha, 3 RGB, 4 RGBA): clip's PixelImage. */
 export interface RawImage {
   width: number;
   height: number;
-  channels: 1 | 3 | 4;
-  pixels: Uint8Array;
+  channels: number;
+  data: Uint8Array;
 }
 
 export interface DatasetItem {

@@ -151,7 +151,7 @@ describe("CoOp split", () => {
 
 describe("in-memory dataset", () => {
   it("checks sizes and labels", () => {
-    const img = { width: 2, height: 2, channels: 3 as const, pixels: new Uint8Array(12), label: 1 };
+    const img = { width: 2, height: 2, channels: 3, data: new Uint8Array(12), label: 1 };
     const ds = inMemoryDataset({ classNames: ["a", "b"], images: [img, { ...img, label: 0 }] });
     expect(ds.items.map((i) => [i.id, i.label])).toEqual([
       ["memory:0", 1],

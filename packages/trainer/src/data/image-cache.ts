@@ -47,7 +47,7 @@ export async function buildImageCache(options: BuildImageCacheOptions): Promise<
     const image = await io.load(items[i].source);
     sizes.push({ width: image.width, height: image.height });
     const resized =
-      image.width === size && image.height === size ? image.pixels : io.resize(image, size, size).pixels;
+      image.width === size && image.height === size ? image.data : io.resize(image, size, size).data;
     pixels.set(resized, i * stride);
     options.onImage?.(i + 1, items.length);
   }

@@ -14,7 +14,7 @@ export function inMemoryDataset(options: InMemoryDatasetOptions): Dataset {
   if (classNames.length === 0) throw new UnmaskError("NO_CLASSES", "in-memory dataset: no class names");
   const items = images.map((image, index) => {
     const where = `in-memory image ${index}`;
-    const { width, height, channels, pixels, label } = image;
+    const { width, height, channels, data, label } = image;
     if (!Number.isInteger(label) || label < 0 || label >= classNames.length)
       throw new UnmaskError("BAD_IMAGE", `${where}: label ${label} is not in [0, ${classNames.length})`, {
         subject: where,
@@ -23,13 +23,13 @@ export function inMemoryDataset(options: InMemoryDatasetOptions): Dataset {
       throw new UnmaskError("BAD_IMAGE", `${where}: size ${width}x${height} is not positive`, {
         subject: where,
       });
-    if (![1, 3, 4].includes(channels) || pixels.length !== width * height * channels)
+    if (![1, 2, 3, 4].includes(channels) || data.length !== width * height * channels)
       throw new UnmaskError(
         "BAD_IMAGE",
-        `${where}: ${pixels.length} bytes do not match ${width}x${height}x${channels}`,
+        `${where}: ${data.length} bytes do not match ${width}x${height}x${channels}`,
         { subject: where },
       );
-    return { id: `memory:${index}`, label, source: { width, height, channels, pixels } as RawImage };
+    return { id: `memory:${index}`, label, source: { width, height, channels, data } as RawImage };
   });
   return {
     classNames: [...classNames],

@@ -1,0 +1,152 @@
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { decodeMask, isUnmaskError } from "@unmask/mask-format";
+import sharp from "sharp";
+import { beforeAll, describe, expect, it } from "vitest";
+import { fakeEngineFactory, fakeTextEncoder } from "../test/fake-engine.js";
+import { makeTinyModelDir } from "../test/tiny-model.js";
+import type { TrainProgress } from "./progress.js";
+import { type TrainOptions, train } from "./train.js";
+
+let work: string;
+let modelDir: string;
+let dataDir: string;
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), "unmask-train-"));
+  modelDir = await makeTinyModelDir(join(work, "model"));
+  dataDir = join(work, "data");
+  // 3 classes, 6 train + 2 test images each, sizes varied so crop boxes differ per image
+  for (const [c, cls] of ["red_things", "green_things", "blue_things"].entries())
+    for (const [split, n] of [
+      ["train", 6],
+      ["test", 2],
+    ] as const) {
+      mkdirSync(join(dataDir, split, cls), { recursive: true });
+      for (let i = 0; i < n; i++) {
+        const w = 20 + 3 * i;
+        const h = 24 + 2 * c;
+        const px = Buffer.alloc(w * h * 3);
+        for (let p = 0; p < w * h; p++) px[p * 3 + c] = 120 + 20 * i + (p % 7);
+        await sharp(px, { raw: { width: w, height: h, channels: 3 } })
+          .png()
+          .toFile(join(dataDir, split, cls, `${i}.png`));
+      }
+    }
+});
+
+function options(extra: Partial<TrainOptions> = {}): TrainOptions {
+  return {
+    model: modelDir,
+    data: dataDir,
+    shots: 4,
+    seed: 3,
+    epochs: 3,
+    batchSize: 5,
+    engineFactory: fakeEngineFactory(),
+    encodeText: fakeTextEncoder(64),
+    ...extra,
+  };
+}
+
+describe("train (loop and run management, stand-in engine)", () => {
+  it("runs epochs x steps with the cosine schedule and writes the mask and report", async () => {
+    const out = join(work, "a", "mask.umask");
+    const events: TrainProgress[] = [];
+    const log = { steps: [] as number[] };
+    const result = await train(
+      options({ out, engineFactory: fakeEngineFactory(log), onProgress: (e) => events.push(e) }),
+    );
+    // 12 images, batch 5: drop_last -> 2 steps per epoch
+    expect(log.steps).toEqual([0, 1, 2, 3, 4, 5]);
+    const starts = events.filter((e) => e.status === "epoch-start");
+    expect(starts.map((e) => (e as { lr: number }).lr)).toEqual([
+      8e-5,
+      (8e-5 * (1 + Math.cos(Math.PI / 3))) / 2,
+      (8e-5 * (1 + Math.cos((2 * Math.PI) / 3))) / 2,
+    ]);
+    expect(events.filter((e) => e.status === "checkpoint").length).toBe(2);
+    expect(events.at(-1)?.status).toBe("done");
+    expect(existsSync(`${out}.ckpt`)).toBe(false);
+
+    const report = JSON.parse(readFileSync(join(work, "a", "mask.report.json"), "utf8"));
+    expect(report.train.length).toBe(12);
+    expect(report.data.classes).toEqual(["blue_things", "green_things", "red_things"]);
+    expect(report.history.length).toBe(3);
+    expect(report.accuracy.testImages).toBe(6);
+    expect(report.recipe.maskedTensors[0]).toBe("visual.conv1.weight");
+    expect(report.maskEntries).toBe(result.masks.reduce((a, m) => a + m.shape.reduce((x, y) => x * y), 0));
+
+    const mask = decodeMask(new Uint8Array(readFileSync(out)));
+    expect(mask.head?.classNames).toEqual(["blue things", "green things", "red things"]);
+    expect(mask.head?.template).toBe("a photo of a {}.");
+    expect(mask.baseModel.fingerprint).toBe(report.model.fingerprint);
+    expect(mask.recipe).toMatchObject({ seed: 3, shots: 4, fileListSha256: report.fileListSha256 });
+    expect(mask.metrics).toMatchObject({ testImages: 6, trainImages: 12 });
+  });
+
+  it("stops on abort with a checkpoint, and --resume ends byte-identical to an uninterrupted run", async () => {
+    const whole = await train(options({ out: join(work, "b", "whole.umask") }));
+    const out = join(work, "b", "cut.umask");
+    for (const stopAt of [1, 2, 3, 4]) {
+      const controller = new AbortController();
+      const error = await train(
+        options({
+          out,
+          resume: stopAt !== 1,
+          signal: controller.signal,
+          onProgress: (e) => {
+            if (e.status === "step" && e.globalStep >= stopAt) controller.abort();
+          },
+        }),
+      ).catch((e) => e);
+      expect(isUnmaskError(error, "INTERRUPTED")).toBe(true);
+      expect(existsSync(`${out}.ckpt`)).toBe(true);
+    }
+    const events: TrainProgress[] = [];
+    const log = { steps: [] as number[] };
+    const resumed = await train(
+      options({
+        out,
+        resume: true,
+        engineFactory: fakeEngineFactory(log),
+        onProgress: (e) => events.push(e),
+      }),
+    );
+    expect(events.find((e) => e.status === "resume")).toMatchObject({ globalStep: 4 });
+    expect(log.steps).toEqual([4, 5]);
+    expect(Buffer.from(resumed.maskBytes).equals(Buffer.from(whole.maskBytes))).toBe(true);
+    expect(readFileSync(out).equals(readFileSync(join(work, "b", "whole.umask")))).toBe(true);
+    expect(resumed.report.history).toEqual(whole.report.history);
+  });
+
+  it("refuses to resume a checkpoint written with other settings", async () => {
+    const out = join(work, "c", "m.umask");
+    const controller = new AbortController();
+    await train(
+      options({
+        out,
+        signal: controller.signal,
+        onProgress: (e) => e.status === "step" && controller.abort(),
+      }),
+    ).catch(() => {});
+    await expect(train(options({ out, resume: true, seed: 4 }))).rejects.toMatchObject({
+      code: "CHECKPOINT_MISMATCH",
+    });
+    await expect(train(options({ out, resume: true, lr: 1e-4 }))).rejects.toMatchObject({
+      code: "CHECKPOINT_MISMATCH",
+    });
+  });
+
+  it("reproduces a run from its report's file list", async () => {
+    const first = await train(options({ epochs: 1, testData: null }));
+    const again = await train(
+      options({ epochs: 1, testData: null, trainList: { train: first.report.train }, shots: undefined }),
+    );
+    expect(again.report.fileListSha256).toBe(first.report.fileListSha256);
+    expect(Buffer.from(again.maskBytes).equals(Buffer.from(first.maskBytes))).toBe(false); // shots: null in recipe
+    expect(again.masks).toEqual(first.masks);
+    expect(again.report.accuracy.zeroShot).toBeNull();
+  });
+});

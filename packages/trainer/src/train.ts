@@ -1,0 +1,425 @@
+/**
+ * `train()`: one R-AMT run from a model directory and a dataset to a .umask file and a report.
+ *
+ *   prepare (prepare.ts): model, masked tensors, datasets, few-shot list, text features, image cache
+ *   engine: cpu or cuda, built from the float32 vision tower
+ *   resume: a checkpoint with the same run identity restores scores, Adam moments, the step
+ *           counter and the sampler (generator words, epoch, permutation, position)
+ *   epochs: lr_e = lr * (1 + cos(pi e / E)) / 2; batches from the sampler (shuffle, crop boxes,
+ *           flips drawn on the host); engine.step; a checkpoint after every epoch
+ *   evaluate: zero-shot (teacher) and masked accuracy on the test split (evaluate.ts)
+ *   output: mask bits = scores > threshold, packed MSB-first; the .umask (mask-format) carries
+ *           the classifier head, recipe, seed, file-list hash and metrics; the report beside it
+ *
+ * An AbortSignal stops the run after the current step: the state is saved to the checkpoint and
+ * `train` throws UnmaskError INTERRUPTED; `resume: true` continues it to the identical result.
+ */
+import { rm } from "node:fs/promises";
+import { performance } from "node:perf_hooks";
+import { cleanClassName, type EncodeText, UnmaskError, writeFileAtomic } from "@unmask/clip";
+import { countZeros, encodeMask, packAboveThreshold } from "@unmask/mask-format";
+import { type CheckpointState, type EpochTotals, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
+import { CROP_RATIO, CROP_SCALE } from "./data/crop.js";
+import type { Dataset } from "./data/dataset.js";
+import type { TrainList } from "./data/few-shot.js";
+import { clipImageIo, type ImageIo } from "./data/image-io.js";
+import { EpochSampler } from "./data/sampler.js";
+import { DEFAULT_HYPER, type EngineFactory, type RmtHyper } from "./engine.js";
+import { type EngineName, engineFactory } from "./engine-factory.js";
+import { evaluate } from "./evaluate.js";
+import { cosineLr, DEFAULT_EVAL_BATCH, type PresetName, positive, presetSettings } from "./options.js";
+import { identityHash, type MaskedTensorsOption, type Prepared, prepareRun } from "./prepare.js";
+import type { OnTrainProgress } from "./progress.js";
+import {
+  reportPathFor,
+  sparsityOf,
+  type TensorSparsity,
+  type TrainRecipe,
+  type TrainReport,
+  writeReport,
+} from "./report.js";
+
+export interface TrainOptions {
+  /** Model directory (config.json + model.safetensors), as `unmask convert` writes it. */
+  model: string;
+  /** Training data: a path (image folder, folder with train/ and test/, CoOp split JSON) or a Dataset. */
+  data: string | Dataset;
+  /** Test data; null to skip evaluation; default: the test split found with `data`. */
+  testData?: string | Dataset | null;
+  /** Images per class (default 16); ignored when `trainList` is given. */
+  shots?: number;
+  /** Seed of the few-shot sampling, the augmentation stream and gradient dropout (default 1). */
+  seed?: number;
+  /** A file list (or its path) choosing the training images instead of sampling. */
+  trainList?: string | TrainList;
+  /** "cpu" (default) or "cuda". */
+  engine?: EngineName;
+  /** Injects an engine constructor instead (tests, custom backends). */
+  engineFactory?: EngineFactory;
+  preset?: PresetName;
+  epochs?: number;
+  batchSize?: number;
+  lr?: number;
+  /** Gradient-dropout lambda. */
+  lambda?: number;
+  /** Other recipe constants (threshold, score init, regulariser weight, KL temperature, Adam). */
+  hyper?: Partial<RmtHyper>;
+  maskedTensors?: MaskedTensorsOption;
+  /** Prompt template(s) with `{}` for the class name (default "a photo of a {}."). */
+  template?: string | string[];
+  /** Where the .umask goes (the report beside it); null keeps everything in memory. */
+  out?: string | null;
+  /** Checkpoint path; default `<out>.ckpt`; null disables checkpoints. */
+  checkpoint?: string | null;
+  /** Continue from the checkpoint when it exists (it must come from the same settings). */
+  resume?: boolean;
+  /** Side of the square uint8 training cache (default: the model resolution). */
+  cacheSize?: number;
+  evalBatchSize?: number;
+  /** Evaluate on the first N test images only. */
+  evalLimit?: number;
+  io?: ImageIo;
+  /** The text tower; default: the cpu text encoder on the model's weights. */
+  encodeText?: (model: Prepared["model"]) => EncodeText;
+  signal?: AbortSignal;
+  onProgress?: OnTrainProgress;
+}
+
+export interface TrainResult {
+  report: TrainReport;
+  /** The encoded .umask file. */
+  maskBytes: Uint8Array;
+  masks: { name: string; shape: number[]; bits: Uint8Array }[];
+  maskPath: string | null;
+  reportPath: string | null;
+}
+
+const EMPTY_TOTALS: EpochTotals = { steps: 0, images: 0, lossCe: 0, lossKl: 0, lossReg: 0, correct: 0 };
+
+export async function train(options: TrainOptions): Promise<TrainResult> {
+  const started = performance.now();
+  const { onProgress, signal } = options;
+  const preset = presetSettings(options.preset ?? "recipe");
+  const epochs = positive(options.epochs ?? preset.epochs, "epochs", true);
+  const batchSize = positive(options.batchSize ?? preset.batchSize, "batchSize", true);
+  const lr = positive(options.lr ?? preset.lr, "lr");
+  const lambda = options.lambda ?? preset.lambda;
+  if (!(lambda >= 0 && lambda <= 1))
+    throw new UnmaskError("BAD_OPTION", `lambda ${lambda} must lie in [0, 1]`, { subject: "lambda" });
+  const hyper: RmtHyper = { ...DEFAULT_HYPER, ...options.hyper, gdrLambda: lambda };
+  const shots = options.trainList === undefined ? (options.shots ?? 16) : null;
+  const seed = options.seed ?? 1;
+  const evalBatch = positive(options.evalBatchSize ?? DEFAULT_EVAL_BATCH, "evalBatchSize", true);
+  const engineName = options.engine ?? "cpu";
+  const out = options.out ?? null;
+  const checkpointPath = options.checkpoint === undefined ? (out ? `${out}.ckpt` : null) : options.checkpoint;
+  const io = options.io ?? clipImageIo;
+  const templates = options.template === undefined ? undefined : [options.template].flat();
+
+  const prepared = await prepareRun({
+    model: options.model,
+    data: options.data,
+    testData: options.testData,
+    shots: shots ?? 16,
+    seed,
+    trainList: options.trainList,
+    maskedTensors: options.maskedTensors,
+    templates,
+    cacheSize: options.cacheSize,
+    io,
+    encodeText: options.encodeText ?? cpuTextEncoder,
+    signal,
+    onProgress,
+  });
+  const { engineModel, cache, trainItems } = prepared;
+  const shapes = new Map(
+    engineModel.maskedTensors.map((n) => [n, engineModel.weights.get(n)?.shape as number[]] as const),
+  );
+
+  onProgress?.({
+    status: "prepare",
+    stage: "engine",
+    done: 0,
+    total: 1,
+    message: `starting the ${engineName} engine`,
+  });
+  const create = options.engineFactory ?? (await engineFactory(engineName));
+  const engine = await create(engineModel, { maxBatch: Math.max(batchSize, evalBatch), hyper, seed });
+  try {
+    await engine.setImageCache(cache.cache);
+    const sampler = new EpochSampler({ sizes: cache.sizes, batchSize, seed });
+    const totalSteps = sampler.steps * epochs;
+    const optionsHash = identityHash({
+      fingerprint: prepared.fingerprint,
+      maskedTensors: engineModel.maskedTensors,
+      classNames: prepared.train.classNames,
+      templates: prepared.templates,
+      fileListSha256: prepared.fileListSha256,
+      seed,
+      epochs,
+      batchSize,
+      lr,
+      hyper,
+      cacheSize: prepared.cacheSize,
+      engine: engine.name,
+    });
+
+    let state: CheckpointState = {
+      optionsHash,
+      globalStep: 0,
+      sampler: sampler.getState(),
+      history: [],
+      totals: { ...EMPTY_TOTALS },
+      trainSeconds: 0,
+    };
+    if (options.resume && checkpointPath) {
+      const checkpoint = await loadCheckpoint(checkpointPath, shapes);
+      if (checkpoint) {
+        if (checkpoint.state.optionsHash !== optionsHash)
+          throw new UnmaskError(
+            "CHECKPOINT_MISMATCH",
+            `${checkpointPath} was written by a run with other settings (model, data, file list, seed or recipe); remove it or run without --resume`,
+            { subject: checkpointPath },
+          );
+        await engine.setState(checkpoint.engine);
+        sampler.setState(checkpoint.state.sampler);
+        state = checkpoint.state;
+        onProgress?.({
+          status: "resume",
+          checkpoint: checkpointPath,
+          epoch: state.sampler.epoch,
+          globalStep: state.globalStep,
+        });
+      }
+    }
+    const prepareSeconds = (performance.now() - started) / 1000;
+
+    const save = async (epoch: number) => {
+      if (!checkpointPath) return;
+      state.sampler = sampler.getState();
+      await saveCheckpoint(checkpointPath, { state, engine: await engine.getState() }, shapes);
+      onProgress?.({ status: "checkpoint", path: checkpointPath, epoch, globalStep: state.globalStep });
+    };
+
+    // ---- the epochs ----
+    const sessionStart = performance.now();
+    const stepsAtSessionStart = state.globalStep;
+    let sessionImages = 0;
+    for (let epoch = 0; epoch < epochs; epoch++) {
+      const samplerEpoch = sampler.getState().epoch;
+      if (samplerEpoch > epoch) continue; // finished before a resume
+      if (samplerEpoch < epoch) {
+        sampler.startEpoch(epoch);
+        state.totals = { ...EMPTY_TOTALS };
+      }
+      const epochLr = cosineLr(lr, epoch, epochs);
+      const epochStart = performance.now();
+      onProgress?.({ status: "epoch-start", epoch, epochs, lr: epochLr, steps: sampler.steps });
+      while (sampler.hasNext) {
+        const { batchInEpoch, crops } = sampler.next();
+        const labels = Int32Array.from(crops.indices, (i) => trainItems[i].label);
+        const result = await engine.step({ labels, crops }, { lr: epochLr, step: state.globalStep });
+        const n = labels.length;
+        state.globalStep++;
+        const t = state.totals;
+        t.steps++;
+        t.images += n;
+        t.lossCe += result.lossCe;
+        t.lossKl += result.lossKl;
+        t.lossReg += result.lossReg;
+        t.correct += result.correct;
+        sessionImages += n;
+        const sessionSeconds = (performance.now() - sessionStart) / 1000;
+        const secondsPerStep = sessionSeconds / (state.globalStep - stepsAtSessionStart);
+        onProgress?.({
+          status: "step",
+          epoch,
+          epochs,
+          step: batchInEpoch,
+          steps: sampler.steps,
+          globalStep: state.globalStep,
+          totalSteps,
+          loss: result.lossCe,
+          lossKl: result.lossKl,
+          accuracy: result.correct / n,
+          imagesPerSecond: sessionImages / sessionSeconds,
+          etaSeconds: secondsPerStep * (totalSteps - state.globalStep),
+        });
+        if (signal?.aborted && (sampler.hasNext || epoch + 1 < epochs)) {
+          state.trainSeconds += (performance.now() - sessionStart) / 1000;
+          await save(epoch);
+          throw new UnmaskError(
+            "INTERRUPTED",
+            checkpointPath
+              ? `stopped after step ${state.globalStep} of ${totalSteps}; the state is in ${checkpointPath}, continue with --resume`
+              : `stopped after step ${state.globalStep} of ${totalSteps} (no checkpoint path, nothing saved)`,
+            { subject: checkpointPath ?? "checkpoint" },
+          );
+        }
+      }
+      if (state.history.length === epoch) {
+        const t = state.totals;
+        state.history.push({
+          epoch,
+          lr: epochLr,
+          loss: t.lossCe / t.steps,
+          lossKl: t.lossKl / t.steps,
+          lossReg: t.lossReg / t.steps,
+          accuracy: t.correct / t.images,
+          images: t.images,
+        });
+        const last = state.history[epoch];
+        onProgress?.({
+          status: "epoch-end",
+          epoch,
+          epochs,
+          loss: last.loss,
+          accuracy: last.accuracy,
+          seconds: (performance.now() - epochStart) / 1000,
+        });
+      }
+      if (epoch + 1 < epochs) {
+        const trainSoFar = state.trainSeconds;
+        state.trainSeconds = trainSoFar + (performance.now() - sessionStart) / 1000;
+        await save(epoch);
+        state.trainSeconds = trainSoFar;
+      }
+    }
+    const trainSeconds = state.trainSeconds + (performance.now() - sessionStart) / 1000;
+
+    // ---- evaluation ----
+    const evalStart = performance.now();
+    const evaluation = prepared.test
+      ? await evaluate({
+          engine,
+          dataset: prepared.test,
+          resolution: engineModel.config.imageResolution,
+          io,
+          batchSize: evalBatch,
+          limit: options.evalLimit,
+          signal,
+          onProgress: (done, total) => onProgress?.({ status: "evaluate", done, total }),
+        })
+      : null;
+    const evaluateSeconds = (performance.now() - evalStart) / 1000;
+
+    // ---- the mask and the report ----
+    const { scores } = await engine.getState();
+    const masks: TrainResult["masks"] = [];
+    const tensors: TensorSparsity[] = [];
+    for (const [name, shape] of shapes) {
+      const values = scores.get(name) as Float32Array;
+      const bits = packAboveThreshold(values, hyper.threshold);
+      const zeros = countZeros(bits, values.length);
+      masks.push({ name, shape: [...shape], bits });
+      tensors.push(sparsityOf(name, [...shape], zeros));
+    }
+    const maskEntries = tensors.reduce((a, t) => a + t.entries, 0);
+    const switchedOff = tensors.reduce((a, t) => a + t.switchedOff, 0);
+    const recipe: TrainRecipe = {
+      preset: options.preset ?? "recipe",
+      epochs,
+      batchSize,
+      lr,
+      lambda,
+      threshold: hyper.threshold,
+      scoreInit: hyper.scoreInit,
+      regWeight: hyper.regWeight,
+      klTemperature: hyper.klTemperature,
+      fuseAlpha: hyper.fuseAlpha,
+      adam: { beta1: hyper.adamBeta1, beta2: hyper.adamBeta2, eps: hyper.adamEps },
+      schedule: "cosine-per-epoch",
+      augmentation: {
+        crop: "random-resized",
+        scale: [...CROP_SCALE] as [number, number],
+        ratio: [...CROP_RATIO] as [number, number],
+        flip: 0.5,
+        cacheSize: prepared.cacheSize,
+      },
+      maskedTensors: engineModel.maskedTensors,
+      templates: prepared.templates,
+    };
+    const accuracy = {
+      zeroShot: evaluation?.zeroShot?.accuracy ?? null,
+      masked: evaluation?.masked?.accuracy ?? null,
+      testImages: evaluation?.images ?? 0,
+    };
+    const maskBytes = encodeMask({
+      baseModel: { name: prepared.model.modelName, fingerprint: prepared.fingerprint },
+      tensors: masks,
+      recipe: { ...recipe, engine: engine.name, seed, shots, fileListSha256: prepared.fileListSha256 },
+      metrics: {
+        zeroShotAccuracy: accuracy.zeroShot,
+        accuracy: accuracy.masked,
+        testImages: accuracy.testImages,
+        maskedFraction: switchedOff / maskEntries,
+        trainImages: trainItems.length,
+        finalTrainLoss: state.history.at(-1)?.loss ?? null,
+      },
+      head: {
+        classNames: prepared.train.classNames.map(cleanClassName),
+        template: prepared.templates.join("\n"),
+        textFeatures: engineModel.textFeatures.data,
+      },
+    });
+    const reportPath = out ? reportPathFor(out) : null;
+    const report: TrainReport = {
+      format: "unmask-train-report",
+      formatVersion: 1,
+      mask: out,
+      model: {
+        path: options.model,
+        name: prepared.model.modelName,
+        fingerprint: prepared.fingerprint,
+        resolution: engineModel.config.imageResolution,
+      },
+      engine: engine.name,
+      seed,
+      shots,
+      data: {
+        train: prepared.train.description,
+        test: prepared.test?.description ?? null,
+        classes: prepared.train.classNames,
+        trainImages: trainItems.length,
+        testImages: accuracy.testImages,
+      },
+      recipe,
+      accuracy,
+      maskedFraction: switchedOff / maskEntries,
+      maskEntries,
+      switchedOff,
+      tensors,
+      history: state.history,
+      time: {
+        prepareSeconds,
+        trainSeconds,
+        evaluateSeconds,
+        totalSeconds: (performance.now() - started) / 1000,
+      },
+      imagesPerSecond: trainSeconds > 0 ? sumImages(state.history) / trainSeconds : 0,
+      fileListSha256: prepared.fileListSha256,
+      train: trainItems.map((i) => i.id),
+    };
+    if (out && reportPath) {
+      await writeFileAtomic(out, maskBytes);
+      await writeReport(reportPath, report);
+      if (checkpointPath) await rm(checkpointPath, { force: true });
+    }
+    onProgress?.({ status: "done", report, maskPath: out, reportPath });
+    return { report, maskBytes, masks, maskPath: out, reportPath };
+  } finally {
+    await engine.dispose();
+  }
+}
+
+/** The model's text tower on the cpu (src/text-encoder.ts), loaded on first use. */
+function cpuTextEncoder(model: Prepared["model"]): EncodeText {
+  return async (tokens, count) => {
+    const { encodeTextCpu } = await import("./text-encoder.js");
+    return encodeTextCpu(model, tokens, count);
+  };
+}
+
+function sumImages(history: readonly { images: number }[]): number {
+  return history.reduce((a, h) => a + h.images, 0);
+}
