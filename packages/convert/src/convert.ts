@@ -31,6 +31,8 @@ import { castTensorBytes, type OutputDType, outputDtypeOf } from "./cast-dtype.j
 import { type Checkpoint, type CheckpointFormat, openCheckpoint } from "./checkpoint.js";
 import { fail } from "./errors.js";
 import { officialReleaseFor } from "./official-models.js";
+import { type OnnxExportOptions, onnxExportStep } from "./onnx/convert-step.js";
+import type { OnnxProgress } from "./onnx/write-onnx-models.js";
 import { sha256File } from "./sha256-file.js";
 
 export const WEIGHTS_FILE = "model.safetensors";
@@ -47,7 +49,8 @@ export type ConvertProgress =
     }
   | { status: "tensor"; name: string; index: number; count: number; bytesDone: number; bytesTotal: number }
   | { status: "step"; name: string }
-  | { status: "done"; outDir: string; bytesWritten: number };
+  | { status: "done"; outDir: string; bytesWritten: number }
+  | OnnxProgress;
 
 /** What an after-weights step sees: the temporary directory, before it is renamed into place. */
 export interface ConvertStepContext {
@@ -76,6 +79,8 @@ export interface ConvertOptions {
   overwrite?: boolean;
   /** Recorded as model_name when the file is not one of OpenAI's releases. */
   modelName?: string;
+  /** vision.onnx + text.onnx (default: written, weights as external data); false to skip. */
+  onnx?: boolean | OnnxExportOptions;
   /** Steps run on the temporary directory after the weights and config.json are written. */
   afterWeights?: ConvertStep[];
   onProgress?: (event: ConvertProgress) => void;
@@ -190,7 +195,10 @@ export async function convert(
       // The ONNX export (vision.onnx / text.onnx with model.safetensors as external data) plugs
       // in here: it runs on the temporary directory before the rename, so a failed export leaves
       // no model directory behind. Built-in steps are appended to `steps` from their options.
-      const steps: ConvertStep[] = [...(options.afterWeights ?? [])];
+      const steps: ConvertStep[] = [
+        ...(options.onnx === false ? [] : [onnxExportStep(options.onnx === true ? {} : options.onnx)]),
+        ...(options.afterWeights ?? []),
+      ];
       for (const step of steps) {
         checkAbort(signal, `before step ${step.name}`);
         onProgress?.({ status: "step", name: step.name });

@@ -21,8 +21,38 @@ import {
   VISION_BLOCK_PREFIX,
   writeSafetensors,
 } from "@unmask/clip";
+import * as ort from "onnxruntime-node";
 
 export type WeightDtype = "F32" | "F16";
+
+/** Inputs and PyTorch outputs of a fixture's expected.safetensors (tiny-vit-p8). */
+export interface ExpectedOutputs {
+  pixelValues: Float32Array;
+  pixelDims: number[];
+  inputIds: Int32Array;
+  idsDims: number[];
+  imageEmbeds: Float32Array;
+  textEmbeds: Float32Array;
+  logitsPerImage: Float32Array;
+}
+
+export async function readExpectedOutputs(path: string): Promise<ExpectedOutputs> {
+  const file = await SafetensorsFile.open(path);
+  try {
+    const ids = await file.readBytes("input_ids");
+    return {
+      pixelValues: await file.readFloat32("pixel_values"),
+      pixelDims: file.entry("pixel_values").shape,
+      inputIds: new Int32Array(ids.buffer, ids.byteOffset, ids.byteLength / 4),
+      idsDims: file.entry("input_ids").shape,
+      imageEmbeds: await file.readFloat32("image_embeds"),
+      textEmbeds: await file.readFloat32("text_embeds"),
+      logitsPerImage: await file.readFloat32("logits_per_image"),
+    };
+  } finally {
+    await file.close();
+  }
+}
 
 function concatBytes(parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
@@ -214,4 +244,25 @@ export async function randomCanonicalModel(options: {
     options.dtype,
   );
   return { safetensorsPath };
+}
+
+/** Runs vision.onnx and text.onnx of `modelDir` on a fixture's inputs (onnxruntime CPU). */
+export async function runTowersOn(modelDir: string, expected: ExpectedOutputs) {
+  const vision = await ort.InferenceSession.create(join(modelDir, "vision.onnx"));
+  const text = await ort.InferenceSession.create(join(modelDir, "text.onnx"));
+  try {
+    const image = await vision.run({
+      pixel_values: new ort.Tensor("float32", expected.pixelValues, expected.pixelDims),
+    });
+    const txt = await text.run({ input_ids: new ort.Tensor("int32", expected.inputIds, expected.idsDims) });
+    return {
+      imageEmbeds: image.image_embeds.data as Float32Array,
+      imageDims: [...image.image_embeds.dims],
+      textEmbeds: txt.text_embeds.data as Float32Array,
+      textDims: [...txt.text_embeds.dims],
+    };
+  } finally {
+    await vision.release();
+    await text.release();
+  }
 }

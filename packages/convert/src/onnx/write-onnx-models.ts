@@ -30,7 +30,8 @@ export const ONNX_FILE_NAMES: Record<OnnxTower, string> = { vision: "vision.onnx
 /** Progress of writeOnnxModels, one event per step; switch on `status`. */
 export type OnnxProgress =
   | { status: "onnx-graph"; tower: OnnxTower; nodes: number; initializers: number }
-  | { status: "onnx-written"; tower: OnnxTower; path: string; bytes: number; embedded: boolean };
+  | { status: "onnx-written"; tower: OnnxTower; file: string; bytes: number; embedded: boolean }
+  | { status: "onnx-skipped"; reason: string };
 
 export interface WriteOnnxModelsOptions {
   /** The model directory; the graphs are written into it. */
@@ -134,7 +135,7 @@ export async function writeOnnxModels(options: WriteOnnxModelsOptions): Promise<
       options.onProgress?.({
         status: "onnx-written",
         tower,
-        path,
+        file: ONNX_FILE_NAMES[tower],
         bytes: encoded.byteLength,
         embedded: options.embed === true,
       });
