@@ -74,6 +74,17 @@ describe("tokenize", () => {
     expect(cut[76]).toBe(49407);
   });
 
+  it("stops splitting a huge text once it cannot fit", () => {
+    const huge = "lorem ipsum dolor sit amet ".repeat(40_000); // ~1 MB
+    const row = tokenize(huge, { truncate: true });
+    expect(row[0]).toBe(49406);
+    expect(row[76]).toBe(49407);
+    expect(Array.from(row.subarray(1, 76))).toEqual(
+      Array.from(tokenize("lorem ipsum dolor sit amet ".repeat(20), { truncate: true }).subarray(1, 76)),
+    );
+    expect(() => tokenize(huge)).toThrow(/context length of 77/);
+  });
+
   it("honours another context length", () => {
     const ids = tokenize("a photo of a cat.", { contextLength: 10 });
     expect(Array.from(ids)).toEqual([49406, 320, 1125, 539, 320, 2368, 269, 49407, 0, 0]);

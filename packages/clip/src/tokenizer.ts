@@ -98,13 +98,14 @@ export class ClipTokenizer {
     for (let row = 0; row < list.length; row++) {
       ids.length = 0;
       ids.push(this.startOfTextId);
-      this.appendIds(cleanText(list[row]), ids);
-      ids.push(this.endOfTextId);
+      // Stop splitting once the row cannot fit: a huge text costs no more than a full row.
+      const complete = this.appendIds(cleanText(list[row]), ids, contextLength);
+      if (complete) ids.push(this.endOfTextId);
       if (ids.length > contextLength) {
         if (!options.truncate) {
           throw new UnmaskError(
             "TEXT_TOO_LONG",
-            `Text ${JSON.stringify(preview(list[row]))} is ${ids.length} tokens, more than the context length ${contextLength}; pass truncate: true to cut it`,
+            `Text ${JSON.stringify(preview(list[row]))} needs more than the context length of ${contextLength} tokens (start and end tokens included); pass truncate: true to cut it`,
             { subject: list[row] },
           );
         }
@@ -117,13 +118,18 @@ export class ClipTokenizer {
     return out;
   }
 
-  /** Splits cleaned text into pieces and appends each piece's BPE ids. */
-  private appendIds(cleaned: string, ids: number[]): void {
+  /**
+   * Splits cleaned text into pieces and appends each piece's BPE ids. Stops early, returning
+   * false, once `ids` is longer than `limit` (the text will be cut or refused anyway).
+   */
+  private appendIds(cleaned: string, ids: number[], limit = Number.POSITIVE_INFINITY): boolean {
     PIECE_PATTERN.lastIndex = 0;
     for (let match = PIECE_PATTERN.exec(cleaned); match !== null; match = PIECE_PATTERN.exec(cleaned)) {
       const pieceIds = this.pieceIds(match[0]);
       for (let i = 0; i < pieceIds.length; i++) ids.push(pieceIds[i]);
+      if (ids.length > limit) return false;
     }
+    return true;
   }
 
   private pieceIds(piece: string): readonly number[] {
