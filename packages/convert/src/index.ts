@@ -18,6 +18,19 @@ export {
 } from "./convert.js";
 export type { ConvertErrorCode } from "./errors.js";
 export { canonicalToHf, type LayoutTensor, transpose2d } from "./hf-layout.js";
+export {
+  type AttentionKernel,
+  ONNX_FILE_NAMES,
+  ONNX_IR_VERSION,
+  ONNX_OPSET,
+  type OnnxExportOptions,
+  type OnnxProgress,
+  type OnnxTower,
+  onnxExportStep,
+  type WriteOnnxModelsOptions,
+  type WriteOnnxModelsResult,
+  writeOnnxModels,
+} from "./onnx/index.js";
 export { OFFICIAL_RELEASES, type OfficialRelease, officialReleaseFor } from "./official-models.js";
 export {
   DEFAULT_PICKLE_LIMITS,

@@ -1,3 +1,4 @@
+export { type OnnxExportOptions, onnxExportStep } from "./convert-step.js";
 export {
   type AttributeValue,
   type ExternalBytes,
@@ -15,6 +16,7 @@ export {
   type ModelMessage,
   OnnxDataType,
 } from "./onnx-proto.js";
+export { logitsPerImage, maxAbsError, normalizeRows, relativeMaxError } from "./parity.js";
 export type { AttentionKernel } from "./residual-block.js";
 export { buildTextGraph, causalMask } from "./text-graph.js";
 export { BATCH_DIM, buildVisionGraph, type TowerGraphOptions } from "./vision-graph.js";
