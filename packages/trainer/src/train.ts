@@ -38,6 +38,7 @@ import {
   type TrainReport,
   writeReport,
 } from "./report.js";
+import { encodeTextCpu } from "./text-encoder.js";
 
 export interface TrainOptions {
   /** Model directory (config.json + model.safetensors), as `unmask convert` writes it. */
@@ -412,12 +413,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   }
 }
 
-/** The model's text tower on the cpu (src/text-encoder.ts), loaded on first use. */
+/** The model's text tower on the cpu (src/text-encoder.ts). */
 function cpuTextEncoder(model: Prepared["model"]): EncodeText {
-  return async (tokens, count) => {
-    const { encodeTextCpu } = await import("./text-encoder.js");
-    return encodeTextCpu(model, tokens, count);
-  };
+  return async (tokens, count) => encodeTextCpu(model, tokens, count);
 }
 
 function sumImages(history: readonly { images: number }[]): number {
