@@ -1,0 +1,194 @@
+/**
+ * A very small WebAssembly assembler: just the instructions the GEMM kernels need (i32 arithmetic,
+ * blocks and loops, f32 and v128 loads/stores, f32x4 add/mul), and a module writer for functions
+ * of i32 parameters that import one shared memory. Writing the bytes from TypeScript keeps the
+ * kernels in the source tree, readable, with no build step and no dependency.
+ *
+ * Encoding: WebAssembly core spec 1.0 binary format plus the fixed-width SIMD proposal (opcode
+ * prefix 0xfd) and the threads proposal's shared memory limits (flag 0x03).
+ */
+
+const I32 = 0x7f;
+const V128 = 0x7b;
+
+export type ValueType = "i32" | "v128";
+
+function uleb(value: number): number[] {
+  const out: number[] = [];
+  let v = value >>> 0;
+  do {
+    let byte = v & 0x7f;
+    v >>>= 7;
+    if (v !== 0) byte |= 0x80;
+    out.push(byte);
+  } while (v !== 0);
+  return out;
+}
+
+function sleb(value: number): number[] {
+  const out: number[] = [];
+  let v = value | 0;
+  for (;;) {
+    const byte = v & 0x7f;
+    v >>= 7;
+    if ((v === 0 && (byte & 0x40) === 0) || (v === -1 && (byte & 0x40) !== 0)) {
+      out.push(byte);
+      return out;
+    }
+    out.push(byte | 0x80);
+  }
+}
+
+function vector(items: number[][]): number[] {
+  return [...uleb(items.length), ...items.flat()];
+}
+
+function name(text: string): number[] {
+  return vector([...new TextEncoder().encode(text)].map((b) => [b]));
+}
+
+function section(id: number, body: number[]): number[] {
+  return [id, ...uleb(body.length), ...body];
+}
+
+/** Emits one function body. Locals are numbered after the parameters, in the order declared. */
+export class FunctionBuilder {
+  readonly code: number[] = [];
+  private readonly locals: ValueType[] = [];
+
+  constructor(
+    readonly exportName: string,
+    readonly paramCount: number,
+  ) {}
+
+  /** A new local of the given type; returns its index. */
+  local(type: ValueType): number {
+    this.locals.push(type);
+    return this.paramCount + this.locals.length - 1;
+  }
+
+  private op(...bytes: number[]): this {
+    this.code.push(...bytes);
+    return this;
+  }
+  private simd(opcode: number, ...immediates: number[]): this {
+    return this.op(0xfd, ...uleb(opcode), ...immediates);
+  }
+
+  get(index: number): this {
+    return this.op(0x20, ...uleb(index));
+  }
+  set(index: number): this {
+    return this.op(0x21, ...uleb(index));
+  }
+  tee(index: number): this {
+    return this.op(0x22, ...uleb(index));
+  }
+  i32(value: number): this {
+    return this.op(0x41, ...sleb(value));
+  }
+  add(): this {
+    return this.op(0x6a);
+  }
+  sub(): this {
+    return this.op(0x6b);
+  }
+  mul(): this {
+    return this.op(0x6c);
+  }
+  ltU(): this {
+    return this.op(0x49);
+  }
+  eqz(): this {
+    return this.op(0x45);
+  }
+  block(): this {
+    return this.op(0x02, 0x40);
+  }
+  loop(): this {
+    return this.op(0x03, 0x40);
+  }
+  if(): this {
+    return this.op(0x04, 0x40);
+  }
+  else(): this {
+    return this.op(0x05);
+  }
+  end(): this {
+    return this.op(0x0b);
+  }
+  /** call of the module's function number `index` (the order given to encodeModule). */
+  call(index: number): this {
+    return this.op(0x10, ...uleb(index));
+  }
+  br(depth: number): this {
+    return this.op(0x0c, ...uleb(depth));
+  }
+  brIf(depth: number): this {
+    return this.op(0x0d, ...uleb(depth));
+  }
+  /** f32.load with a constant byte offset (alignment 4). */
+  f32Load(offsetBytes = 0): this {
+    return this.op(0x2a, 2, ...uleb(offsetBytes));
+  }
+  f32Store(offsetBytes = 0): this {
+    return this.op(0x38, 2, ...uleb(offsetBytes));
+  }
+  /** v128.load (alignment hint 4 bytes: packed buffers are only float-aligned). */
+  v128Load(offsetBytes = 0): this {
+    return this.simd(0x00, 2, ...uleb(offsetBytes));
+  }
+  v128Store(offsetBytes = 0): this {
+    return this.simd(0x0b, 2, ...uleb(offsetBytes));
+  }
+  /** v128.load32_splat: one float broadcast to four lanes. */
+  v128Load32Splat(offsetBytes = 0): this {
+    return this.simd(0x09, 2, ...uleb(offsetBytes));
+  }
+  v128Zero(): this {
+    return this.simd(0x0c, ...new Array(16).fill(0));
+  }
+  f32x4Add(): this {
+    return this.simd(0xe4);
+  }
+  f32x4Mul(): this {
+    return this.simd(0xe6);
+  }
+
+  encode(): number[] {
+    const groups: number[][] = [];
+    for (const type of this.locals) {
+      const code = type === "i32" ? I32 : V128;
+      const last = groups[groups.length - 1];
+      if (last && last[1] === code) last[0]++;
+      else groups.push([1, code]);
+    }
+    const body = [...vector(groups.map(([count, code]) => [...uleb(count), code])), ...this.code, 0x0b];
+    return [...uleb(body.length), ...body];
+  }
+}
+
+/**
+ * A module of functions taking only i32 parameters and returning nothing, importing
+ * `env.memory` as a shared memory with the given maximum (pages of 64 KiB).
+ */
+export function encodeModule(functions: FunctionBuilder[], maxPages: number): Uint8Array {
+  const arities = [...new Set(functions.map((f) => f.paramCount))];
+  const types = arities.map((n) => [0x60, ...vector(new Array(n).fill([I32])), 0]);
+  const bytes = [
+    0x00,
+    0x61,
+    0x73,
+    0x6d,
+    0x01,
+    0x00,
+    0x00,
+    0x00,
+    ...section(1, vector(types)),
+    ...section(2, vector([[...name("env"), ...name("memory"), 0x02, 0x03, ...uleb(0), ...uleb(maxPages)]])),
+    ...section(3, vector(functions.map((f) => uleb(arities.indexOf(f.paramCount))))),
+    ...section(7, vector(functions.map((f, i) => [...name(f.exportName), 0x00, ...uleb(i)]))),
+    ...section(10, vector(functions.map((f) => f.encode()))),
+  ];
+  return new Uint8Array(bytes);
+}
