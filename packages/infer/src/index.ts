@@ -1,1 +1,44 @@
-export {};
+export {
+  BaseModel,
+  type LoadBaseModelOptions,
+  loadBaseModel,
+  type MaskHandle,
+  type Tower,
+  type WeightSharing,
+} from "./base-model.js";
+export {
+  type Classification,
+  type Classifier,
+  type ClassScore,
+  type CreateClassifierOptions,
+  classProbabilities,
+  createClassifier,
+  DEFAULT_BATCH_SIZE,
+} from "./classifier.js";
+export { type ClassifierImage, imagesToBatch } from "./image-batch.js";
+export {
+  checkMaskAgainstModel,
+  type FoldedWeight,
+  foldMask,
+  modelFingerprint,
+  readBaseWeights,
+} from "./mask-fold.js";
+export {
+  CONFIG_FILE,
+  type ModelDir,
+  type OnnxGraphFile,
+  openModelDir,
+  TEXT_ONNX,
+  VISION_ONNX,
+  WEIGHTS_FILE,
+} from "./model-dir.js";
+export {
+  type ExternalDataRef,
+  type InitializerSource,
+  initializersToInputs,
+  type OnnxGraphSummary,
+  type OnnxInitializer,
+  redirectInitializers,
+  summarizeOnnxModel,
+} from "./onnx/onnx-model.js";
+export { type ExecutionProvider, ensureExecutionProvider } from "./ort-session.js";
