@@ -155,8 +155,11 @@ export function writeGolomb(positions: Uint32Array, m: number, bitLength: number
 /**
  * Decodes a golomb payload into a bitset of `numel` entries with `count` entries equal to
  * `minority`. Throws BAD_PAYLOAD when the stream runs out, points past numel, or leaves bytes or
- * nonzero padding bits after the last gap. Work and memory are bounded by numel / 8 plus the
- * payload length whatever the bytes say.
+ * nonzero padding bits after the last gap.
+ *
+ * The stream is walked twice: once to check it, allocating nothing, then to fill the bitset. So a
+ * damaged payload is rejected before the ceil(numel / 8) bytes are allocated, and only a valid one
+ * expands (up to the caps of SPEC.md).
  */
 export function readGolomb(
   payload: Uint8Array,
@@ -166,16 +169,31 @@ export function readGolomb(
   m: number,
   subject: string,
 ): Uint8Array {
-  const fail = (why: string) =>
-    new MaskFormatError("BAD_PAYLOAD", `${subject}: golomb payload ${why}`, { subject });
+  walkGolomb(payload, numel, minority, count, m, subject, undefined);
   const out = new Uint8Array(bitsetByteLength(numel));
   if (minority === 0) {
     out.fill(0xff);
     clearPadding(out, numel);
   }
+  walkGolomb(payload, numel, minority, count, m, subject, out);
+  return out;
+}
+
+/** Reads `count` gaps; with `out`, writes the minority bit at each position. */
+function walkGolomb(
+  payload: Uint8Array,
+  numel: number,
+  minority: 0 | 1,
+  count: number,
+  m: number,
+  subject: string,
+  out: Uint8Array | undefined,
+): void {
+  const fail = (why: string) =>
+    new MaskFormatError("BAD_PAYLOAD", `${subject}: golomb payload ${why}`, { subject });
   const len = payload.length;
   const b = remainderBits(m);
-  const u = 2 ** b - m;
+  const u = b === 0 ? 0 : 2 ** b - m;
   const shortBits = b - 1;
   // acc holds the next n stream bits left-aligned in 32 bits; i is the next byte to load. Bytes
   // past the end load as 0 and are caught by the consumed-bits check after each gap.
@@ -228,8 +246,10 @@ export function readGolomb(
     if (i * 8 - n > len * 8) throw fail(`runs out of bits in gap ${c}`);
     if (position >= numel) throw fail(`points at entry ${position} of ${numel} (gap ${c})`);
     prev = position;
-    if (minority === 0) out[position >> 3] &= ~(0x80 >> (position & 7));
-    else out[position >> 3] |= 0x80 >> (position & 7);
+    if (out !== undefined) {
+      if (minority === 0) out[position >> 3] &= ~(0x80 >> (position & 7));
+      else out[position >> 3] |= 0x80 >> (position & 7);
+    }
   }
   const consumedBits = i * 8 - n;
   if (consumedBits > len * 8) throw fail("runs out of bits");
@@ -237,5 +257,4 @@ export function readGolomb(
     throw fail(`has ${len - Math.ceil(consumedBits / 8)} bytes after its last gap`);
   const rest = consumedBits & 7;
   if (rest !== 0 && (payload[len - 1] & (0xff >> rest)) !== 0) throw fail("has nonzero padding bits");
-  return out;
 }

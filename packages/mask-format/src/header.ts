@@ -93,10 +93,15 @@ export function checkHeader(value: unknown, payloadBytes: number, source: string
     new MaskFormatError("LIMIT_EXCEEDED", `${source}: header field ${field} ${why}`, { subject: field });
   const isObject = (v: unknown): v is Record<string, unknown> =>
     typeof v === "object" && v !== null && !Array.isArray(v);
-  const int = (v: unknown, field: string, min: number, max: number): number => {
+  // `max` is a cap of SPEC.md section 10 (LIMIT_EXCEEDED) unless `range` says it is the field's
+  // natural range (BAD_HEADER).
+  const int = (v: unknown, field: string, min: number, max: number, range = false): number => {
     if (typeof v !== "number" || !Number.isSafeInteger(v)) throw bad(field, "must be an integer");
     if (v < min) throw bad(field, `must be at least ${min} (is ${v})`);
-    if (v > max) throw limit(field, `is ${v}, above the cap ${max}`);
+    if (v > max)
+      throw range
+        ? bad(field, `must be at most ${max} (is ${v})`)
+        : limit(field, `is ${v}, above the cap ${max}`);
     return v;
   };
   const name = (v: unknown, field: string): string => {
@@ -148,7 +153,7 @@ export function checkHeader(value: unknown, payloadBytes: number, source: string
     totalNumel += numel;
     if (totalNumel > MAX_TOTAL_NUMEL)
       throw limit("tensors", `hold more than ${MAX_TOTAL_NUMEL} entries in total`);
-    const zeros = int(rec.zeros, `${where}.zeros`, 0, numel);
+    const zeros = int(rec.zeros, `${where}.zeros`, 0, numel, true);
     const encoding = rec.encoding;
     if (typeof encoding !== "string") throw bad(`${where}.encoding`, "must be a string");
     if (encoding !== "bitmap" && encoding !== "golomb")
@@ -159,7 +164,7 @@ export function checkHeader(value: unknown, payloadBytes: number, source: string
       );
     const offset = int(rec.offset, `${where}.offset`, 0, Number.MAX_SAFE_INTEGER);
     const length = int(rec.length, `${where}.length`, 0, Number.MAX_SAFE_INTEGER);
-    const crc = int(rec.crc32, `${where}.crc32`, 0, 0xffffffff);
+    const crc = int(rec.crc32, `${where}.crc32`, 0, 0xffffffff, true);
     const record: TensorRecord = {
       name: tensorName,
       shape,
@@ -207,7 +212,7 @@ export function checkHeader(value: unknown, payloadBytes: number, source: string
     if (head.dtype !== "F16") throw bad("head.dtype", 'must be "F16"');
     const offset = int(head.offset, "head.offset", 0, Number.MAX_SAFE_INTEGER);
     const length = int(head.length, "head.length", 0, Number.MAX_SAFE_INTEGER);
-    const crc = int(head.crc32, "head.crc32", 0, 0xffffffff);
+    const crc = int(head.crc32, "head.crc32", 0, 0xffffffff, true);
     if (length !== classNames.length * dim * 2)
       throw new MaskFormatError(
         "BAD_LAYOUT",
