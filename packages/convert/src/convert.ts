@@ -128,15 +128,15 @@ export async function convert(
   const overwrite = options.overwrite ?? false;
   await checkOutputDir(outDir, overwrite); // fail fast, before hashing a large file
 
-  const sourceSha256 = await sha256File(input, {
-    signal,
-    onProgress: (bytesDone, bytesTotal) => onProgress?.({ status: "hashing", bytesDone, bytesTotal }),
-  });
-  const release = officialReleaseFor(sourceSha256);
-  const modelName = release?.name ?? options.modelName ?? null;
-
+  // Open first (headers and pickles only): hostile or unknown input fails before any long work.
   const checkpoint = await openCheckpoint(input);
   try {
+    const sourceSha256 = await sha256File(checkpoint.path, {
+      signal,
+      onProgress: (bytesDone, bytesTotal) => onProgress?.({ status: "hashing", bytesDone, bytesTotal }),
+    });
+    const release = officialReleaseFor(sourceSha256);
+    const modelName = release?.name ?? options.modelName ?? null;
     onProgress?.({
       status: "read-header",
       format: checkpoint.format,

@@ -99,7 +99,8 @@ export async function openTorchZip(path: string): Promise<TorchPickleFile> {
       }
     const source = `${path}:${dataPkl.name}`;
     const storages = new Map<string, StorageRef>();
-    const root = unpickle(await archive.read(dataPkl), {
+    const pickleBytes = await archive.read(dataPkl);
+    const { value: root, end } = unpickle(pickleBytes, {
       source,
       resolveGlobal: torchGlobals(source),
       persistentLoad: (pidValue) => {
@@ -117,7 +118,13 @@ export async function openTorchZip(path: string): Promise<TorchPickleFile> {
         storages.set(pid.key, storage);
         return storage as unknown as PickleValue;
       },
-    }).value;
+    });
+    if (end !== pickleBytes.byteLength)
+      fail(
+        "PICKLE_MALFORMED",
+        `${source}: ${pickleBytes.byteLength - end} trailing bytes after STOP at offset ${end}`,
+        source,
+      );
     return {
       format: isTorchScript ? "torchscript" : "torch-zip",
       root,

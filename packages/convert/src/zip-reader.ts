@@ -191,7 +191,8 @@ export class ZipArchive {
       const compressed = await readExactly(this.handle, start, entry.compressedBytes, this.path);
       let inflated: Uint8Array;
       try {
-        inflated = inflateRawSync(compressed, { maxOutputLength: Math.max(1, entry.uncompressedBytes) });
+        const buffer = inflateRawSync(compressed, { maxOutputLength: Math.max(1, entry.uncompressedBytes) });
+        inflated = new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
       } catch (cause) {
         fail(
           "ZIP_BAD_FORMAT",

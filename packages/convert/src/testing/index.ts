@@ -1,0 +1,12 @@
+export {
+  type ArchiveTensor,
+  modulePickle,
+  PickleWriter,
+  stateDictPickle,
+  type TensorRecord,
+  type WriteTorchArchiveOptions,
+  writeRawTorchZip,
+  writeTensor,
+  writeTorchArchive,
+  ZipWriter,
+} from "./torch-writer.js";
