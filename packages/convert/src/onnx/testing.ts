@@ -11,17 +11,21 @@ import {
   configToJson,
   DTYPE_BYTES,
   type DType,
+  fillTemplate,
   fromFloat32,
   inferConfig,
   planFromHf,
+  preprocessImages,
   SafetensorsFile,
   TEXT_BLOCK_PREFIX,
   type TensorToWrite,
   toFloat32,
+  tokenize,
   VISION_BLOCK_PREFIX,
   writeSafetensors,
 } from "@unmask/clip";
 import * as ort from "onnxruntime-node";
+import { normalizeRows } from "./parity.js";
 
 export type WeightDtype = "F32" | "F16";
 
@@ -264,5 +268,62 @@ export async function runTowersOn(modelDir: string, expected: ExpectedOutputs) {
   } finally {
     await vision.release();
     await text.release();
+  }
+}
+
+/**
+ * Zero-shot classification with the model directory's two graphs, as the CLIP paper: one prompt
+ * per class, cosine similarity of image and text embeddings, the highest wins. Returns the class
+ * index per image, in input order.
+ */
+export async function zeroShotPredictions(options: {
+  modelDir: string;
+  imagePaths: readonly string[];
+  classNames: readonly string[];
+  template: string;
+  resolution: number;
+  batch?: number;
+  threads?: number;
+}): Promise<number[]> {
+  const sessionOptions = { intraOpNumThreads: options.threads ?? 2, interOpNumThreads: 1 };
+  const text = await ort.InferenceSession.create(join(options.modelDir, "text.onnx"), sessionOptions);
+  const vision = await ort.InferenceSession.create(join(options.modelDir, "vision.onnx"), sessionOptions);
+  try {
+    const classes = options.classNames.length;
+    const ids = tokenize(options.classNames.map((c) => fillTemplate(options.template, c)));
+    const textOut = await text.run({
+      input_ids: new ort.Tensor("int32", ids, [classes, ids.length / classes]),
+    });
+    const textEmbeds = textOut.text_embeds.data as Float32Array;
+    const dim = textEmbeds.length / classes;
+    const textUnit = normalizeRows(textEmbeds, dim);
+    const R = options.resolution;
+    const batch = options.batch ?? 100;
+    const predictions: number[] = [];
+    for (let start = 0; start < options.imagePaths.length; start += batch) {
+      const paths = options.imagePaths.slice(start, start + batch);
+      const pixels = await preprocessImages(paths, R);
+      const out = await vision.run({
+        pixel_values: new ort.Tensor("float32", pixels, [paths.length, 3, R, R]),
+      });
+      const imageUnit = normalizeRows(out.image_embeds.data as Float32Array, dim);
+      for (let i = 0; i < paths.length; i++) {
+        let bestClass = 0;
+        let bestScore = -Infinity;
+        for (let c = 0; c < classes; c++) {
+          let s = 0;
+          for (let k = 0; k < dim; k++) s += imageUnit[i * dim + k] * textUnit[c * dim + k];
+          if (s > bestScore) {
+            bestScore = s;
+            bestClass = c;
+          }
+        }
+        predictions.push(bestClass);
+      }
+    }
+    return predictions;
+  } finally {
+    await text.release();
+    await vision.release();
   }
 }
