@@ -22,7 +22,10 @@ export interface EvaluateOptions {
   /** Default: both. */
   models?: readonly EvaluatedModel[];
   batchSize?: number;
-  /** Evaluate only the first `limit` images (quick looks; the report says how many). */
+  /**
+   * Evaluate `limit` images only, spread evenly over the set (image floor(i * n / limit)), so a
+   * class-sorted folder still gives every class (quick looks; the report says how many).
+   */
   limit?: number;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
@@ -63,7 +66,12 @@ export async function evaluate(options: EvaluateOptions): Promise<EvaluateResult
   const started = performance.now();
   const models = options.models ?? ["zero-shot", "masked"];
   const batchSize = options.batchSize ?? DEFAULT_EVAL_BATCH;
-  const items = dataset.items.slice(0, options.limit ?? dataset.items.length);
+  const n = dataset.items.length;
+  const limit = Math.min(options.limit ?? n, n);
+  const items =
+    limit === n
+      ? dataset.items
+      : Array.from({ length: limit }, (_, i) => dataset.items[Math.floor((i * n) / limit)]);
   const classes = dataset.classNames.length;
   if (items.length === 0)
     throw new UnmaskError("DATA_NOT_FOUND", `${dataset.description}: no test images`, { subject: "test" });

@@ -56,6 +56,8 @@ export interface Prepared {
   train: Dataset;
   test: Dataset | null;
   trainItems: DatasetItem[];
+  /** K of the few-shot set: the sampled K, the file list's `shots`, or null when a list does not say. */
+  shots: number | null;
   fileListSha256: string;
   templates: string[];
   cache: BuiltImageCache;
@@ -122,9 +124,11 @@ export async function prepareRun(options: PrepareOptions): Promise<Prepared> {
   say("data", "listing images");
   const { train, test } = await resolveDatasets(options);
   let trainItems: DatasetItem[];
+  let shots: number | null = options.shots;
   if (options.trainList !== undefined) {
     const list =
       typeof options.trainList === "string" ? await readTrainList(options.trainList) : options.trainList;
+    shots = list.shots ?? null;
     trainItems = selectTrainList(
       train,
       list,
@@ -170,6 +174,7 @@ export async function prepareRun(options: PrepareOptions): Promise<Prepared> {
     train,
     test,
     trainItems,
+    shots,
     fileListSha256: fileListSha256(trainItems.map((i) => i.id)),
     templates,
     cache,

@@ -108,7 +108,6 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   if (!(lambda >= 0 && lambda <= 1))
     throw new UnmaskError("BAD_OPTION", `lambda ${lambda} must lie in [0, 1]`, { subject: "lambda" });
   const hyper: RmtHyper = { ...DEFAULT_HYPER, ...options.hyper, gdrLambda: lambda };
-  const shots = options.trainList === undefined ? (options.shots ?? 16) : null;
   const seed = options.seed ?? 1;
   const evalBatch = positive(options.evalBatchSize ?? DEFAULT_EVAL_BATCH, "evalBatchSize", true);
   const engineName = options.engine ?? "cpu";
@@ -121,7 +120,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     model: options.model,
     data: options.data,
     testData: options.testData,
-    shots: shots ?? 16,
+    shots: options.shots ?? 16,
     seed,
     trainList: options.trainList,
     maskedTensors: options.maskedTensors,
@@ -132,7 +131,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     signal,
     onProgress,
   });
-  const { engineModel, cache, trainItems } = prepared;
+  const { engineModel, cache, trainItems, shots } = prepared;
   const shapes = new Map(
     engineModel.maskedTensors.map((n) => [n, engineModel.weights.get(n)?.shape as number[]] as const),
   );
