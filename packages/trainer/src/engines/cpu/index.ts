@@ -18,4 +18,5 @@ export { LAYERNORM_EPS, layernormBackward, layernormForward } from "./layernorm.
 export { matmulBackward, matmulForward } from "./matmul.js";
 export { patchifyForward } from "./patchify.js";
 export { quickGeluBackward, quickGeluForward } from "./quick-gelu.js";
+export { type RandomVitOptions, randomImages, randomVitModel } from "./random-model.js";
 export { applyMask, maskedUpdate } from "./update.js";
