@@ -15,6 +15,17 @@ export {
   createClassifier,
   DEFAULT_BATCH_SIZE,
 } from "./classifier.js";
+export {
+  alignToClasses,
+  type ConfusedPair,
+  type EvaluateImageFolderOptions,
+  type EvaluateProgress,
+  type EvaluationResult,
+  evaluateImageFolder,
+  IMAGE_EXTENSIONS,
+  type LabelledImages,
+  listImageFolder,
+} from "./evaluate.js";
 export { type ClassifierImage, imagesToBatch } from "./image-batch.js";
 export {
   checkMaskAgainstModel,
@@ -42,3 +53,12 @@ export {
   summarizeOnnxModel,
 } from "./onnx/onnx-model.js";
 export { type ExecutionProvider, ensureExecutionProvider } from "./ort-session.js";
+export { HttpError } from "./server/http-error.js";
+export {
+  createInferenceServer,
+  DEFAULT_SERVER_LIMITS,
+  type InferenceServer,
+  type InferenceServerOptions,
+  type ServerLimits,
+} from "./server/inference-server.js";
+export { ConcurrencyLimiter, QueueFullError } from "./server/limiter.js";

@@ -75,7 +75,10 @@ export function ensureExecutionProvider(provider: ExecutionProvider): Promise<vo
           { subject: "executionProvider" },
         );
       try {
-        const session = await ort.InferenceSession.create(probeGraph(), { executionProviders: [provider] });
+        const session = await ort.InferenceSession.create(probeGraph(), {
+          executionProviders: [provider],
+          logSeverityLevel: 4, // the failure is reported below, in one line
+        });
         await session.release();
       } catch (cause) {
         throw new UnmaskError(
