@@ -15,6 +15,7 @@ import {
 } from "./few-shot.js";
 import { loadImageFolder } from "./image-folder.js";
 import { inMemoryDataset } from "./in-memory.js";
+import { resolveData } from "./resolve.js";
 
 let root: string;
 
@@ -161,5 +162,41 @@ describe("in-memory dataset", () => {
     expect(() => inMemoryDataset({ classNames: ["a", "b"], images: [{ ...img, width: 3 }] })).toThrow(
       /do not match/,
     );
+  });
+});
+
+describe("resolveData", () => {
+  it("reads a train/test layout, a plain class folder and aligns a separate test folder by name", async () => {
+    const base = join(root, "layout");
+    for (const [split, classes] of [
+      ["train", ["b_cls", "a_cls"]],
+      ["test", ["a_cls", "b_cls"]],
+    ] as const)
+      for (const cls of classes) {
+        mkdirSync(join(base, split, cls), { recursive: true });
+        await png(join(base, split, cls, "0.png"), 3);
+      }
+    const both = await resolveData({ data: base });
+    expect(both.train.items.map((i) => i.id)).toEqual(["train/a_cls/0.png", "train/b_cls/0.png"]);
+    expect(both.test?.items.map((i) => [i.id, i.label])).toEqual([
+      ["test/a_cls/0.png", 0],
+      ["test/b_cls/0.png", 1],
+    ]);
+    const plain = await resolveData({ data: join(base, "train") });
+    expect(plain.test).toBeNull();
+    expect(plain.train.items[0].id).toBe("a_cls/0.png");
+    // a test folder holding only some classes, in another order, lines up by name
+    mkdirSync(join(base, "other", "b_cls"), { recursive: true });
+    await png(join(base, "other", "b_cls", "x.png"), 1);
+    const other = await resolveData({ data: join(base, "train"), testData: join(base, "other") });
+    expect(other.test?.items.map((i) => i.label)).toEqual([1]);
+    mkdirSync(join(base, "alien", "zebra"), { recursive: true });
+    await png(join(base, "alien", "zebra", "x.png"), 1);
+    await expect(resolveData({ data: base, testData: join(base, "alien") })).rejects.toMatchObject({
+      code: "CLASS_MISMATCH",
+    });
+    await expect(resolveData({ data: join(base, "missing") })).rejects.toMatchObject({
+      code: "DATA_NOT_FOUND",
+    });
   });
 });
