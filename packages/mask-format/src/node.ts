@@ -16,7 +16,8 @@ export async function readMaskFile(path: string): Promise<DecodedMask> {
 /** The raw bytes of a file, with read failures as MaskFormatError FILE_ERROR. */
 export async function readBytes(path: string): Promise<Uint8Array> {
   try {
-    return new Uint8Array(await readFile(path));
+    const buffer = await readFile(path);
+    return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength); // a view, no copy
   } catch (cause) {
     const code = (cause as { code?: string }).code ?? "unknown";
     throw new MaskFormatError("FILE_ERROR", `${path}: cannot read (${code})`, { cause, subject: path });
