@@ -3,22 +3,24 @@
  *
  * Two ways to hand W' = M * W to onnxruntime (`weightSharing`):
  *
- * - "shared-session" (default on cpu): the masked tensors' initializers become graph inputs of
- *   one session per set of masked tensors; each run feeds the W' of its mask. The unmasked
- *   weights are loaded (and constant-folded, prepacked) once for all masks, and a mask costs
- *   exactly its masked tensors in the stored dtype. Adding a mask creates no session.
+ * - "shared-session" (default on cpu): the initializers of the published R-AMT masked set
+ *   (patch embedding, attention in/out projections) become graph inputs of ONE vision session
+ *   that serves zero-shot (fed the base weights, read once) and every mask (fed its W'). The
+ *   other weights are loaded (constant-folded, prepacked) once for all masks, and a mask costs
+ *   its masked tensors in the stored dtype. Adding a mask creates no session. A mask over other
+ *   tensors gets a session of its own with those tensors as inputs.
  * - "session-per-mask" (default on cuda, where per-run feeds would cross the bus): each mask gets
  *   its own session whose masked initializers carry W' inline (raw_data in an in-memory copy of
  *   the graph); the unmasked initializers still read model.safetensors. Each session holds its
  *   own copy of what onnxruntime derives from the weights (fp32 casts, prepacked GEMM panels).
  *
- * Zero-shot runs (no mask) use the unmodified graph. Text features are computed with text.onnx
+ * Zero-shot runs in "session-per-mask" mode use the unmodified graph. Text features are computed with text.onnx
  * and cached per (class list, templates).
  */
-import { buildClassTextFeatures, type ClipConfig } from "@unmask/clip";
+import { buildClassTextFeatures, type ClipConfig, defaultMaskedTensors } from "@unmask/clip";
 import { type DecodedMask, decodeMask, type MaskHead, UnmaskError } from "@unmask/mask-format";
 import { readMaskFile } from "@unmask/mask-format/node";
-import { type FoldedWeight, foldMask } from "./mask-fold.js";
+import { type FoldedWeight, foldMask, readBaseWeights } from "./mask-fold.js";
 import { type ModelDir, type OnnxGraphFile, openModelDir } from "./model-dir.js";
 import { initializersToInputs, redirectInitializers } from "./onnx/onnx-model.js";
 import { createSession, type ExecutionProvider, ensureExecutionProvider, ort } from "./ort-session.js";
@@ -55,6 +57,8 @@ interface MaskState {
   sessions: Partial<Record<Tower, Promise<ort.InferenceSession>>>;
 }
 
+const ONNX_FLOAT = 1;
+const ONNX_FLOAT16 = 10;
 const ORT_TYPE: Record<string, "float32" | "float16"> = { F32: "float32", F16: "float16" };
 
 function tensorFor(weight: FoldedWeight, dims: number[]): ort.Tensor {
@@ -73,6 +77,8 @@ export class BaseModel {
   readonly weightSharing: WeightSharing;
   private readonly plain: Partial<Record<Tower, Promise<ort.InferenceSession>>> = {};
   private readonly shared = new Map<string, Promise<ort.InferenceSession>>();
+  private readonly common: Partial<Record<Tower, Set<string>>> = {};
+  private readonly baseFeedCache: Partial<Record<Tower, Promise<Record<string, ort.Tensor>>>> = {};
   private readonly masks = new Map<number, MaskState>();
   private readonly textCache = new Map<string, Promise<Float32Array>>();
   private nextMaskId = 1;
@@ -189,7 +195,7 @@ export class BaseModel {
     // Build the sessions now, so the first request does not pay for it and errors surface here.
     for (const tower of ["vision", "text"] as const) {
       if (this.touches(state, tower) && (tower === "vision" || this.hasTextTower))
-        await this.maskedSession(state, tower, canFeed);
+        await this.select(tower, state);
     }
     return handle;
   }
@@ -207,22 +213,56 @@ export class BaseModel {
     return !!graph && state.folded.some((w) => graph.initializersByTensor.has(w.tensor));
   }
 
-  private maskedSession(state: MaskState, tower: Tower, viaFeeds: boolean): Promise<ort.InferenceSession> {
-    if (viaFeeds) {
-      const names = new Set(Object.keys(state.feeds[tower] ?? {}));
-      const key = `${tower}:${[...names].sort().join("|")}`;
-      let s = this.shared.get(key);
-      if (!s) {
-        s = this.session(
-          tower,
-          initializersToInputs(this.graph(tower).bytes, names, this.graph(tower).path),
-          "masked inputs",
-        );
-        s.catch(() => this.shared.delete(key));
-        this.shared.set(key, s);
-      }
-      return s;
+  /** Vision initializers of the published R-AMT masked set: graph inputs of the common session. */
+  private commonInputs(tower: Tower): Set<string> {
+    let names = this.common[tower];
+    if (!names) {
+      names = new Set<string>();
+      const graph = tower === "vision" ? this.modelDir.vision : null;
+      if (graph && this.weightSharing === "shared-session" && this.config.architecture === "vit")
+        for (const tensor of defaultMaskedTensors(this.config, { patchEmbedding: true }))
+          for (const init of graph.initializersByTensor.get(tensor) ?? [])
+            if (init.dataType === ONNX_FLOAT || init.dataType === ONNX_FLOAT16) names.add(init.name);
+      this.common[tower] = names;
     }
+    return names;
+  }
+
+  /** The unmasked weights of the common inputs, read once (what zero-shot runs feed). */
+  private baseFeeds(tower: Tower): Promise<Record<string, ort.Tensor>> {
+    let pending = this.baseFeedCache[tower];
+    if (!pending) {
+      const graph = this.graph(tower);
+      const wanted = this.commonInputs(tower);
+      pending = (async () => {
+        const feeds: Record<string, ort.Tensor> = {};
+        for (const [tensor, inits] of graph.initializersByTensor) {
+          const mine = inits.filter((i) => wanted.has(i.name));
+          if (mine.length === 0) continue;
+          const [weight] = await readBaseWeights(this.modelDir, [tensor]);
+          for (const init of mine) feeds[init.name] = tensorFor(weight, init.dims);
+        }
+        return feeds;
+      })();
+      pending.catch(() => delete this.baseFeedCache[tower]);
+      this.baseFeedCache[tower] = pending;
+    }
+    return pending;
+  }
+
+  private sharedSession(tower: Tower, names: Set<string>): Promise<ort.InferenceSession> {
+    const key = `${tower}:${[...names].sort().join("|")}`;
+    let s = this.shared.get(key);
+    if (!s) {
+      const graph = this.graph(tower);
+      s = this.session(tower, initializersToInputs(graph.bytes, names, graph.path), "weights as inputs");
+      s.catch(() => this.shared.delete(key));
+      this.shared.set(key, s);
+    }
+    return s;
+  }
+
+  private perMaskSession(state: MaskState, tower: Tower): Promise<ort.InferenceSession> {
     let s = state.sessions[tower];
     if (!s) {
       const graph = this.graph(tower);
@@ -240,6 +280,25 @@ export class BaseModel {
     return s;
   }
 
+  /** The session and the weight feeds a run of `tower` under `state` (or zero-shot) uses. */
+  private async select(
+    tower: Tower,
+    state: MaskState | undefined,
+  ): Promise<{ session: ort.InferenceSession; feeds: Record<string, ort.Tensor> }> {
+    const masked = state !== undefined && this.touches(state, tower);
+    const maskFeeds = masked ? state.feeds[tower] : null;
+    if (masked && !maskFeeds) return { session: await this.perMaskSession(state, tower), feeds: {} };
+    const common = this.commonInputs(tower);
+    if (common.size > 0 && (!maskFeeds || Object.keys(maskFeeds).every((n) => common.has(n)))) {
+      // One session for zero-shot and every mask: base weights, overlaid with this mask's W'.
+      const [session, base] = await Promise.all([this.sharedSession(tower, common), this.baseFeeds(tower)]);
+      return { session, feeds: { ...base, ...maskFeeds } };
+    }
+    if (maskFeeds)
+      return { session: await this.sharedSession(tower, new Set(Object.keys(maskFeeds))), feeds: maskFeeds };
+    return { session: await this.plainSession(tower), feeds: {} };
+  }
+
   private async run(
     tower: Tower,
     input: ort.Tensor,
@@ -252,15 +311,9 @@ export class BaseModel {
       throw new UnmaskError("UNKNOWN_MASK", `mask ${mask.name} is not loaded on this model (removed?)`, {
         subject: mask.name,
       });
-    let session: ort.InferenceSession;
-    const feeds: Record<string, ort.Tensor> = {};
-    if (state && this.touches(state, tower)) {
-      const maskFeeds = state.feeds[tower];
-      session = await this.maskedSession(state, tower, maskFeeds !== null);
-      if (maskFeeds) Object.assign(feeds, maskFeeds);
-    } else {
-      session = await this.plainSession(tower);
-    }
+    const selected = await this.select(tower, state);
+    const session = selected.session;
+    const feeds: Record<string, ort.Tensor> = { ...selected.feeds };
     const inputName = graph.summary.inputNames[0];
     feeds[inputName] = input;
     const outputName = graph.summary.outputNames[0];

@@ -123,9 +123,13 @@ describe("ConcurrencyLimiter", () => {
 describe("SIGTERM", () => {
   it("drains an in-flight request and exits 0", async () => {
     const cli = fileURLToPath(new URL("../../../cli/bin/unmask.js", import.meta.url));
-    const child = spawn(process.execPath, [cli, "serve", "--model", tiny.dir, "--classes", "a,b", "--port", "0"], {
-      stdio: ["ignore", "ignore", "pipe"],
-    });
+    const child = spawn(
+      process.execPath,
+      [cli, "serve", "--model", tiny.dir, "--classes", "a,b", "--port", "0"],
+      {
+        stdio: ["ignore", "ignore", "pipe"],
+      },
+    );
     let stderr = "";
     const port = await new Promise<number>((resolve, reject) => {
       child.stderr.on("data", (d: Buffer) => {
@@ -150,4 +154,3 @@ describe("SIGTERM", () => {
     await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
   }, 30_000);
 });
-

@@ -3,7 +3,7 @@
  * seeded masks over it and a reference directory whose model.safetensors holds W' on disk.
  */
 import { mkdtempSync } from "node:fs";
-import { copyFile, rm } from "node:fs/promises";
+import { copyFile, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -108,19 +108,20 @@ export async function writeMaskedCopy(
   outDir: string,
   bits: Map<string, Uint8Array>,
 ): Promise<void> {
+  // Same bytes as the original file, with W' written over the masked tensors in place, so the
+  // graphs' external-data offsets stay valid.
+  const bytes = new Uint8Array(await readFile(join(dir, "model.safetensors")));
   const file = await SafetensorsFile.open(join(dir, "model.safetensors"));
   try {
-    const tensors = [];
-    for (const entry of file.tensors.values()) {
-      let data = await file.readBytes(entry.name);
-      const b = bits.get(entry.name);
-      if (b) data = applyMask(data, b, { dtype: entry.dtype as WeightDType });
-      tensors.push({ name: entry.name, dtype: entry.dtype, shape: entry.shape, data });
+    for (const [name, b] of bits) {
+      const entry = file.entry(name);
+      const view = bytes.subarray(entry.fileOffset, entry.fileOffset + entry.byteLength);
+      applyMask(view, b, { dtype: entry.dtype as WeightDType, inPlace: true });
     }
-    await writeSafetensors(join(outDir, "model.safetensors"), tensors, { metadata: file.metadata });
   } finally {
     await file.close();
   }
+  await writeFile(join(outDir, "model.safetensors"), bytes);
   for (const f of ["config.json", "vision.onnx", "text.onnx"]) await copyFile(join(dir, f), join(outDir, f));
 }
 
