@@ -46,8 +46,13 @@ function softmaxRow(p: Float32Array, row: number, visible: number, n: number, sc
   let max = -Infinity;
   for (let j = 0; j < visible; j++) max = Math.max(max, p[row + j]);
   let sum = 0;
-  for (let j = 0; j < visible; j++) sum += Math.exp((p[row + j] - max) * scale);
-  for (let j = 0; j < visible; j++) p[row + j] = Math.exp((p[row + j] - max) * scale) / sum;
+  for (let j = 0; j < visible; j++) {
+    const e = Math.exp((p[row + j] - max) * scale);
+    p[row + j] = e;
+    sum += e;
+  }
+  const inverse = 1 / sum;
+  for (let j = 0; j < visible; j++) p[row + j] *= inverse;
   for (let j = visible; j < n; j++) p[row + j] = 0;
 }
 

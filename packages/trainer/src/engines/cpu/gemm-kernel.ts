@@ -10,9 +10,11 @@
  *   1 broadcast): about 55-60 GFLOP/s per core from L1 on the 2-core EPYC dev machine, against
  *   about 49 for 4x8, 37 for 4x16 (spills) and 31 for 6x8.
  *
- * macro(mTiles, nTiles, kc, aPack, bPack, c, ldcBytes, accumulate)
- *   the same tile over a block of packed panels: for each of nTiles panels of B, for each of
- *   mTiles panels of A (one B panel stays in L1 while the A block streams from L2). It calls
+ * copy2d(dst, dRow, dCol, src, sRow, sCol, rows, cols)
+ *   a strided 2-D copy (byte strides): packing, zero padding (source stride 0) and edge tiles.
+ *
+ * gemm(...)
+ *   the blocked product that packs and calls `tile` (documented at gemmFunction). It calls
  *   `tile` rather than inlining it: inlined, V8's register allocator spills the accumulators and
  *   the product runs at half speed (measured 25-29 against 46-53 GFLOP/s).
  *
@@ -100,76 +102,286 @@ function tileFunction(): FunctionBuilder {
   return f;
 }
 
-function macroFunction(): FunctionBuilder {
-  // params: mTiles, nTiles, kc, aPack, bPack, c, ldcBytes, accumulate
-  const f = new FunctionBuilder("macro", 8);
-  const [mTiles, nTiles, kc, aPack, bPack, c, ldc, accumulate] = [0, 1, 2, 3, 4, 5, 6, 7];
-  const jr = f.local("i32");
-  const ir = f.local("i32");
-  const a = f.local("i32");
-  const b = f.local("i32");
-  const cTile = f.local("i32");
-  const aPanelBytes = f.local("i32");
-  const bPanelBytes = f.local("i32");
-  f.get(kc)
-    .i32(TILE_ROWS * 4)
-    .mul()
-    .set(aPanelBytes);
-  f.get(kc)
-    .i32(TILE_COLS * 4)
-    .mul()
-    .set(bPanelBytes);
-
-  f.i32(0).set(jr);
-  f.block().get(nTiles).eqz().brIf(0).loop();
-  f.i32(0).set(ir);
-  f.block().get(mTiles).eqz().brIf(0).loop();
-  // a = aPack + ir * aPanelBytes; b = bPack + jr * bPanelBytes
-  f.get(aPack).get(ir).get(aPanelBytes).mul().add().set(a);
-  f.get(bPack).get(jr).get(bPanelBytes).mul().add().set(b);
-  // cTile = c + ir * MR * ldc + jr * NR * 4
-  f.get(c)
-    .get(ir)
-    .i32(TILE_ROWS)
-    .mul()
-    .get(ldc)
-    .mul()
-    .add()
-    .get(jr)
-    .i32(TILE_COLS * 4)
-    .mul()
-    .add()
-    .set(cTile);
-  f.get(kc).get(a).get(b).get(cTile).get(ldc).get(accumulate).call(TILE_FUNCTION_INDEX);
-  f.get(ir).i32(1).add().tee(ir).get(mTiles).ltU().brIf(0);
-  f.end().end();
-  f.get(jr).i32(1).add().tee(jr).get(nTiles).ltU().brIf(0);
-  f.end().end();
+/** copy2d(dst, dRow, dCol, src, sRow, sCol, rows, cols): dst[i, j] = src[i, j], strides in bytes. */
+function copy2dFunction(): FunctionBuilder {
+  const f = new FunctionBuilder("copy2d", 8);
+  const [dst, dRow, dCol, src, sRow, sCol, rows, cols] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const i = f.local("i32");
+  const j = f.local("i32");
+  const d = f.local("i32");
+  const s = f.local("i32");
+  f.forLoop(
+    i,
+    () => f.i32(0),
+    rows,
+    1,
+    () => {
+      f.get(dst).get(i).get(dRow).mul().add().set(d);
+      f.get(src).get(i).get(sRow).mul().add().set(s);
+      f.forLoop(
+        j,
+        () => f.i32(0),
+        cols,
+        1,
+        () => {
+          f.get(d).get(s).f32Load().f32Store();
+          f.get(d).get(dCol).add().set(d);
+          f.get(s).get(sCol).add().set(s);
+        },
+      );
+    },
+  );
   return f;
 }
 
+/**
+ * gemm(transA, transB, m, n, k, a, lda, b, ldb, c, ldc, accumulate, scratch): the whole blocked
+ * product (gemm.ts documents the semantics; pointers in bytes, leading dimensions in floats).
+ * scratch holds GEMM_SCRATCH_FLOATS floats: A panels, B panels, an edge tile, and zeros.
+ *
+ *   for jc (NC columns of C): for pc (KC of k): pack B[pc.., jc..] into NR-column panels
+ *     for ic (MC rows): pack A[ic.., pc..] into MR-row panels
+ *       for each panel pair: tile(), through the edge tile where the panel pair is partial
+ * Packing pads partial panels with zeros, so the tile never reads outside them.
+ */
+function gemmFunction(): FunctionBuilder {
+  const f = new FunctionBuilder("gemm", 13);
+  const [transA, transB, m, n, k, a, lda, b, ldb, c, ldc, accumulate, scratch] = [
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+  ];
+  const L = () => f.local("i32");
+  const [jc, nb, pc, kb, add, q0, cols, ic, mb, p0, rows, jr0, ir0] = Array.from({ length: 13 }, L);
+  const [aPack, bPack, edge, zero, dst, src, sRow, sCol, aTile, bTile, cTile] = Array.from({ length: 11 }, L);
+  f.get(scratch).set(aPack);
+  f.get(scratch)
+    .i32(MC * KC * 4)
+    .add()
+    .set(bPack);
+  f.get(bPack)
+    .i32(KC * NC * 4)
+    .add()
+    .set(edge);
+  f.get(edge)
+    .i32(TILE_ROWS * TILE_COLS * 4)
+    .add()
+    .set(zero);
+  /** push min(x - y, C) for locals x, y */
+  const minRest = (x: number, y: number, C: number) =>
+    f.get(x).get(y).sub().i32(C).get(x).get(y).sub().i32(C).ltU().select();
+  const copy2d = (
+    dstL: number,
+    dRow: number,
+    dCol: number,
+    srcL: number,
+    sRowL: number,
+    sColL: number,
+    rowsL: number,
+    colsL: number,
+  ) =>
+    f.get(dstL).i32(dRow).i32(dCol).get(srcL).get(sRowL).get(sColL).get(rowsL).get(colsL).call(COPY2D_INDEX);
+
+  f.forLoop(
+    jc,
+    () => f.i32(0),
+    n,
+    NC,
+    () => {
+      minRest(n, jc, NC).set(nb);
+      f.forLoop(
+        pc,
+        () => f.i32(0),
+        k,
+        KC,
+        () => {
+          minRest(k, pc, KC).set(kb);
+          f.get(accumulate).get(pc).i32(0).ne().or().set(add);
+          // B panels: the panel at column offset q0 starts q0 * kb floats into bPack; (col, kk) at col + kk NR
+          f.forLoop(
+            q0,
+            () => f.i32(0),
+            nb,
+            TILE_COLS,
+            () => {
+              minRest(nb, q0, TILE_COLS).set(cols);
+              f.get(bPack).get(q0).get(kb).mul().i32(4).mul().add().set(dst);
+              f.get(transB).if();
+              // B stored [n, ldb]: (col, kk) at b + ((jc + q0 + col) ldb + pc + kk) 4
+              f.get(b).get(jc).get(q0).add().get(ldb).mul().get(pc).add().i32(4).mul().add().set(src);
+              f.get(ldb).i32(4).mul().set(sRow);
+              f.i32(4).set(sCol);
+              f.else();
+              // B stored [k, ldb]: (col, kk) at b + ((pc + kk) ldb + jc + q0 + col) 4
+              f.get(b).get(pc).get(ldb).mul().get(jc).add().get(q0).add().i32(4).mul().add().set(src);
+              f.i32(4).set(sRow);
+              f.get(ldb).i32(4).mul().set(sCol);
+              f.end();
+              copy2d(dst, 4, TILE_COLS * 4, src, sRow, sCol, cols, kb);
+              // zero the missing columns of a partial panel: (col, kk) for col in cols..NR
+              f.get(cols).i32(TILE_COLS).ltU().if();
+              f.get(dst).get(cols).i32(4).mul().add().set(dst);
+              f.i32(TILE_COLS).get(cols).sub().set(rows); // rows: scratch count here
+              f.i32(0).set(sRow);
+              copy2d(dst, 4, TILE_COLS * 4, zero, sRow, sRow, rows, kb);
+              f.end();
+            },
+          );
+          f.forLoop(
+            ic,
+            () => f.i32(0),
+            m,
+            MC,
+            () => {
+              minRest(m, ic, MC).set(mb);
+              // A panels: the panel at row offset p0 starts p0 * kb floats into aPack; (row, kk) at row + kk MR
+              f.forLoop(
+                p0,
+                () => f.i32(0),
+                mb,
+                TILE_ROWS,
+                () => {
+                  minRest(mb, p0, TILE_ROWS).set(rows);
+                  f.get(aPack).get(p0).get(kb).mul().i32(4).mul().add().set(dst);
+                  f.get(transA).if();
+                  // A stored [k, lda]: (row, kk) at a + ((pc + kk) lda + ic + p0 + row) 4
+                  f.get(a).get(pc).get(lda).mul().get(ic).add().get(p0).add().i32(4).mul().add().set(src);
+                  f.i32(4).set(sRow);
+                  f.get(lda).i32(4).mul().set(sCol);
+                  f.else();
+                  // A stored [m, lda]: (row, kk) at a + ((ic + p0 + row) lda + pc + kk) 4
+                  f.get(a).get(ic).get(p0).add().get(lda).mul().get(pc).add().i32(4).mul().add().set(src);
+                  f.get(lda).i32(4).mul().set(sRow);
+                  f.i32(4).set(sCol);
+                  f.end();
+                  copy2d(dst, 4, TILE_ROWS * 4, src, sRow, sCol, rows, kb);
+                  f.get(rows).i32(TILE_ROWS).ltU().if();
+                  f.get(dst).get(rows).i32(4).mul().add().set(dst);
+                  f.i32(TILE_ROWS).get(rows).sub().set(cols); // cols: scratch count here
+                  f.i32(0).set(sRow);
+                  copy2d(dst, 4, TILE_ROWS * 4, zero, sRow, sRow, cols, kb);
+                  f.end();
+                },
+              );
+              // tiles: B panel outer (stays in L1), A panels inner
+              f.forLoop(
+                jr0,
+                () => f.i32(0),
+                nb,
+                TILE_COLS,
+                () => {
+                  minRest(nb, jr0, TILE_COLS).set(cols);
+                  f.get(bPack).get(jr0).get(kb).mul().i32(4).mul().add().set(bTile);
+                  f.forLoop(
+                    ir0,
+                    () => f.i32(0),
+                    mb,
+                    TILE_ROWS,
+                    () => {
+                      minRest(mb, ir0, TILE_ROWS).set(rows);
+                      f.get(aPack).get(ir0).get(kb).mul().i32(4).mul().add().set(aTile);
+                      f.get(c)
+                        .get(ic)
+                        .get(ir0)
+                        .add()
+                        .get(ldc)
+                        .mul()
+                        .get(jc)
+                        .add()
+                        .get(jr0)
+                        .add()
+                        .i32(4)
+                        .mul()
+                        .add()
+                        .set(cTile);
+                      f.get(ldc).i32(4).mul().set(sRow); // C row stride in bytes
+                      f.get(rows).i32(TILE_ROWS).eq().get(cols).i32(TILE_COLS).eq().and().if();
+                      f.get(kb).get(aTile).get(bTile).get(cTile).get(sRow).get(add).call(TILE_INDEX);
+                      f.else();
+                      // partial tile: C -> edge (when accumulating), tile on edge, edge -> C
+                      f.i32(4).set(sCol);
+                      f.get(add).if();
+                      copy2d(edge, TILE_COLS * 4, 4, cTile, sRow, sCol, rows, cols);
+                      f.end();
+                      f.get(kb)
+                        .get(aTile)
+                        .get(bTile)
+                        .get(edge)
+                        .i32(TILE_COLS * 4)
+                        .get(add)
+                        .call(TILE_INDEX);
+                      f.i32(TILE_COLS * 4).set(src); // edge row stride
+                      f.get(cTile)
+                        .get(sRow)
+                        .get(sCol)
+                        .get(edge)
+                        .get(src)
+                        .get(sCol)
+                        .get(rows)
+                        .get(cols)
+                        .call(COPY2D_INDEX);
+                      f.end();
+                    },
+                  );
+                },
+              );
+            },
+          );
+        },
+      );
+    },
+  );
+  return f;
+}
+
+/** Blocking: KC x NR floats of a B panel (8 KiB) stay in L1, MC x KC of A (120 KiB) in L2. */
+export const KC = 256;
+export const MC = TILE_ROWS * 24;
+export const NC = TILE_COLS * 128;
+/** Floats of scratch one gemm call needs (per thread): A panels, B panels, edge tile, zeros. */
+export const GEMM_SCRATCH_FLOATS = MC * KC + KC * NC + TILE_ROWS * TILE_COLS + 16;
+
+/** Function order in the module (calls go by index). */
+const TILE_INDEX = 0;
+const COPY2D_INDEX = 1;
+
 export interface GemmKernels {
   tile(kc: number, aPack: number, bPack: number, c: number, ldcBytes: number, accumulate: number): void;
-  macro(
-    mTiles: number,
-    nTiles: number,
-    kc: number,
-    aPack: number,
-    bPack: number,
+  copy2d(
+    dst: number,
+    dRow: number,
+    dCol: number,
+    src: number,
+    sRow: number,
+    sCol: number,
+    rows: number,
+    cols: number,
+  ): void;
+  gemm(
+    transA: number,
+    transB: number,
+    m: number,
+    n: number,
+    k: number,
+    a: number,
+    lda: number,
+    b: number,
+    ldb: number,
     c: number,
-    ldcBytes: number,
+    ldc: number,
     accumulate: number,
+    scratch: number,
   ): void;
 }
 
-/** Function order in the module: tile first, so macro can call it by index. */
-const TILE_FUNCTION_INDEX = 0;
-
 let compiled: WasmModule | undefined;
 
-/** The compiled module (compiled once per thread; instances share the caller's memory). */
+/** The module's bytes (a worker thread compiles them again). */
+export function gemmKernelBytes(): Uint8Array {
+  return encodeModule([tileFunction(), copy2dFunction(), gemmFunction()], WASM_MAX_PAGES);
+}
+
+/** The compiled module (once per thread); instances share the caller's memory. */
 export function gemmKernelModule(): WasmModule {
-  compiled ??= new wasmApi.Module(encodeModule([tileFunction(), macroFunction()], WASM_MAX_PAGES));
+  compiled ??= new wasmApi.Module(gemmKernelBytes());
   return compiled;
 }
 

@@ -20,12 +20,11 @@ export function quickGeluBackward(
   count: number,
   signals: number,
 ): void {
-  for (let s = 0; s < signals; s++) {
-    const base = s * count;
-    for (let i = 0; i < count; i++) {
-      const x = inp[i];
-      const sig = 1 / (1 + Math.exp(-ALPHA * x));
-      dinp[base + i] = dout[base + i] * (sig + ALPHA * x * sig * (1 - sig));
-    }
+  // one exp per activation, shared by the signals
+  for (let i = 0; i < count; i++) {
+    const x = inp[i];
+    const sig = 1 / (1 + Math.exp(-ALPHA * x));
+    const slope = sig + ALPHA * x * sig * (1 - sig);
+    for (let s = 0; s < signals; s++) dinp[s * count + i] = dout[s * count + i] * slope;
   }
 }

@@ -99,6 +99,47 @@ export class FunctionBuilder {
   ltU(): this {
     return this.op(0x49);
   }
+  eq(): this {
+    return this.op(0x46);
+  }
+  ne(): this {
+    return this.op(0x47);
+  }
+  and(): this {
+    return this.op(0x71);
+  }
+  or(): this {
+    return this.op(0x72);
+  }
+  /** select: [a, b, cond] -> cond ? a : b */
+  select(): this {
+    return this.op(0x1b);
+  }
+  /** Pushes min(local a, local b), unsigned. */
+  minU(a: number, b: number): this {
+    return this.get(a).get(b).get(a).get(b).ltU().select();
+  }
+  /**
+   * for (i = <start>; i < end; i += step) { body }  with i and end locals, step a constant or a
+   * local (`{ local }`), start an emitter that pushes the first value.
+   */
+  forLoop(
+    i: number,
+    start: () => void,
+    end: number,
+    step: number | { local: number },
+    body: () => void,
+  ): this {
+    start();
+    this.set(i);
+    this.block().get(i).get(end).ltU().eqz().brIf(0).loop();
+    body();
+    this.get(i);
+    if (typeof step === "number") this.i32(step);
+    else this.get(step.local);
+    this.add().tee(i).get(end).ltU().brIf(0).end().end();
+    return this;
+  }
   eqz(): this {
     return this.op(0x45);
   }
