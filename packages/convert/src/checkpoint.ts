@@ -39,13 +39,16 @@ export type CheckpointFormat =
   | "hf-safetensors"
   | "safetensors";
 
-/** One canonical tensor of a checkpoint; `read` returns its row-major little-endian bytes. */
+/**
+ * One canonical tensor of a checkpoint; `read` returns its row-major little-endian bytes. A
+ * scratch buffer `into` may be passed: readers that can fill it do, and return a view of it.
+ */
 export interface CheckpointTensor {
   name: string;
   dtype: DType;
   shape: number[];
   byteLength: number;
-  read(): Promise<Uint8Array>;
+  read(into?: Uint8Array): Promise<Uint8Array>;
 }
 
 export interface Checkpoint {
@@ -133,7 +136,7 @@ function torchCheckpoint(path: string, file: TorchPickleFile): Checkpoint {
       dtype: t.dtype,
       shape: t.shape,
       byteLength: shapeNumel(t.shape) * DTYPE_BYTES[t.dtype],
-      read: () => readTensorBytes(t, file.byteOrder),
+      read: (into) => readTensorBytes(t, file.byteOrder, into),
     })),
     close: file.close,
   };

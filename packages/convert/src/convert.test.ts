@@ -311,7 +311,7 @@ describe("convert: model names, dtype and output handling", () => {
   it("reports progress: hashing, header, every tensor, done", async () => {
     const events: ConvertProgress[] = [];
     await convert(fixturePath(FORMATS["torch-zip"]), freshOut(), { onProgress: (e) => events.push(e) });
-    expect(events[0].status).toBe("hashing");
+    expect(events.some((e) => e.status === "hashing")).toBe(true);
     expect(events.find((e) => e.status === "read-header")).toMatchObject({
       format: "torch-zip",
       tensorCount: 62,
@@ -320,7 +320,7 @@ describe("convert: model names, dtype and output handling", () => {
     expect(tensors).toHaveLength(62);
     const last = tensors[tensors.length - 1] as Extract<ConvertProgress, { status: "tensor" }>;
     expect(last.bytesDone).toBe(last.bytesTotal);
-    expect(events[events.length - 1].status).toBe("done");
+    expect(events[events.length - 1]).toMatchObject({ status: "done", modelName: null });
   });
 
   it("refuses a non-empty output directory unless overwrite is set", async () => {

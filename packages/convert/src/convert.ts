@@ -7,10 +7,11 @@
  *   OUT/config.json        configToJson() of @unmask/clip
  *   OUT/...                whatever `afterWeights` steps add (the ONNX export plugs in there)
  *
- * Steps: hash the source (SHA-256, recognising OpenAI's nine releases), open it (headers and
- * pickles only), stream each tensor from the source into model.safetensors (one tensor in memory
- * at a time), write config.json, run the after-weights steps, then rename the finished temporary
- * directory into place. Any error or abort removes the temporary directory.
+ * Steps: open the source (headers and pickles only, so bad input fails first), hash it (SHA-256,
+ * recognising OpenAI's nine releases) on a worker thread while each tensor streams from the
+ * source into model.safetensors (one tensor in memory at a time; the header, which records the
+ * hash, is written last), write config.json, run the after-weights steps, then rename the
+ * finished temporary directory into place. Any error or abort removes the temporary directory.
  *
  * dtype: `fp16` or `fp32` casts every floating tensor. The default keeps fp16 when the source
  * stores any floating tensor in fp16 (OpenAI's releases do), else fp32; floating tensors in another
@@ -24,16 +25,16 @@ import {
   DTYPE_BYTES,
   type ModelDirConfigJson,
   shapeNumel,
-  writeSafetensors,
 } from "@unmask/clip";
 import { checkOutputDir, writeDirAtomic } from "./atomic-dir.js";
 import { castTensorBytes, type OutputDType, outputDtypeOf } from "./cast-dtype.js";
 import { type Checkpoint, type CheckpointFormat, openCheckpoint } from "./checkpoint.js";
 import { fail } from "./errors.js";
-import { officialReleaseFor } from "./official-models.js";
+import { OFFICIAL_RELEASES, officialReleaseFor } from "./official-models.js";
 import { type OnnxExportOptions, onnxExportStep } from "./onnx/convert-step.js";
 import type { OnnxProgress } from "./onnx/write-onnx-models.js";
-import { sha256File } from "./sha256-file.js";
+import { sha256FileInWorker } from "./sha256-file.js";
+import { writeWeightsFile } from "./weights-writer.js";
 
 export const WEIGHTS_FILE = "model.safetensors";
 export const CONFIG_FILE = "config.json";
@@ -45,11 +46,11 @@ export type ConvertProgress =
       format: CheckpointFormat;
       path: string;
       tensorCount: number;
-      modelName: string | null;
     }
   | { status: "tensor"; name: string; index: number; count: number; bytesDone: number; bytesTotal: number }
   | { status: "step"; name: string }
-  | { status: "done"; outDir: string; bytesWritten: number }
+  /** `modelName`: OpenAI's release name when the SHA-256 matches one, else the option, else null. */
+  | { status: "done"; outDir: string; modelName: string | null; bytesWritten: number }
   | OnnxProgress;
 
 /** What an after-weights step sees: the temporary directory, before it is renamed into place. */
@@ -130,23 +131,44 @@ export async function convert(
 
   // Open first (headers and pickles only): hostile or unknown input fails before any long work.
   const checkpoint = await openCheckpoint(input);
+  // Hash on a worker thread while the tensors stream; cancelled if anything below fails.
+  const hashControl = new AbortController();
+  const stopHashing = () => hashControl.abort();
+  signal?.addEventListener("abort", stopHashing, { once: true });
+  const hashing = sha256FileInWorker(checkpoint.path, {
+    signal: hashControl.signal,
+    onProgress: (bytesDone, bytesTotal) => onProgress?.({ status: "hashing", bytesDone, bytesTotal }),
+  });
+  hashing.catch(() => {}); // observed below; a failure before then must not be "unhandled"
   try {
-    const sourceSha256 = await sha256File(checkpoint.path, {
-      signal,
-      onProgress: (bytesDone, bytesTotal) => onProgress?.({ status: "hashing", bytesDone, bytesTotal }),
-    });
-    const release = officialReleaseFor(sourceSha256);
-    const modelName = release?.name ?? options.modelName ?? null;
     onProgress?.({
       status: "read-header",
       format: checkpoint.format,
       path: checkpoint.path,
       tensorCount: checkpoint.tensors.length,
-      modelName,
     });
     const dtype = chooseDtype(checkpoint, options.dtype);
     const config = checkpoint.config;
-    const configJson = configToJson(config, { modelName, dtype, sourceSha256 });
+    const identify = (sourceSha256: string) => {
+      const release = officialReleaseFor(sourceSha256);
+      const modelName = release?.name ?? options.modelName ?? null;
+      const configJson = configToJson(config, { modelName, dtype, sourceSha256 });
+      const metadata: Record<string, string> = {
+        format: "unmask-clip",
+        format_version: "1",
+        config: JSON.stringify(configJson),
+        source_sha256: sourceSha256,
+        source_format: checkpoint.format,
+        model_name: modelName ?? "",
+        dtype,
+      };
+      return { sourceSha256, release, modelName, configJson, metadata };
+    };
+    // Header sizing: the same metadata with each model name the hash could select.
+    const placeholderSha = "0".repeat(64);
+    const candidateMetadata = [identify(placeholderSha).metadata];
+    for (const release of OFFICIAL_RELEASES) candidateMetadata.push(identify(release.sha256).metadata);
+    let identity: ReturnType<typeof identify> | undefined;
     const written = checkpoint.tensors.map((t) => ({
       name: t.name,
       dtype: outputDtypeOf(t.dtype, dtype),
@@ -157,7 +179,12 @@ export async function convert(
     const { files, weightsBytes } = await writeDirAtomic(outDir, overwrite, async (dir) => {
       const weightsPath = join(dir, WEIGHTS_FILE);
       let index = 0;
-      await writeSafetensors(
+      // Two reused read buffers: the writer holds at most the tensor being written and the next
+      // (weights-writer.ts), so alternating them is safe, and 300 MB of reads make no garbage.
+      const largest = Math.max(0, ...checkpoint.tensors.map((t) => t.byteLength));
+      const scratch = [Buffer.allocUnsafeSlow(largest), Buffer.allocUnsafeSlow(largest)];
+      let reads = 0;
+      await writeWeightsFile(
         weightsPath,
         checkpoint.tensors.map((t, i) => ({
           name: t.name,
@@ -165,18 +192,15 @@ export async function convert(
           shape: t.shape,
           data: async () => {
             checkAbort(signal, `reading ${t.name}`);
-            return castTensorBytes(await t.read(), t.dtype, dtype, `${checkpoint.path}: ${t.name}`);
+            const into = scratch[reads++ % 2];
+            return castTensorBytes(await t.read(into), t.dtype, dtype, `${checkpoint.path}: ${t.name}`);
           },
         })),
         {
-          metadata: {
-            format: "unmask-clip",
-            format_version: "1",
-            config: JSON.stringify(configJson),
-            source_sha256: sourceSha256,
-            source_format: checkpoint.format,
-            model_name: modelName ?? "",
-            dtype,
+          candidateMetadata,
+          finalMetadata: async () => {
+            identity = identify(await hashing);
+            return identity.metadata;
           },
           onProgress: (event) =>
             onProgress?.({
@@ -189,6 +213,7 @@ export async function convert(
             }),
         },
       );
+      const { configJson } = identity!;
       await writeFile(join(dir, CONFIG_FILE), `${JSON.stringify(configJson, null, 2)}\n`);
 
       // ---- After-weights steps --------------------------------------------------------------
@@ -205,9 +230,13 @@ export async function convert(
         await step.run({ dir, weightsPath, config, configJson, tensors: written, signal, onProgress });
       }
       checkAbort(signal, "finishing");
-      return { files: (await readdir(dir)).sort(), weightsBytes: (await stat(weightsPath)).size };
+      return {
+        files: (await readdir(dir)).sort(),
+        weightsBytes: (await stat(weightsPath)).size,
+      };
     });
-    onProgress?.({ status: "done", outDir, bytesWritten: weightsBytes });
+    const { modelName, release, sourceSha256 } = identity!;
+    onProgress?.({ status: "done", outDir, modelName, bytesWritten: weightsBytes });
     return {
       outDir,
       modelName,
@@ -221,6 +250,8 @@ export async function convert(
       files,
     };
   } finally {
+    signal?.removeEventListener("abort", stopHashing);
+    hashControl.abort();
     await checkpoint.close();
   }
 }

@@ -28,8 +28,15 @@ async function readAt(
   position: number,
   length: number,
   path: string,
+  into?: Uint8Array,
 ): Promise<Uint8Array> {
-  const out = new Uint8Array(length);
+  let out: Uint8Array;
+  if (into && into.byteLength >= length) out = into.subarray(0, length);
+  else {
+    // Not zero-filled: every byte is overwritten by the read below (or the read fails).
+    const slow = Buffer.allocUnsafeSlow(length);
+    out = new Uint8Array(slow.buffer, slow.byteOffset, length);
+  }
   let done = 0;
   while (done < length) {
     const { bytesRead } = await handle.read(out, done, length - done, position + done);
@@ -74,10 +81,10 @@ export async function openTorchLegacy(path: string): Promise<TorchPickleFile> {
             numel: pid.numel,
             bytes: {
               byteLength,
-              read: async (offset, length) => {
+              read: async (offset, length, into) => {
                 if (pending.dataOffset === null || offset < 0 || offset + length > byteLength)
                   fail("TORCH_BAD_TENSOR", `${path}: read outside storage ${pid.key}`, pid.key);
-                return readAt(handle, pending.dataOffset + offset, length, path);
+                return readAt(handle, pending.dataOffset + offset, length, path, into);
               },
             },
           },
@@ -108,10 +115,10 @@ export async function openTorchLegacy(path: string): Promise<TorchPickleFile> {
           numel: viewSize,
           bytes: {
             byteLength: viewSize * e,
-            read: (o: number, n: number) => {
+            read: (o: number, n: number, into?: Uint8Array) => {
               if (o < 0 || o + n > viewSize * e)
                 fail("TORCH_BAD_TENSOR", `${path}: read outside storage view ${viewKey}`, viewKey);
-              return base.ref.bytes.read(offset * e + o, n);
+              return base.ref.bytes.read(offset * e + o, n, into);
             },
           },
         } satisfies StorageRef as unknown as PickleValue;

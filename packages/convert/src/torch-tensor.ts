@@ -10,8 +10,8 @@ import { fail } from "./errors.js";
 /** Where a storage's bytes live. */
 export interface StorageBytes {
   readonly byteLength: number;
-  /** Reads `byteLength` bytes at `byteOffset` within the storage. */
-  read(byteOffset: number, byteLength: number): Promise<Uint8Array>;
+  /** Reads `byteLength` bytes at `byteOffset` within the storage (into `into` when given and large enough). */
+  read(byteOffset: number, byteLength: number, into?: Uint8Array): Promise<Uint8Array>;
 }
 
 export interface StorageRef {
@@ -142,17 +142,21 @@ function swapBytes(bytes: Uint8Array, elementBytes: number): void {
     }
 }
 
-/** One tensor's bytes, row-major and little-endian. */
+/**
+ * One tensor's bytes, row-major and little-endian. `into` is an optional scratch buffer: a
+ * contiguous tensor is read straight into it (the result is then a view of `into`).
+ */
 export async function readTensorBytes(
   tensor: TensorRef,
   byteOrder: "little" | "big" = "little",
+  into?: Uint8Array,
 ): Promise<Uint8Array> {
   const elementBytes = DTYPE_BYTES[tensor.dtype];
   const numel = shapeNumel(tensor.shape);
   let out: Uint8Array;
   if (numel === 0) out = new Uint8Array(0);
   else if (isContiguous(tensor.shape, tensor.stride)) {
-    out = await tensor.storage.bytes.read(tensor.storageOffset * elementBytes, numel * elementBytes);
+    out = await tensor.storage.bytes.read(tensor.storageOffset * elementBytes, numel * elementBytes, into);
   } else {
     // Read the span the tensor touches once, then gather element by element in row-major order.
     let last = tensor.storageOffset;
@@ -175,8 +179,7 @@ export async function readTensorBytes(
     }
   }
   if (byteOrder === "big") {
-    if (out.buffer.byteLength !== out.byteLength) out = out.slice();
-    swapBytes(out, elementBytes);
+    swapBytes(out, elementBytes); // `out` is a fresh read (or the caller's scratch), never shared
   }
   return out;
 }

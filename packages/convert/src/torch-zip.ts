@@ -59,7 +59,10 @@ function storageFromEntry(
     key: pid.key,
     dtype: pid.dtype,
     numel: pid.numel,
-    bytes: { byteLength: expected, read: (offset, length) => archive.read(entry, offset, length) },
+    bytes: {
+      byteLength: expected,
+      read: (offset, length, into) => archive.read(entry, offset, length, into),
+    },
   };
 }
 

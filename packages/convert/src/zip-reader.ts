@@ -91,8 +91,21 @@ class Cursor {
   }
 }
 
-async function readExactly(handle: FileHandle, position: number, length: number, source: string) {
-  const out = new Uint8Array(length);
+/** Reads exactly `length` bytes at `position`, into `into` when it is given and large enough. */
+async function readExactly(
+  handle: FileHandle,
+  position: number,
+  length: number,
+  source: string,
+  into?: Uint8Array,
+): Promise<Uint8Array> {
+  let out: Uint8Array;
+  if (into && into.byteLength >= length) out = into.subarray(0, length);
+  else {
+    // Not zero-filled: every byte is overwritten by the read below (or the read fails).
+    const slow = Buffer.allocUnsafeSlow(length);
+    out = new Uint8Array(slow.buffer, slow.byteOffset, length);
+  }
   let done = 0;
   while (done < length) {
     const { bytesRead } = await handle.read(out, done, length - done, position + done);
@@ -168,8 +181,14 @@ export class ZipArchive {
   /**
    * Reads `length` bytes of an entry's uncompressed content from `offset`. A read of the whole
    * entry is checked against the CRC-32; partial reads of stored entries go straight to the file.
+   * `into` (optional) is a scratch buffer to read into instead of allocating one.
    */
-  async read(entry: ZipEntry, offset = 0, length = entry.uncompressedBytes - offset): Promise<Uint8Array> {
+  async read(
+    entry: ZipEntry,
+    offset = 0,
+    length = entry.uncompressedBytes - offset,
+    into?: Uint8Array,
+  ): Promise<Uint8Array> {
     if (
       !Number.isSafeInteger(offset) ||
       !Number.isSafeInteger(length) ||
@@ -186,7 +205,7 @@ export class ZipArchive {
     const whole = offset === 0 && length === entry.uncompressedBytes;
     let bytes: Uint8Array;
     if (entry.method === 0) {
-      bytes = await readExactly(this.handle, start + offset, length, this.path);
+      bytes = await readExactly(this.handle, start + offset, length, this.path, into);
     } else {
       const compressed = await readExactly(this.handle, start, entry.compressedBytes, this.path);
       let inflated: Uint8Array;

@@ -1,3 +1,4 @@
+export { vitTensorShapes } from "./clip-shapes.js";
 export {
   type ArchiveTensor,
   modulePickle,

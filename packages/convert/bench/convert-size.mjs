@@ -1,0 +1,123 @@
+// Conversion speed and memory on a checkpoint of real size.
+//
+// Writes a ViT-B/16-shaped TorchScript archive (fp16, random weights, ~300 MB) to the OS temp
+// dir with the package's own test writer, then compares:
+//   - `cp` of the file (warm page cache; also cp + `sync FILE`, since convert() fsyncs its output)
+//     vs convert() (weights only, no ONNX), 5 alternating runs each, min and median,
+//   - peak RSS of a child process that runs one conversion (process.resourceUsage().maxRSS)
+//     vs the file size.
+// Targets (issue 3): conversion <= 2x the copy time, peak RSS <= 1.5x the file size.
+// Usage: pnpm --filter @unmask/convert build && node packages/convert/bench/convert-size.mjs
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { vitConfig } from "@unmask/clip";
+import { convert } from "@unmask/convert";
+import { vitTensorShapes, writeTorchArchive } from "@unmask/convert/testing";
+
+const CHILD = process.argv[2] === "--child";
+const RUNS = 5;
+
+async function child(input, out) {
+  const started = performance.now();
+  await convert(input, out, { onnx: false });
+  const ms = performance.now() - started;
+  process.stdout.write(JSON.stringify({ ms, maxRssBytes: process.resourceUsage().maxRSS * 1024 }));
+}
+
+/** Random fp16 bits in (-2, 2): no infinities or NaNs. xorshift32, seeded per tensor. */
+function randomHalf(numel, seed) {
+  const out = new Uint16Array(numel);
+  let x = seed | 1;
+  for (let i = 0; i < numel; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = (x & 0x8000) | (x & 0x3fff);
+  }
+  return new Uint8Array(out.buffer);
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
+
+async function main() {
+  const dir = mkdtempSync(join(tmpdir(), "unmask-convert-bench-"));
+  try {
+    const config = vitConfig({
+      embedDim: 512,
+      imageResolution: 224,
+      visionLayers: 12,
+      visionWidth: 768,
+      visionPatchSize: 16,
+      contextLength: 77,
+      vocabSize: 49408,
+      transformerWidth: 512,
+      transformerLayers: 12,
+    });
+    const tensors = [...vitTensorShapes(config)].map(([name, shape], i) => ({
+      name,
+      dtype: "F16",
+      shape,
+      data: () =>
+        randomHalf(
+          shape.reduce((a, b) => a * b, 1),
+          i + 1,
+        ),
+    }));
+    // OpenAI's archives also carry these int64 scalars; the converter drops them.
+    for (const name of ["input_resolution", "context_length", "vocab_size"])
+      tensors.push({ name, dtype: "I64", shape: [], data: new Uint8Array(8) });
+    const input = join(dir, "ViT-B-16-shaped.pt");
+    await writeTorchArchive(input, { layout: "torchscript", archiveName: "ViT-B-16", tensors });
+    const fileBytes = statSync(input).size;
+    console.log(`checkpoint: ${input} (${mb(fileBytes)}, ${tensors.length} tensors, TorchScript layout)`);
+
+    execFileSync("cp", [input, join(dir, "warm.pt")]); // warm the page cache
+    rmSync(join(dir, "warm.pt"));
+    // Alternate cp and convert so that load from other processes hits both alike.
+    const copyMs = [];
+    const copySyncMs = [];
+    const runs = [];
+    for (let i = 0; i < RUNS; i++) {
+      const target = join(dir, `copy-${i}.pt`);
+      let t = performance.now();
+      execFileSync("cp", [input, target]);
+      copyMs.push(performance.now() - t);
+      t = performance.now();
+      execFileSync("sync", [target]); // convert() fsyncs its output; cp alone does not
+      copySyncMs.push(copyMs[i] + performance.now() - t);
+      rmSync(target);
+      const out = join(dir, `out-${i}`);
+      const json = execFileSync(
+        process.execPath,
+        [new URL(import.meta.url).pathname, "--child", input, out],
+        {
+          encoding: "utf8",
+        },
+      );
+      runs.push(JSON.parse(json));
+      rmSync(out, { recursive: true, force: true });
+    }
+    const convertMs = runs.map((r) => r.ms);
+    const rss = Math.max(...runs.map((r) => r.maxRssBytes));
+    const line = (label, xs) =>
+      `${label} min ${Math.min(...xs).toFixed(0)} ms, median ${median(xs).toFixed(0)} ms  (${xs.map((m) => m.toFixed(0)).join(", ")})`;
+    console.log(line("cp:              ", copyMs));
+    console.log(line("cp + sync FILE:  ", copySyncMs));
+    console.log(line("convert():       ", convertMs));
+    console.log(
+      `convert / cp: ${(Math.min(...convertMs) / Math.min(...copyMs)).toFixed(2)}x (min), ${(median(convertMs) / median(copyMs)).toFixed(2)}x (median); ` +
+        `convert / (cp + sync): ${(Math.min(...convertMs) / Math.min(...copySyncMs)).toFixed(2)}x (min), ${(median(convertMs) / median(copySyncMs)).toFixed(2)}x (median)  [target <= 2x]`,
+    );
+    console.log(
+      `peak RSS of convert(): ${mb(rss)} = ${(rss / fileBytes).toFixed(2)}x the file  [target <= 1.5x]`,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (CHILD) await child(process.argv[3], process.argv[4]);
+else await main();
