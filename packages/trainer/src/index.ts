@@ -27,6 +27,18 @@ export { EpochSampler, type SampledBatch, type SamplerState, stepsPerEpoch } fro
 export * from "./engine.js";
 export { type EngineName, engineFactory } from "./engine-factory.js";
 export {
+  Arena,
+  augmentCrops,
+  type CanonicalWeights,
+  createCpuEngine,
+  gemm,
+  gemmReference,
+  type RandomVitOptions,
+  randomImages,
+  randomVitModel,
+  readHfWeightsFloat32,
+} from "./engines/cpu/index.js";
+export {
   type Accuracy,
   type EvaluatedModel,
   type EvaluateOptions,
@@ -44,4 +56,10 @@ export {
   type TrainReport,
   writeReport,
 } from "./report.js";
+export { type AdamSettings, adamUpdate } from "./rmt/adam.js";
+export { GDR_EPS, gdrKeepProbability, gradientDropout } from "./rmt/gradient-dropout.js";
+export { type LogitLossInput, type LogitLossOutput, logitLosses } from "./rmt/losses.js";
+export { l2Norm, regularizerGradientScale, regularizerLoss } from "./rmt/regularizer.js";
+export { cosineLearningRate } from "./rmt/schedule.js";
+export { encodeTextCpu, type TextTowerModel } from "./text-encoder.js";
 export { type TrainOptions, type TrainResult, train } from "./train.js";
