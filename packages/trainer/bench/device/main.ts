@@ -1,0 +1,241 @@
+/**
+ * The device run: bundled by scripts/bundle-device.mjs into .gpu/ and run on the GPU machine.
+ *   node main.mjs parity <fixtureDir>        tiny-vit-p8 step vs the float64 fixture, Philox check
+ *   node main.mjs bench <batch>...           ViT-B/16 R-AMT step throughput (random weights)
+ * Prints one JSON line per result.
+ */
+import { type ClipConfig, vitConfig } from "@unmask/clip";
+import { DEFAULT_HYPER, type EngineModel, type EngineState, type FloatTensor } from "../../src/engine.js";
+import { createCudaEngine } from "../../src/engines/cuda/engine.js";
+import { philoxUniforms } from "../../src/random/philox.js";
+import { agreement, loadTinyFixture, normError, relError } from "./fixture.js";
+
+const out = (o: unknown) => console.log(JSON.stringify(o));
+
+async function parity(dir: string) {
+  const fx = loadTinyFixture(dir);
+  const s = fx.step;
+  const B = 6;
+  const engine = await createCudaEngine(fx.model, { maxBatch: B, hyper: fx.hyper, seed: 1234 });
+  const init: EngineState = { scores: new Map(), adamM: new Map(), adamV: new Map() };
+  for (const name of fx.model.maskedTensors) {
+    const sc = (s.get(`${name}.scores`) as FloatTensor).data;
+    init.scores.set(name, sc);
+    init.adamM.set(name, new Float32Array(sc.length));
+    init.adamV.set(name, new Float32Array(sc.length));
+  }
+  await engine.setState(init);
+  const labels = Int32Array.from((s.get("labels") as FloatTensor).data);
+  const pixels = (s.get("images") as FloatTensor).data;
+  const uniforms = new Map<string, Float32Array>();
+  for (const name of fx.model.maskedTensors)
+    uniforms.set(name, (s.get(`${name}.uniform`) as FloatTensor).data);
+  const r = await engine.step({ labels, pixels }, { lr: 8e-5, step: 0, uniforms, debug: true });
+  const after = await engine.getState();
+  const d = r.debug;
+  if (!d) throw new Error("no debug output");
+  const report: Record<string, number> = {
+    student_logits: relError(d.studentLogits, (s.get("student_logits") as FloatTensor).data),
+    teacher_logits: relError(d.teacherLogits, (s.get("teacher_logits") as FloatTensor).data),
+    loss_ce:
+      Math.abs(r.lossCe - (s.get("loss_ce") as FloatTensor).data[0]) /
+      (s.get("loss_ce") as FloatTensor).data[0],
+    loss_kl:
+      Math.abs(r.lossKl - (s.get("loss_kl") as FloatTensor).data[0]) /
+      (s.get("loss_kl") as FloatTensor).data[0],
+    loss_reg:
+      Math.abs(r.lossReg / fx.hyper.regWeight - (s.get("loss_reg") as FloatTensor).data[0]) /
+      (s.get("loss_reg") as FloatTensor).data[0],
+  };
+  for (const name of fx.model.maskedTensors) {
+    const g = d.grads.get(name);
+    if (!g) throw new Error(`no grads for ${name}`);
+    const short = name.replace("visual.transformer.resblocks.", "b").replace(".attn.", ".");
+    report[`${short}.grad_ce`] = relError(g.ce, (s.get(`${name}.grad_ce`) as FloatTensor).data);
+    report[`${short}.grad_kl`] = relError(g.kl, (s.get(`${name}.grad_kl`) as FloatTensor).data);
+    report[`${short}.grad_ce_norm`] = normError(g.ce, (s.get(`${name}.grad_ce`) as FloatTensor).data);
+    report[`${short}.grad_kl_norm`] = normError(g.kl, (s.get(`${name}.grad_kl`) as FloatTensor).data);
+    report[`${short}.grad_gdr_norm`] = normError(g.gdr, (s.get(`${name}.grad_gdr`) as FloatTensor).data);
+    const s0 = (s.get(`${name}.scores`) as FloatTensor).data;
+    const s1 = (s.get(`${name}.scores_after_adam`) as FloatTensor).data;
+    const got = after.scores.get(name) as Float32Array;
+    const dRef = new Float32Array(s0.length);
+    const dGot = new Float32Array(s0.length);
+    for (let i = 0; i < s0.length; i++) {
+      dRef[i] = s1[i] - s0[i];
+      dGot[i] = got[i] - s0[i];
+    }
+    // Adam's first step moves each score by lr * sign(g): count the entries that moved alike
+    report[`${short}.adam_step_agree`] = agreement(dGot, dRef, 8e-7);
+  }
+  out({ check: "fixture", ...report });
+  // Philox: the kernel's own draws must equal the host's philoxUniforms bit for bit.
+  await engine.setState(init);
+  const host = new Map<string, Float32Array>();
+  fx.model.maskedTensors.forEach((name, t) => {
+    host.set(name, philoxUniforms(1234, 7, t, (init.scores.get(name) as Float32Array).length));
+  });
+  await engine.step({ labels, pixels }, { lr: 8e-5, step: 7, uniforms: host });
+  const withHost = await engine.getState();
+  await engine.setState(init);
+  await engine.step({ labels, pixels }, { lr: 8e-5, step: 7 });
+  const withGpu = await engine.getState();
+  let mismatches = 0;
+  for (const name of fx.model.maskedTensors) {
+    const a = withHost.scores.get(name) as Float32Array;
+    const b = withGpu.scores.get(name) as Float32Array;
+    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) mismatches++;
+  }
+  out({ check: "philox_graph_vs_host_draws", mismatches });
+  await engine.dispose();
+}
+
+/** Deterministic normal draws (Box-Muller over a xorshift), for random weights. */
+function gaussian(seed: number) {
+  let x = seed >>> 0 || 1;
+  const next = () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return (x + 0.5) / 4294967296;
+  };
+  return () => Math.sqrt(-2 * Math.log(next())) * Math.cos(2 * Math.PI * next());
+}
+
+function vitB16(classes: number): EngineModel {
+  const config: ClipConfig = vitConfig({
+    embedDim: 512,
+    imageResolution: 224,
+    visionLayers: 12,
+    visionWidth: 768,
+    visionPatchSize: 16,
+    contextLength: 77,
+    vocabSize: 49408,
+    transformerWidth: 512,
+    transformerLayers: 12,
+  });
+  const g = gaussian(42);
+  const D = 768;
+  const weights = new Map<string, FloatTensor>();
+  const put = (name: string, shape: number[], std: number, mean = 0) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    for (let i = 0; i < n; i++) data[i] = mean + std * g();
+    weights.set(name, { shape, data });
+  };
+  put("visual.conv1.weight", [D, 3, 16, 16], 1 / Math.sqrt(768) / Math.sqrt(3));
+  put("visual.class_embedding", [D], D ** -0.5);
+  put("visual.positional_embedding", [197, D], D ** -0.5);
+  put("visual.ln_pre.weight", [D], 0, 1);
+  put("visual.ln_pre.bias", [D], 0);
+  put("visual.ln_post.weight", [D], 0, 1);
+  put("visual.ln_post.bias", [D], 0);
+  put("visual.proj", [D, 512], D ** -0.5);
+  for (let l = 0; l < 12; l++) {
+    const b = `visual.transformer.resblocks.${l}.`;
+    put(`${b}attn.in_proj_weight`, [3 * D, D], D ** -0.5);
+    put(`${b}attn.in_proj_bias`, [3 * D], 0.02);
+    put(`${b}attn.out_proj.weight`, [D, D], D ** -0.5);
+    put(`${b}attn.out_proj.bias`, [D], 0.02);
+    put(`${b}ln_1.weight`, [D], 0.1, 1);
+    put(`${b}ln_1.bias`, [D], 0.05);
+    put(`${b}ln_2.weight`, [D], 0.1, 1);
+    put(`${b}ln_2.bias`, [D], 0.05);
+    put(`${b}mlp.c_fc.weight`, [4 * D, D], (2 * D) ** -0.5);
+    put(`${b}mlp.c_fc.bias`, [4 * D], 0.02);
+    put(`${b}mlp.c_proj.weight`, [D, 4 * D], D ** -0.5);
+    put(`${b}mlp.c_proj.bias`, [D], 0.02);
+  }
+  const text = new Float32Array(classes * 512);
+  for (let c = 0; c < classes; c++) {
+    let n = 0;
+    for (let e = 0; e < 512; e++) {
+      text[c * 512 + e] = g();
+      n += text[c * 512 + e] ** 2;
+    }
+    for (let e = 0; e < 512; e++) text[c * 512 + e] /= Math.sqrt(n);
+  }
+  const maskedTensors = ["visual.conv1.weight"];
+  for (let l = 0; l < 12; l++)
+    maskedTensors.push(
+      `visual.transformer.resblocks.${l}.attn.in_proj_weight`,
+      `visual.transformer.resblocks.${l}.attn.out_proj.weight`,
+    );
+  return {
+    config,
+    weights,
+    maskedTensors,
+    textFeatures: { shape: [classes, 512], data: text },
+    logitScale: 100,
+  };
+}
+
+async function bench(batches: number[]) {
+  const model = vitB16(100);
+  const cacheCount = 256;
+  const side = 256;
+  const pixels = new Uint8Array(cacheCount * side * side * 3);
+  for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24;
+  for (const B of batches) {
+    const t0 = performance.now();
+    const engine = (await createCudaEngine(model, { maxBatch: B, hyper: DEFAULT_HYPER, seed: 1 })) as Awaited<
+      ReturnType<typeof createCudaEngine>
+    > & {
+      timeGraph(B: number, n: number): number;
+      memoryInUse(): { arenaBytes: number; deviceUsed: number };
+    };
+    await engine.setImageCache({ count: cacheCount, height: side, width: side, pixels });
+    const setupMs = performance.now() - t0;
+    const labels = new Int32Array(B);
+    const makeCrops = (step: number) => {
+      const indices = new Int32Array(B);
+      const boxes = new Float32Array(B * 4);
+      const flips = new Uint8Array(B);
+      for (let b = 0; b < B; b++) {
+        indices[b] = (b * 7 + step * 13) % cacheCount;
+        labels[b] = (b + step) % 100;
+        boxes.set([0.1, 0.05, 0.8, 0.85], b * 4);
+        flips[b] = (b + step) & 1;
+      }
+      return { indices, boxes, flips };
+    };
+    const losses: number[] = [];
+    const t1 = performance.now();
+    for (let s = 0; s < 3; s++) {
+      const r = await engine.step({ labels, crops: makeCrops(s) }, { lr: 8e-5, step: s });
+      losses.push(r.lossCe, r.lossKl);
+    }
+    const warmMs = performance.now() - t1;
+    const steps = 20;
+    const t2 = performance.now();
+    for (let s = 3; s < 3 + steps; s++)
+      await engine.step({ labels, crops: makeCrops(s) }, { lr: 8e-5, step: s });
+    const stepMs = (performance.now() - t2) / steps;
+    const graphMs = engine.timeGraph(B, 10);
+    const mem = engine.memoryInUse();
+    out({
+      bench: "cuda_rmt_step",
+      batch: B,
+      ms_per_step_wall: +stepMs.toFixed(2),
+      img_per_s_wall: +((B * 1000) / stepMs).toFixed(1),
+      ms_per_step_graph: +graphMs.toFixed(2),
+      img_per_s_graph: +((B * 1000) / graphMs).toFixed(1),
+      arena_gib: +(mem.arenaBytes / 2 ** 30).toFixed(2),
+      device_used_gib: +(mem.deviceUsed / 2 ** 30).toFixed(2),
+      setup_s: +(setupMs / 1000).toFixed(1),
+      warmup_s: +(warmMs / 1000).toFixed(1),
+      first_losses: losses.slice(0, 2).map((x) => +x.toFixed(4)),
+    });
+    await engine.dispose();
+  }
+}
+
+const [cmd, ...rest] = process.argv.slice(2);
+if (cmd === "parity") await parity(rest[0]);
+else if (cmd === "bench") await bench(rest.map(Number));
+else {
+  console.error("usage: main.mjs parity <dir> | bench <batch>...");
+  process.exit(2);
+}

@@ -1,0 +1,202 @@
+// LayerNorm over rows of D values (D <= 1024), eps 1e-5, fp32 statistics; one warp per row,
+// 4 rows per block of 128 threads. The residual stream `resid` is fp32 [R, D]; what the backward
+// needs is saved in bf16 (the LayerNorm input) plus mean and rstd in fp32.
+//
+//   embed_ln_fwd     x0 = [class | patch embeddings] + pos; save x0; resid = LN_pre(x0)
+//   residual_ln_fwd  resid += y + bias (when y is given); save resid; out = LN(resid) (when out is given)
+//   ln_recompute     out = LN(x) from the saved bf16 x and its statistics (h for dW_in in the backward)
+//   ln_bwd           dresid (+)= LN'(dy) for S signals: gradient row r reads saved row r % R;
+//                    also writes a bf16 copy of dresid (the next GEMM's input). Accumulates on the
+//                    residual stream, assigns otherwise.
+//   embed_ln_bwd     dx0 = LN_pre'(dresid), scattered to the patch rows dPatch [S, B * P, D] (bf16)
+#include "common.cuh"
+
+#define LN_EPS 1e-5f
+
+// Loads row values into v[], returns (mean, rstd) computed two-pass in fp32.
+__device__ __forceinline__ void row_stats(const float (&v)[MAX_PER_LANE], int D, float& mean, float& rstd) {
+  const int lane = threadIdx.x & 31;
+  float s = 0.f;
+#pragma unroll
+  for (int i = 0; i < MAX_PER_LANE; i++)
+    if (lane + 32 * i < D) s += v[i];
+  mean = warp_sum(s) / D;
+  float q = 0.f;
+#pragma unroll
+  for (int i = 0; i < MAX_PER_LANE; i++)
+    if (lane + 32 * i < D) {
+      const float d = v[i] - mean;
+      q += d * d;
+    }
+  rstd = rsqrtf(warp_sum(q) / D + LN_EPS);
+}
+
+extern "C" __global__ void embed_ln_fwd(const bf16* __restrict__ patchOut,  // [B * (N-1), D]
+                                        const float* __restrict__ cls,      // [D]
+                                        const float* __restrict__ pos,      // [N, D]
+                                        const float* __restrict__ gamma, const float* __restrict__ beta,
+                                        bf16* __restrict__ x0Save,  // [R, D] or null
+                                        float* __restrict__ meanOut, float* __restrict__ rstdOut,  // [R]
+                                        float* __restrict__ resid,  // [R, D]
+                                        int R, int N, int D) {
+  const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (row >= R) return;
+  const int b = row / N, t = row % N;
+  const bf16* src = t == 0 ? nullptr : patchOut + ((long long)b * (N - 1) + t - 1) * D;
+  float v[MAX_PER_LANE];
+#pragma unroll
+  for (int i = 0; i < MAX_PER_LANE; i++) {
+    const int d = lane + 32 * i;
+    if (d < D) {
+      v[i] = (t == 0 ? cls[d] : __bfloat162float(src[d])) + pos[t * D + d];
+      if (x0Save) x0Save[(long long)row * D + d] = __float2bfloat16(v[i]);
+    }
+  }
+  float mean, rstd;
+  row_stats(v, D, mean, rstd);
+  if (lane == 0) {
+    meanOut[row] = mean;
+    rstdOut[row] = rstd;
+  }
+#pragma unroll
+  for (int i = 0; i < MAX_PER_LANE; i++) {
+    const int d = lane + 32 * i;
+    if (d < D) resid[(long long)row * D + d] = (v[i] - mean) * rstd * gamma[d] + beta[d];
+  }
+}
+
+extern "C" __global__ void residual_ln_fwd(float* __restrict__ resid,       // [R, D]
+                                           const bf16* __restrict__ y,      // [R, D] or null
+                                           const float* __restrict__ bias,  // [D] (with y)
+                                           const float* __restrict__ gamma, const float* __restrict__ beta,
+                                           bf16* __restrict__ out,      // [R, D] or null: no LayerNorm
+                                           float* __restrict__ meanOut, float* __restrict__ rstdOut,
+                                           bf16* __restrict__ save,  // [R, D] or null
+                                           int R, int D) {
+  const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (row >= R) return;
+  float* r = resid + (long long)row * D;
+  float v[MAX_PER_LANE];
+#pragma unroll
+  for (int i = 0; i < MAX_PER_LANE; i++) {
+    const int d = lane + 32 * i;
+    if (d < D) {
+      float x = r[d];
+      if (y) {
+        x += __bfloat162float(y[(long long)row * D + d]) + bias[d];
+        r[d] = x;
+      }
+      if (save) save[(long long)row * D + d] = __float2bfloat16(x);
+      v[i] = x;
+    }
+  }
+  if (!out) return;
+  float mean, rstd;
+  row_stats(v, D, mean, rstd);
+  if (lane == 0 && meanOut) {
+    meanOut[row] = mean;
+    rstdOut[row] = rstd;
+  }
+#pragma unroll
+  for (int i = 0; i < MAX_PER_LANE; i++) {
+    const int d = lane + 32 * i;
+    if (d < D) out[(long long)row * D + d] = __float2bfloat16((v[i] - mean) * rstd * gamma[d] + beta[d]);
+  }
+}
+
+extern "C" __global__ void ln_recompute(const bf16* __restrict__ x, const float* __restrict__ mean,
+                                        const float* __restrict__ rstd, const float* __restrict__ gamma,
+                                        const float* __restrict__ beta, bf16* __restrict__ out, int R, int D) {
+  const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (row >= R) return;
+  const float m = mean[row], s = rstd[row];
+  for (int d = lane; d < D; d += 32) {
+    const long long o = (long long)row * D + d;
+    out[o] = __float2bfloat16((__bfloat162float(x[o]) - m) * s * gamma[d] + beta[d]);
+  }
+}
+
+// Shared body: given the incoming gradient g (already in registers), the saved row and stats,
+// returns dx in g.
+__device__ __forceinline__ void ln_backward_row(float (&g)[MAX_PER_LANE], const bf16* __restrict__ xrow, float mean,
+                                                float rstd, const float* __restrict__ gamma, int D) {
+  const int lane = threadIdx.x & 31;
+  float xh[MAX_PER_LANE];
+  float s1 = 0.f, s2 = 0.f;
+#pragma unroll
+  for (int i = 0; i < MAX_PER_LANE; i++) {
+    const int d = lane + 32 * i;
+    if (d < D) {
+      xh[i] = (__bfloat162float(xrow[d]) - mean) * rstd;
+      g[i] *= gamma[d];
+      s1 += g[i];
+      s2 += g[i] * xh[i];
+    }
+  }
+  s1 = warp_sum(s1) / D;
+  s2 = warp_sum(s2) / D;
+#pragma unroll
+  for (int i = 0; i < MAX_PER_LANE; i++)
+    if (lane + 32 * i < D) g[i] = rstd * (g[i] - s1 - xh[i] * s2);
+}
+
+extern "C" __global__ void ln_bwd(const bf16* __restrict__ dy,  // [S * R, D]
+                                  const bf16* __restrict__ x,   // [R, D] saved LayerNorm input
+                                  const float* __restrict__ mean, const float* __restrict__ rstd,
+                                  const float* __restrict__ gamma,
+                                  float* __restrict__ dresid,  // [S * R, D]
+                                  bf16* __restrict__ dresBf,   // [S * R, D]
+                                  int SR, int R, int D, int accumulate) {
+  const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (row >= SR) return;
+  const int xr = row % R;
+  float g[MAX_PER_LANE];
+#pragma unroll
+  for (int i = 0; i < MAX_PER_LANE; i++) {
+    const int d = lane + 32 * i;
+    if (d < D) g[i] = __bfloat162float(dy[(long long)row * D + d]);
+  }
+  ln_backward_row(g, x + (long long)xr * D, mean[xr], rstd[xr], gamma, D);
+#pragma unroll
+  for (int i = 0; i < MAX_PER_LANE; i++) {
+    const int d = lane + 32 * i;
+    if (d < D) {
+      const long long o = (long long)row * D + d;
+      const float v = accumulate ? dresid[o] + g[i] : g[i];
+      dresid[o] = v;
+      dresBf[o] = __float2bfloat16(v);
+    }
+  }
+}
+
+extern "C" __global__ void embed_ln_bwd(const float* __restrict__ dresid,  // [S * R, D]
+                                        const bf16* __restrict__ x0,       // [R, D]
+                                        const float* __restrict__ mean, const float* __restrict__ rstd,
+                                        const float* __restrict__ gamma,
+                                        bf16* __restrict__ dPatch,  // [S * B * (N-1), D]
+                                        int SR, int R, int N, int D) {
+  const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (row >= SR) return;
+  const int xr = row % R, s = row / R, b = xr / N, t = xr % N;
+  if (t == 0) return;  // the class token has no weight to train
+  float g[MAX_PER_LANE];
+#pragma unroll
+  for (int i = 0; i < MAX_PER_LANE; i++) {
+    const int d = lane + 32 * i;
+    if (d < D) g[i] = dresid[(long long)row * D + d];
+  }
+  ln_backward_row(g, x0 + (long long)xr * D, mean[xr], rstd[xr], gamma, D);
+  const int B = R / N;
+  bf16* out = dPatch + (((long long)s * B + b) * (N - 1) + t - 1) * D;
+#pragma unroll
+  for (int i = 0; i < MAX_PER_LANE; i++) {
+    const int d = lane + 32 * i;
+    if (d < D) out[d] = __float2bfloat16(g[i]);
+  }
+}
+
+// to_bf16: out = bf16(in), n values (the head's fp32 gradient -> the first backward GEMM's input).
+extern "C" __global__ void to_bf16(const float* __restrict__ in, bf16* __restrict__ out, long long n) {
+  const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = __float2bfloat16(in[i]);
+}

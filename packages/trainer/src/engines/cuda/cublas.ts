@@ -1,0 +1,168 @@
+/**
+ * bf16 GEMMs with fp32 accumulation through cuBLAS (cublasGemmEx / cublasGemmStridedBatchedEx),
+ * expressed in row-major terms. cuBLAS is column-major; a row-major C = op(A) op(B) is the
+ * column-major C^T = op(B)^T op(A)^T, so every call swaps the operands and M with N.
+ *
+ * The handle uses a fixed workspace (so the calls can be captured into a CUDA graph) and the
+ * engine's stream. Every call is checked and throws UnmaskError CUDA_ERROR naming the call.
+ */
+import { UnmaskError } from "@unmask/clip";
+import type { CudaDriver } from "./driver.js";
+import type { Library } from "./libraries.js";
+
+const CUBLAS_OP_N = 0;
+const CUBLAS_OP_T = 1;
+const CUDA_R_32F = 0;
+const CUDA_R_16BF = 14;
+const CUBLAS_COMPUTE_32F = 68;
+const CUBLAS_GEMM_DEFAULT = -1;
+/** cuBLAS asks for up to 32 MiB of workspace on Hopper. */
+export const CUBLAS_WORKSPACE_BYTES = 32 << 20;
+
+export type GemmType = "bf16" | "f32";
+
+/** Row-major operands: a pointer, its leading dimension (elements), batch stride (elements). */
+export interface GemmOperand {
+  ptr: number;
+  ld: number;
+  stride?: number;
+  type?: GemmType;
+}
+
+export interface GemmCall {
+  /** C [M, N] = alpha * op(A) op(B) + beta * C, op(A) [M, K], op(B) [K, N]. */
+  M: number;
+  N: number;
+  K: number;
+  A: GemmOperand;
+  B: GemmOperand;
+  C: GemmOperand;
+  transA?: boolean;
+  transB?: boolean;
+  alpha?: number;
+  beta?: number;
+  /** Number of strided batches (1: plain GEMM). */
+  batch?: number;
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: koffi functions are variadic by declaration
+type Fn = (...args: any[]) => any;
+
+export class Cublas {
+  private readonly fns: Record<string, Fn> = {};
+  private handle = 0;
+  private readonly alpha = new Float32Array(1);
+  private readonly beta = new Float32Array(1);
+  /** GEMMs issued (for benches: GEMMs per step). */
+  calls = 0;
+
+  constructor(lib: Library, driver: CudaDriver, stream: number, workspace: number) {
+    const declare = (name: string, proto: string) => {
+      this.fns[name] = lib.func(proto.replace("NAME", name)) as Fn;
+    };
+    declare("cublasCreate_v2", "int NAME(_Out_ uint64_t *handle)");
+    declare("cublasDestroy_v2", "int NAME(uint64_t handle)");
+    declare("cublasSetStream_v2", "int NAME(uint64_t handle, uint64_t stream)");
+    declare("cublasSetWorkspace_v2", "int NAME(uint64_t handle, uint64_t ptr, size_t bytes)");
+    declare("cublasGetStatusString", "const char *NAME(int status)");
+    declare(
+      "cublasGemmEx",
+      "int NAME(uint64_t h, int ta, int tb, int m, int n, int k, const float *alpha, uint64_t A, int at, int lda, uint64_t B, int bt, int ldb, const float *beta, uint64_t C, int ct, int ldc, int compute, int algo)",
+    );
+    declare(
+      "cublasGemmStridedBatchedEx",
+      "int NAME(uint64_t h, int ta, int tb, int m, int n, int k, const float *alpha, uint64_t A, int at, int lda, int64_t sa, uint64_t B, int bt, int ldb, int64_t sb, const float *beta, uint64_t C, int ct, int ldc, int64_t sc, int batch, int compute, int algo)",
+    );
+    const h = [0];
+    this.check("cublasCreate", this.fns.cublasCreate_v2(h));
+    this.handle = Number(h[0]);
+    this.check("cublasSetStream", this.fns.cublasSetStream_v2(this.handle, stream));
+    this.check(
+      "cublasSetWorkspace",
+      this.fns.cublasSetWorkspace_v2(this.handle, workspace, CUBLAS_WORKSPACE_BYTES),
+    );
+    void driver;
+  }
+
+  private check(call: string, status: number): void {
+    if (status === 0) return;
+    let text = "";
+    try {
+      text = this.fns.cublasGetStatusString(status) as string;
+    } catch {
+      // keep the numeric status
+    }
+    throw new UnmaskError("CUDA_ERROR", `${call} failed: cuBLAS status ${status} ${text}`, { subject: call });
+  }
+
+  gemm(c: GemmCall): void {
+    const ta = c.transA ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const tb = c.transB ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const type = (t?: GemmType) => (t === "f32" ? CUDA_R_32F : CUDA_R_16BF);
+    this.alpha[0] = c.alpha ?? 1;
+    this.beta[0] = c.beta ?? 0;
+    const batch = c.batch ?? 1;
+    this.calls++;
+    // column-major: C^T [N, M] = op(B)^T [N, K] op(A)^T [K, M]
+    if (batch === 1) {
+      this.check(
+        "cublasGemmEx",
+        this.fns.cublasGemmEx(
+          this.handle,
+          tb,
+          ta,
+          c.N,
+          c.M,
+          c.K,
+          this.alpha,
+          c.B.ptr,
+          type(c.B.type),
+          c.B.ld,
+          c.A.ptr,
+          type(c.A.type),
+          c.A.ld,
+          this.beta,
+          c.C.ptr,
+          type(c.C.type),
+          c.C.ld,
+          CUBLAS_COMPUTE_32F,
+          CUBLAS_GEMM_DEFAULT,
+        ),
+      );
+      return;
+    }
+    this.check(
+      "cublasGemmStridedBatchedEx",
+      this.fns.cublasGemmStridedBatchedEx(
+        this.handle,
+        tb,
+        ta,
+        c.N,
+        c.M,
+        c.K,
+        this.alpha,
+        c.B.ptr,
+        type(c.B.type),
+        c.B.ld,
+        c.B.stride ?? 0,
+        c.A.ptr,
+        type(c.A.type),
+        c.A.ld,
+        c.A.stride ?? 0,
+        this.beta,
+        c.C.ptr,
+        type(c.C.type),
+        c.C.ld,
+        c.C.stride ?? 0,
+        batch,
+        CUBLAS_COMPUTE_32F,
+        CUBLAS_GEMM_DEFAULT,
+      ),
+    );
+  }
+
+  dispose(): void {
+    if (this.handle) this.check("cublasDestroy", this.fns.cublasDestroy_v2(this.handle));
+    this.handle = 0;
+  }
+}

@@ -1,0 +1,491 @@
+/**
+ * Loads kernels/unmask.fatbin (cuModuleLoadData) and launches its kernels: one launcher per
+ * kernel, computing the grid from the shapes, asserting what the kernel assumes, launching on the
+ * engine's stream. Shapes and dtypes are those of the kernel sources' header comments.
+ */
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { UnmaskError } from "@unmask/clip";
+import type { CudaDriver, KernelArg } from "./driver.js";
+
+const KERNEL_NAMES = [
+  "augment_crop",
+  "patchify",
+  "embed_ln_fwd",
+  "residual_ln_fwd",
+  "ln_recompute",
+  "ln_bwd",
+  "embed_ln_bwd",
+  "to_bf16",
+  "rows_to_heads",
+  "heads_to_rows",
+  "softmax_fwd",
+  "softmax_bwd",
+  "bias_gelu_fwd",
+  "gelu_bwd",
+  "head_forward",
+  "head_step",
+  "mask_sumsq",
+  "mask_norms",
+  "mask_apply",
+  "mask_update",
+] as const;
+type KernelName = (typeof KERNEL_NAMES)[number];
+
+/** Rows of at most this many values fit one warp's registers (kernels/common.cuh MAX_PER_LANE). */
+export const MAX_ROW = 1024;
+const ROWS_PER_BLOCK = 4;
+const HEAD_THREADS = 256;
+/** kernels/update.cu SUMSQ_BLOCKS: partial sums per masked tensor. */
+export const SUMSQ_BLOCKS = 1024;
+
+/** Where the fatbin is: UNMASK_CUDA_FATBIN, else the package's kernels/ folder. */
+export function fatbinPath(): string {
+  return (
+    process.env.UNMASK_CUDA_FATBIN ??
+    fileURLToPath(new URL("../../../kernels/unmask.fatbin", import.meta.url))
+  );
+}
+
+function readFatbin(): Uint8Array {
+  const path = fatbinPath();
+  try {
+    return readFileSync(path);
+  } catch (cause) {
+    throw new UnmaskError(
+      "CUDA_UNAVAILABLE",
+      `the CUDA kernels ${path} are missing (build them with scripts/build-kernels.mjs, or set UNMASK_CUDA_FATBIN)`,
+      { cause, subject: path },
+    );
+  }
+}
+
+const p = (v: number): KernelArg => ["p", v];
+const i = (v: number): KernelArg => ["i", v];
+const f = (v: number): KernelArg => ["f", v];
+const l = (v: number): KernelArg => ["l", v];
+const u = (v: number): KernelArg => ["u", v];
+
+function assert(ok: boolean, what: string): void {
+  if (!ok) throw new UnmaskError("CUDA_SHAPE", `cuda kernel precondition failed: ${what}`);
+}
+
+export class Kernels {
+  private readonly fn = new Map<KernelName, number>();
+  private readonly module: number;
+  /** Launches issued (for benches). */
+  launches = 0;
+
+  constructor(
+    private readonly cu: CudaDriver,
+    private readonly stream: number,
+    image: Uint8Array = readFatbin(),
+  ) {
+    this.module = cu.loadModule(image);
+    for (const name of KERNEL_NAMES) this.fn.set(name, cu.getFunction(this.module, name));
+  }
+
+  private go(name: KernelName, blocks: number, threads: number, shared: number, args: KernelArg[]): void {
+    if (blocks <= 0) return;
+    this.launches++;
+    this.cu.launch(
+      name,
+      this.fn.get(name) as number,
+      [blocks, 1, 1],
+      [threads, 1, 1],
+      shared,
+      this.stream,
+      args,
+    );
+  }
+
+  private elementwise(name: KernelName, count: number, args: KernelArg[]): void {
+    this.go(name, Math.ceil(count / 256), 256, 0, args);
+  }
+
+  private rows(name: KernelName, rows: number, args: KernelArg[]): void {
+    this.go(name, Math.ceil(rows / ROWS_PER_BLOCK), 32 * ROWS_PER_BLOCK, 0, args);
+  }
+
+  augmentCrop(a: {
+    cache: number;
+    indices: number;
+    boxes: number;
+    flips: number;
+    out: number;
+    B: number;
+    H: number;
+    W: number;
+    R: number;
+    mean: readonly number[];
+    std: readonly number[];
+  }): void {
+    this.elementwise("augment_crop", a.B * a.R * a.R, [
+      p(a.cache),
+      p(a.indices),
+      p(a.boxes),
+      p(a.flips),
+      p(a.out),
+      i(a.B),
+      i(a.H),
+      i(a.W),
+      i(a.R),
+      f(a.mean[0]),
+      f(a.mean[1]),
+      f(a.mean[2]),
+      f(a.std[0]),
+      f(a.std[1]),
+      f(a.std[2]),
+    ]);
+  }
+
+  patchify(pixels: number, patches: number, B: number, R: number, patch: number): void {
+    assert(R % patch === 0, `resolution ${R} divisible by patch ${patch}`);
+    const G = R / patch;
+    this.elementwise("patchify", B * G * G * 3 * patch * patch, [
+      p(pixels),
+      p(patches),
+      i(B),
+      i(R),
+      i(patch),
+    ]);
+  }
+
+  embedLnFwd(a: {
+    patchOut: number;
+    cls: number;
+    pos: number;
+    gamma: number;
+    beta: number;
+    x0Save: number;
+    mean: number;
+    rstd: number;
+    resid: number;
+    R: number;
+    N: number;
+    D: number;
+  }): void {
+    assert(a.D <= MAX_ROW, `width ${a.D} <= ${MAX_ROW}`);
+    this.rows("embed_ln_fwd", a.R, [
+      p(a.patchOut),
+      p(a.cls),
+      p(a.pos),
+      p(a.gamma),
+      p(a.beta),
+      p(a.x0Save),
+      p(a.mean),
+      p(a.rstd),
+      p(a.resid),
+      i(a.R),
+      i(a.N),
+      i(a.D),
+    ]);
+  }
+
+  /** resid += y + bias (y may be 0); save; out = LN(resid) (out may be 0). */
+  residualLnFwd(a: {
+    resid: number;
+    y: number;
+    bias: number;
+    gamma: number;
+    beta: number;
+    out: number;
+    mean: number;
+    rstd: number;
+    save: number;
+    R: number;
+    D: number;
+  }): void {
+    this.rows("residual_ln_fwd", a.R, [
+      p(a.resid),
+      p(a.y),
+      p(a.bias),
+      p(a.gamma),
+      p(a.beta),
+      p(a.out),
+      p(a.mean),
+      p(a.rstd),
+      p(a.save),
+      i(a.R),
+      i(a.D),
+    ]);
+  }
+
+  lnRecompute(
+    x: number,
+    mean: number,
+    rstd: number,
+    gamma: number,
+    beta: number,
+    out: number,
+    R: number,
+    D: number,
+  ) {
+    this.rows("ln_recompute", R, [p(x), p(mean), p(rstd), p(gamma), p(beta), p(out), i(R), i(D)]);
+  }
+
+  lnBwd(a: {
+    dy: number;
+    x: number;
+    mean: number;
+    rstd: number;
+    gamma: number;
+    dresid: number;
+    dresBf: number;
+    SR: number;
+    R: number;
+    D: number;
+    accumulate: boolean;
+  }): void {
+    this.rows("ln_bwd", a.SR, [
+      p(a.dy),
+      p(a.x),
+      p(a.mean),
+      p(a.rstd),
+      p(a.gamma),
+      p(a.dresid),
+      p(a.dresBf),
+      i(a.SR),
+      i(a.R),
+      i(a.D),
+      i(a.accumulate ? 1 : 0),
+    ]);
+  }
+
+  embedLnBwd(a: {
+    dresid: number;
+    x0: number;
+    mean: number;
+    rstd: number;
+    gamma: number;
+    dPatch: number;
+    SR: number;
+    R: number;
+    N: number;
+    D: number;
+  }): void {
+    this.rows("embed_ln_bwd", a.SR, [
+      p(a.dresid),
+      p(a.x0),
+      p(a.mean),
+      p(a.rstd),
+      p(a.gamma),
+      p(a.dPatch),
+      i(a.SR),
+      i(a.R),
+      i(a.N),
+      i(a.D),
+    ]);
+  }
+
+  /** out = bf16(in), n values. */
+  lnBwdCopy(input: number, out: number, n: number): void {
+    this.elementwise("to_bf16", n, [p(input), p(out), l(n)]);
+  }
+
+  rowsToHeads(
+    src: number,
+    ld: number,
+    colOffset: number,
+    bias: number,
+    dst: number,
+    SB: number,
+    N: number,
+    H: number,
+  ) {
+    assert(ld % 8 === 0 && colOffset % 8 === 0, "16-byte aligned rows");
+    this.elementwise("rows_to_heads", SB * N * H * 8, [
+      p(src),
+      i(ld),
+      i(colOffset),
+      p(bias),
+      p(dst),
+      i(SB),
+      i(N),
+      i(H),
+    ]);
+  }
+
+  headsToRows(src: number, dst: number, ld: number, colOffset: number, SB: number, N: number, H: number) {
+    assert(ld % 8 === 0 && colOffset % 8 === 0, "16-byte aligned rows");
+    this.elementwise("heads_to_rows", SB * N * H * 8, [
+      p(src),
+      p(dst),
+      i(ld),
+      i(colOffset),
+      i(SB),
+      i(N),
+      i(H),
+    ]);
+  }
+
+  softmaxFwd(scores: number, P: number, rows: number, N: number, ld: number, scale: number): void {
+    assert(N <= MAX_ROW && ld >= N, `tokens ${N} <= ${MAX_ROW}, row stride ${ld} >= ${N}`);
+    this.rows("softmax_fwd", rows, [p(scores), p(P), l(rows), i(N), i(ld), f(scale)]);
+  }
+
+  softmaxBwd(dP: number, P: number, dS: number, rows: number, N: number, ld: number, scale: number): void {
+    this.rows("softmax_bwd", rows, [p(dP), p(P), p(dS), l(rows), i(N), i(ld), f(scale)]);
+  }
+
+  biasGeluFwd(uPtr: number, bias: number, g: number, total: number, F: number): void {
+    assert(F % 8 === 0, `MLP width ${F} divisible by 8`);
+    this.elementwise("bias_gelu_fwd", total / 8, [p(uPtr), p(bias), p(g), l(total), i(F)]);
+  }
+
+  geluBwd(d: number, uPtr: number, totalS: number, totalR: number): void {
+    this.elementwise("gelu_bwd", totalS / 8, [p(d), p(uPtr), l(totalS), l(totalR)]);
+  }
+
+  headForward(a: {
+    resid: number;
+    N: number;
+    D: number;
+    E: number;
+    C: number;
+    lnw: number;
+    lnb: number;
+    proj: number;
+    text: number;
+    scale: number;
+    features: number;
+    logits: number;
+    B: number;
+  }): void {
+    const shared = (a.D + a.E + a.C) * 4;
+    this.go("head_forward", a.B, HEAD_THREADS, shared, [
+      p(a.resid),
+      i(a.N),
+      i(a.D),
+      i(a.E),
+      i(a.C),
+      p(a.lnw),
+      p(a.lnb),
+      p(a.proj),
+      p(a.text),
+      f(a.scale),
+      p(a.features),
+      p(a.logits),
+    ]);
+  }
+
+  /** Dynamic shared memory of head_step in bytes. */
+  static headStepShared(D: number, E: number, C: number): number {
+    return (4 * D + 4 * E + 4 * C) * 4;
+  }
+
+  prepareHead(D: number, E: number, C: number): void {
+    const bytes = Kernels.headStepShared(D, E, C);
+    if (bytes > 48 * 1024) {
+      this.cu.setMaxDynamicShared(this.fn.get("head_step") as number, bytes);
+      this.cu.setMaxDynamicShared(this.fn.get("head_forward") as number, bytes);
+    }
+  }
+
+  headStep(a: {
+    residS: number;
+    residT: number;
+    N: number;
+    D: number;
+    E: number;
+    C: number;
+    lnw: number;
+    lnb: number;
+    proj: number;
+    text: number;
+    scale: number;
+    labels: number;
+    B: number;
+    T: number;
+    alpha: number;
+    dresid: number;
+    stats: number;
+    logits: number;
+  }): void {
+    this.go("head_step", a.B, HEAD_THREADS, Kernels.headStepShared(a.D, a.E, a.C), [
+      p(a.residS),
+      p(a.residT),
+      i(a.N),
+      i(a.D),
+      i(a.E),
+      i(a.C),
+      p(a.lnw),
+      p(a.lnb),
+      p(a.proj),
+      p(a.text),
+      f(a.scale),
+      p(a.labels),
+      i(a.B),
+      f(a.T),
+      f(a.alpha),
+      p(a.dresid),
+      p(a.stats),
+      p(a.logits),
+    ]);
+  }
+
+  /** Blocks mask_sumsq uses for `n` scores (at most SUMSQ_BLOCKS). */
+  static sumsqBlocks(n: number): number {
+    return Math.min(SUMSQ_BLOCKS, Math.ceil(n / 256));
+  }
+
+  maskSumsq(S: number, n: number, partials: number, slot: number): void {
+    this.go("mask_sumsq", Kernels.sumsqBlocks(n), 256, 0, [p(S), l(n), p(partials), i(slot)]);
+  }
+
+  maskNorms(partials: number, blocks: number, norms: number, tensors: number): void {
+    this.go("mask_norms", tensors, SUMSQ_BLOCKS, 0, [p(partials), p(blocks), p(norms)]);
+  }
+
+  maskApply(S: number, W: number, Wp: number, n: number, threshold: number): void {
+    this.elementwise("mask_apply", n, [p(S), p(W), p(Wp), l(n), f(threshold)]);
+  }
+
+  maskUpdate(a: {
+    S: number;
+    W: number;
+    Wp: number;
+    grads: number;
+    m: number;
+    v: number;
+    n: number;
+    tensorIndex: number;
+    norms: number;
+    slot: number;
+    params: number;
+    uniforms: number;
+    seed: number;
+    regWeight: number;
+    threshold: number;
+    lambda: number;
+    beta1: number;
+    beta2: number;
+    eps: number;
+  }): void {
+    this.elementwise("mask_update", Math.ceil(a.n / 4), [
+      p(a.S),
+      p(a.W),
+      p(a.Wp),
+      p(a.grads),
+      p(a.m),
+      p(a.v),
+      l(a.n),
+      i(a.tensorIndex),
+      p(a.norms),
+      i(a.slot),
+      p(a.params),
+      p(a.uniforms),
+      u(a.seed),
+      f(a.regWeight),
+      f(a.threshold),
+      f(a.lambda),
+      f(a.beta1),
+      f(a.beta2),
+      f(a.eps),
+    ]);
+  }
+
+  dispose(): void {
+    this.cu.unloadModule(this.module);
+  }
+}

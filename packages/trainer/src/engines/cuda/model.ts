@@ -1,0 +1,789 @@
+/**
+ * The ViT image tower on the GPU: device buffers (one arena) and the launch sequences of the
+ * forward (student keeping activations, or teacher/eval keeping nothing), the two-signal backward
+ * and the mask update. docs/cuda-engine.md sections 1-3 give the plan followed here.
+ *
+ * Shapes: B images, N = G*G + 1 tokens, R = B*N rows, D width, H = D/64 heads, F = 4D, E embed,
+ * C classes, K = 3*p*p patch length. Signal s = 0 (ce) and 1 (kl) stacked: [2R, width].
+ */
+import { CLIP_MEAN, CLIP_STD, f32ToBf16, UnmaskError } from "@unmask/clip";
+import type { EngineModel, RmtHyper } from "../../engine.js";
+import { ArenaPlan, type Region } from "./arena.js";
+import { CUBLAS_WORKSPACE_BYTES, type Cublas } from "./cublas.js";
+import type { CudaDriver } from "./driver.js";
+import { Kernels, SUMSQ_BLOCKS } from "./kernels.js";
+
+const BF = 2;
+const F4 = 4;
+const HEAD_DIM = 64;
+
+export interface Dims {
+  B: number;
+  N: number;
+  /** N rounded up to 8: the row stride of attention scores and probabilities (aligned GEMM operands). */
+  Np: number;
+  D: number;
+  H: number;
+  F: number;
+  E: number;
+  C: number;
+  K: number;
+  P: number;
+  L: number;
+  patch: number;
+  res: number;
+}
+
+export interface MaskedTensor {
+  name: string;
+  index: number;
+  numel: number;
+  shape: number[];
+  W: Region; // fp32 original
+  S: Region;
+  m: Region;
+  v: Region;
+  grads: Region; // fp32 [2, numel]
+}
+
+interface BlockWeights {
+  ln1w: Region;
+  ln1b: Region;
+  inW: Region; // bf16 teacher
+  inB: Region;
+  outW: Region;
+  outB: Region;
+  ln2w: Region;
+  ln2b: Region;
+  fcW: Region;
+  fcB: Region;
+  projW: Region;
+  projB: Region;
+  inWp: Region; // student W' (= inW when not masked)
+  outWp: Region;
+  inMask?: MaskedTensor;
+  outMask?: MaskedTensor;
+}
+
+interface BlockActs {
+  x: Region; // bf16 [R, D] LN1 input
+  mean1: Region;
+  rstd1: Region;
+  q: Region;
+  k: Region;
+  v: Region; // bf16 [B, H, N, 64]
+  P: Region; // bf16 [B*H, N, N]
+  o: Region; // bf16 [R, D]
+  xmid: Region; // bf16 [R, D]
+  mean2: Region;
+  rstd2: Region;
+  u: Region; // bf16 [R, F]
+}
+
+export class TowerModel {
+  readonly dims: Dims;
+  readonly arena = new ArenaPlan();
+  readonly masked: MaskedTensor[] = [];
+  private readonly blocks: BlockWeights[] = [];
+  private readonly acts: BlockActs[] = [];
+  private readonly r: Record<string, Region> = {};
+  private convMask?: MaskedTensor;
+  private convWp!: Region;
+  private readonly uploads: (() => void)[] = [];
+
+  constructor(
+    private readonly cu: CudaDriver,
+    private readonly k: Kernels,
+    private readonly blas: Cublas,
+    private readonly stream: number,
+    model: EngineModel,
+    maxBatch: number,
+    private readonly hyper: RmtHyper,
+    private readonly seed: number,
+  ) {
+    const c = model.config;
+    if (c.architecture !== "vit" || !c.visionPatchSize)
+      throw new UnmaskError("UNSUPPORTED_MODEL", "the cuda engine trains ViT image towers only", {
+        subject: "config",
+      });
+    const L = c.visionLayers as number;
+    const D = c.visionWidth;
+    const patch = c.visionPatchSize;
+    const res = c.imageResolution;
+    const G = res / patch;
+    const C = model.textFeatures.shape[0];
+    this.dims = {
+      B: maxBatch,
+      N: G * G + 1,
+      Np: Math.ceil((G * G + 1) / 8) * 8,
+      D,
+      H: D / HEAD_DIM,
+      F: 4 * D,
+      E: c.embedDim,
+      C,
+      K: 3 * patch * patch,
+      P: G * G,
+      L,
+      patch,
+      res,
+    };
+    if (D % HEAD_DIM !== 0)
+      throw new UnmaskError("UNSUPPORTED_MODEL", `vision width ${D} is not a multiple of 64`, {
+        subject: "config",
+      });
+    this.plan(model);
+    this.arena.allocate(cu);
+    for (const up of this.uploads) up();
+    this.uploads.length = 0;
+    for (const m of this.masked) {
+      cu.zero(m.m.ptr, m.m.bytes);
+      cu.zero(m.v.ptr, m.v.bytes);
+    }
+  }
+
+  // ------------------------------------------------------------------ buffers
+
+  private weight(model: EngineModel, name: string, dtype: "f32" | "bf16"): Region {
+    const t = model.weights.get(name);
+    if (!t) throw new UnmaskError("MISSING_TENSOR", `model lacks ${name}`, { subject: name });
+    const region = this.arena.take(name, t.data.length * (dtype === "f32" ? F4 : BF));
+    this.uploads.push(() => {
+      if (dtype === "f32") this.cu.upload(region.ptr, t.data);
+      else this.cu.upload(region.ptr, toBf16(t.data));
+    });
+    return region;
+  }
+
+  private maskFor(model: EngineModel, name: string): MaskedTensor | undefined {
+    const index = model.maskedTensors.indexOf(name);
+    if (index < 0) return undefined;
+    const t = model.weights.get(name);
+    if (!t) throw new UnmaskError("MISSING_TENSOR", `model lacks ${name}`, { subject: name });
+    const n = t.data.length;
+    const m: MaskedTensor = {
+      name,
+      index,
+      numel: n,
+      shape: t.shape,
+      W: this.weight(model, name, "f32"),
+      S: this.arena.take(`${name}.S`, n * F4),
+      m: this.arena.take(`${name}.m`, n * F4),
+      v: this.arena.take(`${name}.v`, n * F4),
+      grads: this.arena.take(`${name}.grads`, 2 * n * F4),
+    };
+    this.masked[index] = m;
+    return m;
+  }
+
+  private plan(model: EngineModel): void {
+    const { B, N, Np, D, H, F, E, C, K, P, L } = this.dims;
+    const R = B * N;
+    const a = this.arena;
+    const pre = "visual.";
+    const known = new Set<string>([`${pre}conv1.weight`]);
+    for (let l = 0; l < L; l++)
+      known
+        .add(`${pre}transformer.resblocks.${l}.attn.in_proj_weight`)
+        .add(`${pre}transformer.resblocks.${l}.attn.out_proj.weight`);
+    for (const name of model.maskedTensors)
+      if (!known.has(name))
+        throw new UnmaskError(
+          "UNSUPPORTED_MASK",
+          `the cuda engine masks conv1 and attention weights only, not ${name}`,
+          {
+            subject: name,
+          },
+        );
+    // weights
+    this.r.conv = this.weight(model, `${pre}conv1.weight`, "bf16");
+    this.convMask = this.maskFor(model, `${pre}conv1.weight`);
+    this.convWp = this.convMask ? a.take("conv1.Wp", D * K * BF) : this.r.conv;
+    this.r.cls = this.weight(model, `${pre}class_embedding`, "f32");
+    this.r.pos = this.weight(model, `${pre}positional_embedding`, "f32");
+    this.r.lnPreW = this.weight(model, `${pre}ln_pre.weight`, "f32");
+    this.r.lnPreB = this.weight(model, `${pre}ln_pre.bias`, "f32");
+    this.r.lnPostW = this.weight(model, `${pre}ln_post.weight`, "f32");
+    this.r.lnPostB = this.weight(model, `${pre}ln_post.bias`, "f32");
+    this.r.proj = this.weight(model, `${pre}proj`, "f32");
+    const text = a.take("text", C * E * F4);
+    this.uploads.push(() => this.cu.upload(text.ptr, model.textFeatures.data));
+    this.r.text = text;
+    for (let l = 0; l < L; l++) {
+      const b = `${pre}transformer.resblocks.${l}.`;
+      const inMask = this.maskFor(model, `${b}attn.in_proj_weight`);
+      const outMask = this.maskFor(model, `${b}attn.out_proj.weight`);
+      const inW = this.weight(model, `${b}attn.in_proj_weight`, "bf16");
+      const outW = this.weight(model, `${b}attn.out_proj.weight`, "bf16");
+      this.blocks.push({
+        ln1w: this.weight(model, `${b}ln_1.weight`, "f32"),
+        ln1b: this.weight(model, `${b}ln_1.bias`, "f32"),
+        inW,
+        inB: this.weight(model, `${b}attn.in_proj_bias`, "f32"),
+        outW,
+        outB: this.weight(model, `${b}attn.out_proj.bias`, "f32"),
+        ln2w: this.weight(model, `${b}ln_2.weight`, "f32"),
+        ln2b: this.weight(model, `${b}ln_2.bias`, "f32"),
+        fcW: this.weight(model, `${b}mlp.c_fc.weight`, "bf16"),
+        fcB: this.weight(model, `${b}mlp.c_fc.bias`, "f32"),
+        projW: this.weight(model, `${b}mlp.c_proj.weight`, "bf16"),
+        projB: this.weight(model, `${b}mlp.c_proj.bias`, "f32"),
+        inWp: inMask ? a.take(`${b}in.Wp`, 3 * D * D * BF) : inW,
+        outWp: outMask ? a.take(`${b}out.Wp`, D * D * BF) : outW,
+        inMask,
+        outMask,
+      });
+    }
+    for (let t = 0; t < model.maskedTensors.length; t++)
+      if (!this.masked[t]) throw new UnmaskError("MISSING_TENSOR", `model lacks ${model.maskedTensors[t]}`);
+    // saved student activations
+    for (let l = 0; l < L; l++)
+      this.acts.push({
+        x: a.take(`act${l}.x`, R * D * BF),
+        mean1: a.take(`act${l}.mean1`, R * F4),
+        rstd1: a.take(`act${l}.rstd1`, R * F4),
+        q: a.take(`act${l}.q`, R * D * BF),
+        k: a.take(`act${l}.k`, R * D * BF),
+        v: a.take(`act${l}.v`, R * D * BF),
+        P: a.take(`act${l}.P`, B * H * N * Np * BF),
+        o: a.take(`act${l}.o`, R * D * BF),
+        xmid: a.take(`act${l}.xmid`, R * D * BF),
+        mean2: a.take(`act${l}.mean2`, R * F4),
+        rstd2: a.take(`act${l}.rstd2`, R * F4),
+        u: a.take(`act${l}.u`, R * F * BF),
+      });
+    const s = (name: string, bytes: number) => {
+      this.r[name] = a.take(name, bytes);
+    };
+    s("pixels", B * 3 * this.dims.res * this.dims.res * F4);
+    s("patches", B * P * K * BF);
+    s("x0", R * D * BF);
+    s("mean0", R * F4);
+    s("rstd0", R * F4);
+    s("residS", R * D * F4);
+    s("residT", R * D * F4);
+    s("h", R * D * BF);
+    s("scores", B * H * N * Np * F4);
+    s("dresid", 2 * R * D * F4);
+    s("dresBf", 2 * R * D * BF);
+    // forward-only scratch and backward-only scratch share their bytes
+    a.beginUnion();
+    s("patchOut", B * P * D * BF);
+    s("qkv", R * 3 * D * BF);
+    s("tq", R * D * BF);
+    s("tk", R * D * BF);
+    s("tv", R * D * BF);
+    s("tP", B * H * N * Np * BF);
+    s("tmean", R * F4);
+    s("trstd", R * F4);
+    s("oh", R * D * BF);
+    s("to", R * D * BF);
+    s("y", R * D * BF);
+    s("g", R * F * BF);
+    s("tu", R * F * BF);
+    a.alternative();
+    s("dF", 2 * R * F * BF);
+    s("dD", 2 * R * D * BF);
+    s("dOh", 2 * R * D * BF);
+    s("dS", B * H * N * Np * BF);
+    s("dq", 2 * R * D * BF);
+    s("dk", 2 * R * D * BF);
+    s("dv", 2 * R * D * BF);
+    s("dqkv", 2 * R * 3 * D * BF);
+    if (this.convMask) s("dPatch", 2 * B * P * D * BF);
+    a.endUnion();
+    s("stats", B * 4 * F4);
+    s("logits", 2 * B * C * F4);
+    s("features", B * E * F4);
+    s("norms", Math.max(1, this.masked.length) * F4);
+    s("partials", Math.max(1, this.masked.length) * SUMSQ_BLOCKS * F4);
+    const sumsqBlocks = Int32Array.from(this.masked, (m) => Kernels.sumsqBlocks(m.numel));
+    s("sumsqBlocks", Math.max(1, sumsqBlocks.length) * 4);
+    this.uploads.push(() => this.cu.upload(this.r.sumsqBlocks.ptr, sumsqBlocks));
+    s("params", 16);
+    s("labels", B * 4);
+    s("indices", B * 4);
+    s("boxes", B * 4 * F4);
+    s("flips", B);
+    s("workspace", CUBLAS_WORKSPACE_BYTES);
+  }
+
+  get workspace(): number {
+    return this.r.workspace.ptr;
+  }
+
+  ptr(name: string): number {
+    return this.r[name].ptr;
+  }
+
+  /** W' = [S > t] * W for every masked tensor. */
+  applyMasks(): void {
+    for (const m of this.masked)
+      this.k.maskApply(m.S.ptr, m.W.ptr, this.studentWeight(m), m.numel, this.hyper.threshold);
+  }
+
+  private studentWeight(m: MaskedTensor): number {
+    if (m === this.convMask) return this.convWp.ptr;
+    for (const b of this.blocks) {
+      if (b.inMask === m) return b.inWp.ptr;
+      if (b.outMask === m) return b.outWp.ptr;
+    }
+    throw new Error(`no student weight for ${m.name}`);
+  }
+
+  // ------------------------------------------------------------------ forward
+
+  /**
+   * Forward of the tower on `B` images already patchified in `patches`: the student keeps what the
+   * backward needs; the teacher (and evaluation) keep nothing. Leaves the final residual stream
+   * in residS (student) or residT.
+   */
+  forward(B: number, mode: "student" | "teacher" | "eval-student"): void {
+    const { N, Np, D, H, F, K, P, L } = this.dims;
+    const R = B * N;
+    const keep = mode === "student";
+    const studentWeights = mode !== "teacher";
+    const resid = keep ? this.ptr("residS") : this.ptr("residT");
+    const gemm = this.blas;
+    gemm.gemm({
+      M: B * P,
+      N: D,
+      K,
+      A: { ptr: this.ptr("patches"), ld: K },
+      B: { ptr: studentWeights ? this.convWp.ptr : this.ptr("conv"), ld: K },
+      transB: true,
+      C: { ptr: this.ptr("patchOut"), ld: D },
+    });
+    this.k.embedLnFwd({
+      patchOut: this.ptr("patchOut"),
+      cls: this.ptr("cls"),
+      pos: this.ptr("pos"),
+      gamma: this.ptr("lnPreW"),
+      beta: this.ptr("lnPreB"),
+      x0Save: keep ? this.ptr("x0") : 0,
+      mean: keep ? this.ptr("mean0") : this.ptr("tmean"),
+      rstd: keep ? this.ptr("rstd0") : this.ptr("trstd"),
+      resid,
+      R,
+      N,
+      D,
+    });
+    const h = this.ptr("h");
+    const first = this.blocks[0];
+    this.k.residualLnFwd({
+      resid,
+      y: 0,
+      bias: 0,
+      gamma: first.ln1w.ptr,
+      beta: first.ln1b.ptr,
+      out: h,
+      mean: keep ? this.acts[0].mean1.ptr : this.ptr("tmean"),
+      rstd: keep ? this.acts[0].rstd1.ptr : this.ptr("trstd"),
+      save: keep ? this.acts[0].x.ptr : 0,
+      R,
+      D,
+    });
+    const BH = B * H;
+    for (let l = 0; l < L; l++) {
+      const w = this.blocks[l];
+      const act = this.acts[l];
+      const q = keep ? act.q.ptr : this.ptr("tq");
+      const k = keep ? act.k.ptr : this.ptr("tk");
+      const v = keep ? act.v.ptr : this.ptr("tv");
+      const Pm = keep ? act.P.ptr : this.ptr("tP");
+      const o = keep ? act.o.ptr : this.ptr("to");
+      const u = keep ? act.u.ptr : this.ptr("tu");
+      gemm.gemm({
+        M: R,
+        N: 3 * D,
+        K: D,
+        A: { ptr: h, ld: D },
+        B: { ptr: studentWeights ? w.inWp.ptr : w.inW.ptr, ld: D },
+        transB: true,
+        C: { ptr: this.ptr("qkv"), ld: 3 * D },
+      });
+      this.k.rowsToHeads(this.ptr("qkv"), 3 * D, 0, w.inB.ptr, q, B, N, H);
+      this.k.rowsToHeads(this.ptr("qkv"), 3 * D, D, w.inB.ptr + D * F4, k, B, N, H);
+      this.k.rowsToHeads(this.ptr("qkv"), 3 * D, 2 * D, w.inB.ptr + 2 * D * F4, v, B, N, H);
+      const hs = N * HEAD_DIM;
+      gemm.gemm({
+        M: N,
+        N,
+        K: HEAD_DIM,
+        A: { ptr: q, ld: HEAD_DIM, stride: hs },
+        B: { ptr: k, ld: HEAD_DIM, stride: hs },
+        transB: true,
+        C: { ptr: this.ptr("scores"), ld: Np, stride: N * Np, type: "f32" },
+        batch: BH,
+      });
+      this.k.softmaxFwd(this.ptr("scores"), Pm, BH * N, N, Np, 1 / Math.sqrt(HEAD_DIM));
+      gemm.gemm({
+        M: N,
+        N: HEAD_DIM,
+        K: N,
+        A: { ptr: Pm, ld: Np, stride: N * Np },
+        B: { ptr: v, ld: HEAD_DIM, stride: hs },
+        C: { ptr: this.ptr("oh"), ld: HEAD_DIM, stride: hs },
+        batch: BH,
+      });
+      this.k.headsToRows(this.ptr("oh"), o, D, 0, B, N, H);
+      gemm.gemm({
+        M: R,
+        N: D,
+        K: D,
+        A: { ptr: o, ld: D },
+        B: { ptr: studentWeights ? w.outWp.ptr : w.outW.ptr, ld: D },
+        transB: true,
+        C: { ptr: this.ptr("y"), ld: D },
+      });
+      this.k.residualLnFwd({
+        resid,
+        y: this.ptr("y"),
+        bias: w.outB.ptr,
+        gamma: w.ln2w.ptr,
+        beta: w.ln2b.ptr,
+        out: h,
+        mean: keep ? act.mean2.ptr : this.ptr("tmean"),
+        rstd: keep ? act.rstd2.ptr : this.ptr("trstd"),
+        save: keep ? act.xmid.ptr : 0,
+        R,
+        D,
+      });
+      gemm.gemm({
+        M: R,
+        N: F,
+        K: D,
+        A: { ptr: h, ld: D },
+        B: { ptr: w.fcW.ptr, ld: D },
+        transB: true,
+        C: { ptr: u, ld: F },
+      });
+      this.k.biasGeluFwd(u, w.fcB.ptr, this.ptr("g"), R * F, F);
+      gemm.gemm({
+        M: R,
+        N: D,
+        K: F,
+        A: { ptr: this.ptr("g"), ld: F },
+        B: { ptr: w.projW.ptr, ld: F },
+        transB: true,
+        C: { ptr: this.ptr("y"), ld: D },
+      });
+      const next = l + 1 < L ? this.blocks[l + 1] : undefined;
+      this.k.residualLnFwd({
+        resid,
+        y: this.ptr("y"),
+        bias: w.projB.ptr,
+        gamma: next ? next.ln1w.ptr : 0,
+        beta: next ? next.ln1b.ptr : 0,
+        out: next ? h : 0,
+        mean: next ? (keep ? this.acts[l + 1].mean1.ptr : this.ptr("tmean")) : 0,
+        rstd: next ? (keep ? this.acts[l + 1].rstd1.ptr : this.ptr("trstd")) : 0,
+        save: next && keep ? this.acts[l + 1].x.ptr : 0,
+        R,
+        D,
+      });
+    }
+  }
+
+  // ------------------------------------------------------------------ backward
+
+  /** Both loss signals from dresid (class-token rows filled by head_step) down to the masked weights' gradients. */
+  backward(B: number): void {
+    const { N, Np, D, H, F, K, P, L } = this.dims;
+    const R = B * N;
+    const BH = B * H;
+    const hs = N * HEAD_DIM;
+    const gemm = this.blas;
+    const dresid = this.ptr("dresid");
+    const dresBf = this.ptr("dresBf");
+    const dD = this.ptr("dD");
+    const dF = this.ptr("dF");
+    // bf16 copy of the head's gradient for the first GEMM (ln_bwd keeps it current afterwards)
+    this.k.lnBwdCopy(dresid, dresBf, 2 * R * D);
+    for (let l = L - 1; l >= 0; l--) {
+      const w = this.blocks[l];
+      const act = this.acts[l];
+      // MLP: dg = dres @ Wproj, du = dg * gelu'(u), dln2 = du @ Wfc, LN2 backward onto the residual
+      gemm.gemm({
+        M: 2 * R,
+        N: F,
+        K: D,
+        A: { ptr: dresBf, ld: D },
+        B: { ptr: w.projW.ptr, ld: F },
+        C: { ptr: dF, ld: F },
+      });
+      this.k.geluBwd(dF, act.u.ptr, 2 * R * F, R * F);
+      gemm.gemm({
+        M: 2 * R,
+        N: D,
+        K: F,
+        A: { ptr: dF, ld: F },
+        B: { ptr: w.fcW.ptr, ld: D },
+        C: { ptr: dD, ld: D },
+      });
+      this.k.lnBwd({
+        dy: dD,
+        x: act.xmid.ptr,
+        mean: act.mean2.ptr,
+        rstd: act.rstd2.ptr,
+        gamma: w.ln2w.ptr,
+        dresid,
+        dresBf,
+        SR: 2 * R,
+        R,
+        D,
+        accumulate: true,
+      });
+      // out_proj: weight gradient per signal, input gradient for both
+      if (w.outMask)
+        gemm.gemm({
+          M: D,
+          N: D,
+          K: R,
+          A: { ptr: dresBf, ld: D, stride: R * D },
+          transA: true,
+          B: { ptr: act.o.ptr, ld: D, stride: 0 },
+          C: { ptr: w.outMask.grads.ptr, ld: D, stride: D * D, type: "f32" },
+          batch: 2,
+        });
+      gemm.gemm({
+        M: 2 * R,
+        N: D,
+        K: D,
+        A: { ptr: dresBf, ld: D },
+        B: { ptr: w.outWp.ptr, ld: D },
+        C: { ptr: dD, ld: D },
+      });
+      const dOh = this.ptr("dOh");
+      this.k.rowsToHeads(dD, D, 0, 0, dOh, 2 * B, N, H);
+      for (let s = 0; s < 2; s++) {
+        const off = s * R * D * BF;
+        gemm.gemm({
+          M: N,
+          N,
+          K: HEAD_DIM,
+          A: { ptr: dOh + off, ld: HEAD_DIM, stride: hs },
+          B: { ptr: act.v.ptr, ld: HEAD_DIM, stride: hs },
+          transB: true,
+          C: { ptr: this.ptr("scores"), ld: Np, stride: N * Np, type: "f32" },
+          batch: BH,
+        });
+        gemm.gemm({
+          M: N,
+          N: HEAD_DIM,
+          K: N,
+          A: { ptr: act.P.ptr, ld: Np, stride: N * Np },
+          transA: true,
+          B: { ptr: dOh + off, ld: HEAD_DIM, stride: hs },
+          C: { ptr: this.ptr("dv") + off, ld: HEAD_DIM, stride: hs },
+          batch: BH,
+        });
+        this.k.softmaxBwd(
+          this.ptr("scores"),
+          act.P.ptr,
+          this.ptr("dS"),
+          BH * N,
+          N,
+          Np,
+          1 / Math.sqrt(HEAD_DIM),
+        );
+        gemm.gemm({
+          M: N,
+          N: HEAD_DIM,
+          K: N,
+          A: { ptr: this.ptr("dS"), ld: Np, stride: N * Np },
+          B: { ptr: act.k.ptr, ld: HEAD_DIM, stride: hs },
+          C: { ptr: this.ptr("dq") + off, ld: HEAD_DIM, stride: hs },
+          batch: BH,
+        });
+        gemm.gemm({
+          M: N,
+          N: HEAD_DIM,
+          K: N,
+          A: { ptr: this.ptr("dS"), ld: Np, stride: N * Np },
+          transA: true,
+          B: { ptr: act.q.ptr, ld: HEAD_DIM, stride: hs },
+          C: { ptr: this.ptr("dk") + off, ld: HEAD_DIM, stride: hs },
+          batch: BH,
+        });
+      }
+      const dqkv = this.ptr("dqkv");
+      this.k.headsToRows(this.ptr("dq"), dqkv, 3 * D, 0, 2 * B, N, H);
+      this.k.headsToRows(this.ptr("dk"), dqkv, 3 * D, D, 2 * B, N, H);
+      this.k.headsToRows(this.ptr("dv"), dqkv, 3 * D, 2 * D, 2 * B, N, H);
+      if (w.inMask) {
+        const h = this.ptr("h");
+        this.k.lnRecompute(act.x.ptr, act.mean1.ptr, act.rstd1.ptr, w.ln1w.ptr, w.ln1b.ptr, h, R, D);
+        gemm.gemm({
+          M: 3 * D,
+          N: D,
+          K: R,
+          A: { ptr: dqkv, ld: 3 * D, stride: R * 3 * D },
+          transA: true,
+          B: { ptr: h, ld: D, stride: 0 },
+          C: { ptr: w.inMask.grads.ptr, ld: D, stride: 3 * D * D, type: "f32" },
+          batch: 2,
+        });
+      }
+      if (l === 0 && !this.convMask) break; // nothing below block 0 needs a gradient
+      gemm.gemm({
+        M: 2 * R,
+        N: D,
+        K: 3 * D,
+        A: { ptr: dqkv, ld: 3 * D },
+        B: { ptr: w.inWp.ptr, ld: D },
+        C: { ptr: dD, ld: D },
+      });
+      this.k.lnBwd({
+        dy: dD,
+        x: act.x.ptr,
+        mean: act.mean1.ptr,
+        rstd: act.rstd1.ptr,
+        gamma: w.ln1w.ptr,
+        dresid,
+        dresBf,
+        SR: 2 * R,
+        R,
+        D,
+        accumulate: true,
+      });
+    }
+    if (this.convMask) {
+      const dPatch = this.ptr("dPatch");
+      this.k.embedLnBwd({
+        dresid,
+        x0: this.ptr("x0"),
+        mean: this.ptr("mean0"),
+        rstd: this.ptr("rstd0"),
+        gamma: this.ptr("lnPreW"),
+        dPatch,
+        SR: 2 * R,
+        R,
+        N,
+        D,
+      });
+      gemm.gemm({
+        M: D,
+        N: K,
+        K: B * P,
+        A: { ptr: dPatch, ld: D, stride: B * P * D },
+        transA: true,
+        B: { ptr: this.ptr("patches"), ld: K, stride: 0 },
+        C: { ptr: this.convMask.grads.ptr, ld: K, stride: D * K, type: "f32" },
+        batch: 2,
+      });
+    }
+  }
+
+  /** ||S|| per tensor (pre-update), then the fused update of every masked tensor. */
+  update(uniforms: number[] | undefined): void {
+    const h = this.hyper;
+    for (const m of this.masked) this.k.maskSumsq(m.S.ptr, m.numel, this.ptr("partials"), m.index);
+    this.k.maskNorms(this.ptr("partials"), this.ptr("sumsqBlocks"), this.ptr("norms"), this.masked.length);
+    for (const m of this.masked)
+      this.k.maskUpdate({
+        S: m.S.ptr,
+        W: m.W.ptr,
+        Wp: this.studentWeight(m),
+        grads: m.grads.ptr,
+        m: m.m.ptr,
+        v: m.v.ptr,
+        n: m.numel,
+        tensorIndex: m.index,
+        norms: this.ptr("norms"),
+        slot: m.index,
+        params: this.ptr("params"),
+        uniforms: uniforms ? uniforms[m.index] : 0,
+        seed: this.seed,
+        regWeight: h.regWeight,
+        threshold: h.threshold,
+        lambda: h.gdrLambda,
+        beta1: h.adamBeta1,
+        beta2: h.adamBeta2,
+        eps: h.adamEps,
+      });
+  }
+
+  /** The whole step on the stream (captured into a graph by the engine). */
+  encodeStep(B: number, crops: { cache: number; H: number; W: number } | null, uniforms?: number[]): void {
+    const { N, D, E, C, res, patch } = this.dims;
+    const R = B * N;
+    if (crops)
+      this.k.augmentCrop({
+        cache: crops.cache,
+        indices: this.ptr("indices"),
+        boxes: this.ptr("boxes"),
+        flips: this.ptr("flips"),
+        out: this.ptr("pixels"),
+        B,
+        H: crops.H,
+        W: crops.W,
+        R: res,
+        mean: CLIP_MEAN,
+        std: CLIP_STD,
+      });
+    this.k.patchify(this.ptr("pixels"), this.ptr("patches"), B, res, patch);
+    this.forward(B, "teacher");
+    this.forward(B, "student");
+    this.cu.fill32(this.ptr("dresid"), 0, 2 * R * D, this.stream);
+    this.k.headStep({
+      residS: this.ptr("residS"),
+      residT: this.ptr("residT"),
+      N,
+      D,
+      E,
+      C,
+      lnw: this.ptr("lnPostW"),
+      lnb: this.ptr("lnPostB"),
+      proj: this.ptr("proj"),
+      text: this.ptr("text"),
+      scale: this.logitScale,
+      labels: this.ptr("labels"),
+      B,
+      T: this.hyper.klTemperature,
+      alpha: this.hyper.fuseAlpha,
+      dresid: this.ptr("dresid"),
+      stats: this.ptr("stats"),
+      logits: this.ptr("logits"),
+    });
+    this.backward(B);
+    this.update(uniforms);
+  }
+
+  logitScale = 100;
+
+  /** Evaluation forward of `B` normalised images already in `pixels`. */
+  encodeEval(B: number, teacher: boolean, output: "logits" | "features"): void {
+    const { N, D, E, C, res, patch } = this.dims;
+    this.k.patchify(this.ptr("pixels"), this.ptr("patches"), B, res, patch);
+    this.forward(B, teacher ? "teacher" : "eval-student");
+    this.k.headForward({
+      resid: this.ptr("residT"),
+      N,
+      D,
+      E,
+      C,
+      lnw: this.ptr("lnPostW"),
+      lnb: this.ptr("lnPostB"),
+      proj: this.ptr("proj"),
+      text: this.ptr("text"),
+      scale: this.logitScale,
+      features: output === "features" ? this.ptr("features") : 0,
+      logits: output === "logits" ? this.ptr("logits") : 0,
+      B,
+    });
+  }
+}
+
+/** Round-to-nearest-even fp32 -> bf16 (NaN kept quiet), the same rounding as f32ToBf16. */
+function toBf16(data: Float32Array): Uint16Array {
+  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  const out = new Uint16Array(data.length);
+  for (let i = 0; i < bits.length; i++) {
+    const x = bits[i];
+    out[i] =
+      (x & 0x7f800000) === 0x7f800000 && x & 0x7fffff
+        ? f32ToBf16(data[i])
+        : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+  }
+  return out;
+}
