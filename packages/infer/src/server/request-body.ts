@@ -15,17 +15,32 @@ function tooLarge(maxBytes: number): HttpError {
   );
 }
 
-async function readRaw(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
-  const declared = Number(req.headers["content-length"]);
-  if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge(maxBytes);
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (total > maxBytes) throw tooLarge(maxBytes);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, total);
+/**
+ * Bytes of an over-limit body read and discarded so the client (still sending) receives the 413
+ * instead of a reset connection; past this many the connection is cut.
+ */
+export const MAX_DISCARD_BYTES = 64 * 1024 * 1024;
+
+function readRaw(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers["content-length"]);
+    let overflow = Number.isFinite(declared) && declared > maxBytes;
+    const chunks: Buffer[] = [];
+    let total = 0;
+    req.on("data", (chunk: Buffer) => {
+      total += chunk.length;
+      if (total > maxBytes) overflow = true;
+      if (!overflow) chunks.push(chunk);
+      else if (total > MAX_DISCARD_BYTES) {
+        req.destroy();
+        reject(tooLarge(maxBytes));
+      }
+    });
+    req.on("end", () => (overflow ? reject(tooLarge(maxBytes)) : resolve(Buffer.concat(chunks, total))));
+    req.on("error", (cause) =>
+      reject(new HttpError(400, "BAD_REQUEST", `the request body could not be read (${cause.message})`)),
+    );
+  });
 }
 
 function readMultipart(req: IncomingMessage, maxBytes: number): Promise<Buffer> {

@@ -1,0 +1,165 @@
+// `unmask serve` under load on loopback: 16 concurrent clients for 30 s (argv: clients, seconds)
+// sending a mix of valid, corrupt and oversized images and an unknown mask name. Reports status
+// counts, p50/p99 latency per kind, any 5xx, and /healthz afterwards. Uses the tiny fixture model.
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { SafetensorsFile } from "@unmask/clip";
+import { convert } from "@unmask/convert";
+import { fixturePath } from "@unmask/fixtures";
+import { encodeMask, fingerprintTensors } from "@unmask/mask-format";
+
+const clients = Number(process.argv[2] ?? 16);
+const seconds = Number(process.argv[3] ?? 30);
+const root = mkdtempSync(join(tmpdir(), "unmask-serve-bench-"));
+const model = join(root, "model");
+await convert(fixturePath("tiny-vit-p8/model.jit.pt"), model);
+const file = await SafetensorsFile.open(join(model, "model.safetensors"));
+const names = [0, 1].flatMap((b) => [
+  `visual.transformer.resblocks.${b}.attn.in_proj_weight`,
+  `visual.transformer.resblocks.${b}.attn.out_proj.weight`,
+]);
+const fp = [];
+const tensors = [];
+for (const name of names) {
+  const e = file.entry(name);
+  const numel = e.shape.reduce((a, b) => a * b, 1);
+  const bits = new Uint8Array(Math.ceil(numel / 8)).fill(0xff);
+  for (let k = 0; k < numel; k += 17) bits[k >> 3] &= ~(0x80 >> (k & 7));
+  tensors.push({ name, shape: e.shape, bits });
+  fp.push({ name, shape: e.shape, values: await file.readFloat32(name) });
+}
+await file.close();
+const fingerprint = await fingerprintTensors(fp);
+writeFileSync(join(root, "a.umask"), encodeMask({ baseModel: { name: "tiny", fingerprint }, tensors }));
+const fingerprintB = await fingerprintTensors(fp.slice(1));
+writeFileSync(
+  join(root, "b.umask"),
+  encodeMask({ baseModel: { name: "tiny", fingerprint: fingerprintB }, tensors: tensors.slice(1) }),
+);
+
+const cli = fileURLToPath(new URL("../../cli/bin/unmask.js", import.meta.url));
+if (!existsSync(cli)) throw new Error("build the cli first");
+const child = spawn(
+  process.execPath,
+  [
+    cli,
+    "serve",
+    "--model",
+    model,
+    "--mask",
+    `a=${join(root, "a.umask")}`,
+    "--mask",
+    `b=${join(root, "b.umask")}`,
+    "--classes",
+    "cat,dog,car",
+    "--port",
+    "0",
+    "--max-body-bytes",
+    "2000000",
+  ],
+  { stdio: ["ignore", "ignore", "pipe"] },
+);
+let stderr = "";
+const port = await new Promise((resolve, reject) => {
+  child.stderr.on("data", (d) => {
+    stderr += d;
+    const m = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(stderr);
+    if (m) resolve(Number(m[1]));
+  });
+  child.on("exit", (c) => reject(new Error(`serve exited ${c}: ${stderr}`)));
+});
+const base = `http://127.0.0.1:${port}`;
+const photos = ["n01440764_tench.JPEG", "n02123045_tabby.JPEG", "n04285008_sports_car.JPEG"].map((f) =>
+  readFileSync(fixturePath(`text-image/${f}`)),
+);
+const corrupt = Buffer.concat([photos[0].subarray(0, 200), Buffer.alloc(500, 7)]);
+const oversized = Buffer.alloc(3_000_000, 1);
+const kinds = [
+  {
+    kind: "valid",
+    weight: 6,
+    expect: 200,
+    send: (i) =>
+      fetch(`${base}/v1/classify?mask=${i % 2 ? "a" : "b"}&top=3`, {
+        method: "POST",
+        body: photos[i % 3],
+        headers: { "content-type": "image/jpeg" },
+      }),
+  },
+  {
+    kind: "corrupt",
+    weight: 1,
+    expect: 400,
+    send: () =>
+      fetch(`${base}/v1/classify?mask=a`, {
+        method: "POST",
+        body: corrupt,
+        headers: { "content-type": "image/jpeg" },
+      }),
+  },
+  {
+    kind: "oversized",
+    weight: 1,
+    expect: 413,
+    send: () =>
+      fetch(`${base}/v1/classify?mask=a`, {
+        method: "POST",
+        body: oversized,
+        headers: { "content-type": "image/jpeg" },
+      }),
+  },
+  {
+    kind: "unknown-mask",
+    weight: 1,
+    expect: 404,
+    send: () =>
+      fetch(`${base}/v1/classify?mask=nope`, {
+        method: "POST",
+        body: photos[0],
+        headers: { "content-type": "image/jpeg" },
+      }),
+  },
+];
+const schedule = kinds.flatMap((k) => Array(k.weight).fill(k));
+const stats = new Map(kinds.map((k) => [k.kind, { latencies: [], statuses: {}, wrong: 0 }]));
+let fiveXX = 0;
+let failures = 0;
+const end = Date.now() + seconds * 1000;
+await Promise.all(
+  Array.from({ length: clients }, async (_, c) => {
+    for (let i = c; Date.now() < end; i += clients) {
+      const k = schedule[i % schedule.length];
+      const s = stats.get(k.kind);
+      const t = performance.now();
+      try {
+        const res = await k.send(i);
+        await res.arrayBuffer();
+        s.latencies.push(performance.now() - t);
+        s.statuses[res.status] = (s.statuses[res.status] ?? 0) + 1;
+        if (res.status >= 500) fiveXX++;
+        if (res.status !== k.expect && res.status !== 429) s.wrong++;
+      } catch {
+        failures++; // connection reset (e.g. the server closing an oversized upload early)
+      }
+    }
+  }),
+);
+const pct = (a, p) =>
+  a.length ? a.sort((x, y) => x - y)[Math.min(a.length - 1, Math.floor((p / 100) * a.length))] : NaN;
+console.log(`${clients} clients, ${seconds} s, loopback`);
+for (const [kind, s] of stats)
+  console.log(
+    `  ${kind.padEnd(13)} ${String(s.latencies.length).padStart(6)} requests  statuses ${JSON.stringify(s.statuses)}  unexpected ${s.wrong}  p50 ${pct(s.latencies, 50).toFixed(1)} ms  p99 ${pct(s.latencies, 99).toFixed(1)} ms`,
+  );
+const all = [...stats.values()].flatMap((s) => s.latencies);
+console.log(
+  `  all: ${all.length} requests, ${(all.length / seconds).toFixed(0)} req/s, p50 ${pct(all, 50).toFixed(1)} ms, p99 ${pct(all, 99).toFixed(1)} ms, 5xx ${fiveXX}, connection failures ${failures}`,
+);
+const health = await fetch(`${base}/healthz`);
+console.log(`  /healthz after: ${health.status} ${await health.text()}`);
+child.kill("SIGTERM");
+const code = await new Promise((r) => child.on("exit", r));
+console.log(`  SIGTERM -> exit ${code}`);
