@@ -208,6 +208,14 @@ async function safetensorsCheckpoint(path: string): Promise<Checkpoint> {
   }
 }
 
+/** Opens a PyTorch file (zip archive or legacy format) down to its unpickled root object. */
+export async function openTorchFile(input: string): Promise<TorchPickleFile> {
+  const { kind, path } = await sniff(input);
+  if (kind === "safetensors")
+    fail("UNKNOWN_FORMAT", `${path}: a safetensors file, not a PyTorch checkpoint`, path);
+  return kind === "zip" ? openTorchZip(path) : openTorchLegacy(path);
+}
+
 /** Opens a checkpoint of any supported format; tensors are read only when `read()` is called. */
 export async function openCheckpoint(input: string): Promise<Checkpoint> {
   const { kind, path } = await sniff(input);

@@ -5,6 +5,7 @@ export {
   type CheckpointTensor,
   MAX_TENSOR_ALIAS_FACTOR,
   openCheckpoint,
+  openTorchFile,
 } from "./checkpoint.js";
 export {
   CONFIG_FILE,
@@ -19,6 +20,17 @@ export {
 export type { ConvertErrorCode } from "./errors.js";
 export { canonicalToHf, type LayoutTensor, transpose2d } from "./hf-layout.js";
 export {
+  canonicalNameForMaskKey,
+  type ImportMaskOptions,
+  type ImportMaskResult,
+  importMask,
+  importMaskToFile,
+  MASK_KEY_SUFFIX,
+  type OfficialMaskEntry,
+  readOfficialMasks,
+} from "./import-mask.js";
+export { OFFICIAL_RELEASES, type OfficialRelease, officialReleaseFor } from "./official-models.js";
+export {
   type AttentionKernel,
   ONNX_FILE_NAMES,
   ONNX_IR_VERSION,
@@ -31,7 +43,6 @@ export {
   type WriteOnnxModelsResult,
   writeOnnxModels,
 } from "./onnx/index.js";
-export { OFFICIAL_RELEASES, type OfficialRelease, officialReleaseFor } from "./official-models.js";
 export {
   DEFAULT_PICKLE_LIMITS,
   PickleDict,
@@ -42,7 +53,7 @@ export {
   type UnpickleOptions,
   unpickle,
 } from "./pickle-vm.js";
-export { sha256File } from "./sha256-file.js";
+export { sha256File, sha256FileInWorker } from "./sha256-file.js";
 export { extractStateDict } from "./state-dict.js";
 export { torchGlobals } from "./torch-globals.js";
 export { openTorchLegacy } from "./torch-legacy.js";
