@@ -18,6 +18,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { type ConvertOptions, type ConvertProgress, convert as convertWithOnnx } from "./convert.js";
 import { canonicalToHf, type LayoutTensor } from "./hf-layout.js";
 import { OFFICIAL_RELEASES, officialReleaseFor } from "./official-models.js";
+import { vitTensorShapes } from "./testing/clip-shapes.js";
 import { PickleWriter, writeRawTorchZip, writeTensor, writeTorchArchive } from "./testing/torch-writer.js";
 
 /** These tests cover the weights; the ONNX step has its own tests (onnx/), so it is off here. */
@@ -154,6 +155,10 @@ describe("convert: every input format gives the same canonical tensors", () => {
   it("infers the config of tiny-vit-p8/meta.json from the shapes", () => {
     const shapes = new Map(reference.tensors.map((t) => [t.name, t.shape]));
     expect(inferConfig(shapes)).toEqual(TINY_CONFIG);
+    // ... and the test writer's shape table agrees with the real model's.
+    const table = vitTensorShapes(inferConfig(shapes));
+    expect([...table.keys()].sort()).toEqual([...shapes.keys()].sort());
+    for (const [name, shape] of shapes) expect(table.get(name), name).toEqual(shape);
   });
 
   it("round-trips through the Hugging Face layout", async () => {

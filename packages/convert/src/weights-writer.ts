@@ -81,7 +81,7 @@ export async function writeWeightsFile(
     new DataView(header.buffer).setBigUint64(0, BigInt(reservedHeaderBytes), true);
     header.set(final.headerBytes, 8);
     await writeAll(header, 0);
-    await handle.sync();
+    await handle.datasync(); // durable before the directory is renamed into place
     return dataStart + dataBytes;
   } finally {
     await handle.close();
