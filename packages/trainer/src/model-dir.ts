@@ -61,12 +61,12 @@ export async function loadModelDir(path: string): Promise<LoadedModel> {
       const tensor = { shape: entry.shape, data: await file.readFloat32(entry.name) };
       (entry.name.startsWith("visual.") ? vision : text).set(entry.name, tensor);
     }
-    const scale = text.get("logit_scale");
-    if (!scale || scale.data.length !== 1)
+    const scale = text.get("logit_scale")?.data;
+    if (scale?.length !== 1)
       throw new UnmaskError("NOT_A_CLIP_MODEL", `${weightsPath}: no scalar logit_scale`, {
         subject: "logit_scale",
       });
-    return { weightsPath, config, modelName, vision, text, logitScale: Math.exp(scale.data[0]) };
+    return { weightsPath, config, modelName, vision, text, logitScale: Math.exp(scale[0]) };
   } finally {
     await file.close();
   }
