@@ -429,6 +429,15 @@ describe("convert: hostile input is refused with a typed error and nothing writt
     }
   });
 
+  it("a truncated legacy file: TORCH_STORAGE_SIZE", async () => {
+    const bytes = readFileSync(fixturePath(FORMATS["torch-legacy"]));
+    const path = join(work, "truncated-legacy.pt");
+    writeFileSync(path, bytes.subarray(0, bytes.byteLength - 1000));
+    const out = freshOut();
+    expect(await codeOf(() => convert(path, out))).toBe("TORCH_STORAGE_SIZE");
+    expectNothingWritten(out);
+  });
+
   it("a zip whose storage is shorter than its tensor: TORCH_STORAGE_SIZE", async () => {
     const w = new PickleWriter().proto(2).emptyDict().mark();
     const storages: Record<string, Uint8Array> = {};
