@@ -35,6 +35,7 @@ const modelDir = join(values.out, "nano-clip");
 await convert(values.model, modelDir, { overwrite: true, onnx: false });
 
 const runs = [];
+let zeroShot = null;
 for (const seed of seeds) {
   let lastEpochLine = 0;
   const result = await train({
@@ -46,6 +47,8 @@ for (const seed of seeds) {
     preset: "recipe",
     epochs: Number(values.epochs),
     evalLimit: values["eval-limit"] ? Number(values["eval-limit"]) : undefined,
+    // zero-shot accuracy depends on neither the seed nor the list: measure it once
+    evaluateZeroShot: zeroShot === null,
     out: join(values.out, `seed${seed}.umask`),
     onProgress: (e) => {
       if (e.status === "epoch-end" && Date.now() - lastEpochLine > 20_000) {
@@ -55,9 +58,10 @@ for (const seed of seeds) {
     },
   });
   const r = result.report;
+  zeroShot ??= r.accuracy.zeroShot;
   const run = {
     seed,
-    zeroShot: r.accuracy.zeroShot,
+    zeroShot,
     masked: r.accuracy.masked,
     reference: REFERENCE.masked[seed] ?? null,
     maskedFraction: r.maskedFraction,

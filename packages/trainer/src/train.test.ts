@@ -139,6 +139,12 @@ describe("train (loop and run management, stand-in engine)", () => {
     });
   });
 
+  it("can skip the zero-shot evaluation", async () => {
+    const r = await train(options({ epochs: 1, evaluateZeroShot: false, evalLimit: 3 }));
+    expect(r.report.accuracy).toMatchObject({ zeroShot: null, testImages: 3 });
+    expect(r.report.accuracy.masked).not.toBeNull();
+  });
+
   it("reproduces a run from its report's file list", async () => {
     const first = await train(options({ epochs: 1, testData: null }));
     const again = await train(

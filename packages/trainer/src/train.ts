@@ -77,8 +77,10 @@ export interface TrainOptions {
   /** Side of the square uint8 training cache (default: the model resolution). */
   cacheSize?: number;
   evalBatchSize?: number;
-  /** Evaluate on the first N test images only. */
+  /** Evaluate on N test images only (an even spread over the set). */
   evalLimit?: number;
+  /** Also evaluate zero-shot CLIP (the teacher) for the before figure (default true). */
+  evaluateZeroShot?: boolean;
   io?: ImageIo;
   /** The text tower; default: the cpu text encoder on the model's weights. */
   encodeText?: (model: Prepared["model"]) => EncodeText;
@@ -297,6 +299,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           io,
           batchSize: evalBatch,
           limit: options.evalLimit,
+          models: options.evaluateZeroShot === false ? ["masked"] : ["zero-shot", "masked"],
           signal,
           onProgress: (done, total) => onProgress?.({ status: "evaluate", done, total }),
         })
