@@ -10,6 +10,7 @@
  */
 import { UnmaskError } from "@unmask/clip";
 import { type GemmKernels, instantiateGemmKernels, WASM_MAX_PAGES } from "./gemm-kernel.js";
+import { GEMM_SCRATCH_FLOATS, GemmThreads } from "./gemm-threads.js";
 import { type WasmMemory, wasmApi } from "./wasm-runtime.js";
 
 const PAGE_BYTES = 65536;
@@ -26,12 +27,33 @@ export class Arena {
   /** Float32 view of the whole memory, refreshed after each growth. */
   private heap: Float32Array;
 
-  constructor(initialBytes = 16 * PAGE_BYTES) {
+  /** Threads for large GEMMs (1: the calling thread only). */
+  readonly threads: number;
+  private pool: GemmThreads | undefined;
+
+  constructor(initialBytes = 16 * PAGE_BYTES, threads = 1) {
+    this.threads = Math.max(1, Math.floor(threads));
     const pages = Math.max(1, Math.ceil(initialBytes / PAGE_BYTES));
     this.memory = new wasmApi.Memory({ initial: pages, maximum: WASM_MAX_PAGES, shared: true });
     this.kernels = instantiateGemmKernels(this.memory);
     this.heap = new Float32Array(this.memory.buffer);
     arenaByBuffer.set(this.memory.buffer, this);
+  }
+
+  /** The worker threads, started on first use (none when threads is 1). */
+  gemmThreads(): GemmThreads | undefined {
+    if (this.threads > 1 && !this.pool)
+      this.pool = new GemmThreads(this.memory, this.threads, (w) =>
+        this.floats(GEMM_SCRATCH_FLOATS, `gemm scratch of worker ${w}`),
+      );
+    return this.pool;
+  }
+
+  /** Stops the worker threads (the memory stays usable on the calling thread). */
+  async close(): Promise<void> {
+    const pool = this.pool;
+    this.pool = undefined;
+    await pool?.close();
   }
 
   /** The arena that owns a view, if any. */
@@ -70,7 +92,11 @@ export class Arena {
   /** A zeroed float32 buffer of `count` elements; `what` names it in errors. */
   floats(count: number, what = "buffer"): Float32Array {
     const offset = this.reserve(count * 4, what);
-    return new Float32Array(this.memory.buffer, offset, count);
+    const view = new Float32Array(this.memory.buffer, offset, count);
+    // Register the view's own buffer object: V8 may hand out a fresh SharedArrayBuffer object for
+    // a shared memory's `buffer` (seen after growth), so identity with an earlier one is not assured.
+    arenaByBuffer.set(view.buffer, this);
+    return view;
   }
 
   /** A float32 copy of `source` inside the arena. */

@@ -11,7 +11,16 @@
  *   dqkv [S * B * N, 3D]; scratch holds one N x N dP at a time.
  * Softmax in float64 per row; the products are GEMMs (gemm.ts).
  */
+import { Arena } from "./arena.js";
 import { gemm } from "./gemm.js";
+
+const bitsView = new Float32Array(1);
+const bitsInt = new Int32Array(bitsView.buffer);
+/** The float32 bit pattern of x, as an int32 (wasm takes float arguments as bits here). */
+function floatBits(x: number): number {
+  bitsView[0] = x;
+  return bitsInt[0];
+}
 
 export function attentionForward(
   out: Float32Array,
@@ -35,22 +44,33 @@ export function attentionForward(
       const v = qkv.subarray(base + 2 * width + h * dh);
       const p = probs.subarray((b * heads + h) * N * N, (b * heads + h + 1) * N * N);
       gemm(false, true, N, N, dh, q, ld, k, ld, p, N, false);
-      for (let i = 0; i < N; i++) softmaxRow(p, i * N, causal ? i + 1 : N, N, scale);
+      const arena = Arena.of(p);
+      for (let i = 0; i < N; i++) softmaxRow(p, i * N, causal ? i + 1 : N, N, scale, arena);
       gemm(false, false, N, dh, N, p, N, v, ld, out.subarray(b * N * width + h * dh), width, false);
     }
   }
 }
 
-/** p[row .. row + n) = softmax(scale * p) over the first `visible` entries, 0 after them. */
-function softmaxRow(p: Float32Array, row: number, visible: number, n: number, scale: number): void {
+/**
+ * p[row .. row + n) = softmax(scale * p) over the first `visible` entries, 0 after them. In an
+ * arena the exps run in SIMD (elementwise-kernel.ts) on the multiple of 4, the rest in float64.
+ */
+function softmaxRow(
+  p: Float32Array,
+  row: number,
+  visible: number,
+  n: number,
+  scale: number,
+  arena?: Arena,
+): void {
   let max = -Infinity;
   for (let j = 0; j < visible; j++) max = Math.max(max, p[row + j]);
+  const vectorised = arena ? visible & ~3 : 0;
+  if (arena && vectorised)
+    arena.kernels.expShifted(p.byteOffset + row * 4, vectorised, floatBits(max), floatBits(scale));
+  for (let j = vectorised; j < visible; j++) p[row + j] = Math.exp((p[row + j] - max) * scale);
   let sum = 0;
-  for (let j = 0; j < visible; j++) {
-    const e = Math.exp((p[row + j] - max) * scale);
-    p[row + j] = e;
-    sum += e;
-  }
+  for (let j = 0; j < visible; j++) sum += p[row + j];
   const inverse = 1 / sum;
   for (let j = 0; j < visible; j++) p[row + j] *= inverse;
   for (let j = visible; j < n; j++) p[row + j] = 0;

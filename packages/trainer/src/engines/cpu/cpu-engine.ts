@@ -6,6 +6,7 @@
  * activations of a kept forward at maxBatch, the gradient buffers of two signals and the
  * weight gradients of the masked tensors. Scores and Adam moments live beside them.
  */
+import { availableParallelism } from "node:os";
 import { UnmaskError } from "@unmask/clip";
 import type {
   Engine,
@@ -126,7 +127,7 @@ class CpuEngine implements Engine {
 
   constructor(
     model: EngineModel,
-    private readonly options: EngineOptions,
+    private readonly options: CpuEngineOptions,
   ) {
     if (!Number.isSafeInteger(options.maxBatch) || options.maxBatch < 1)
       throw new UnmaskError(
@@ -140,7 +141,7 @@ class CpuEngine implements Engine {
     this.dims = dims;
     const { width: D, mlp: F, embed: E, tokens: N, patch: p } = dims;
     // Size the arena up front so the kept activations do not grow it piece by piece.
-    this.arena = new Arena(64 << 20);
+    this.arena = new Arena(64 << 20, options.threads ?? availableParallelism());
     const arena = this.arena;
     const load = (name: string, shape: number[]): Float32Array => {
       const t = model.weights.get(name);
@@ -467,9 +468,24 @@ class CpuEngine implements Engine {
   }
 
   async dispose(): Promise<void> {
+    if (this.disposed) return;
     this.disposed = true;
+    await this.arena.close();
   }
 }
 
-/** The cpu engine (engine.ts EngineFactory). */
-export const createCpuEngine: EngineFactory = async (model, options) => new CpuEngine(model, options);
+export interface CpuEngineOptions extends EngineOptions {
+  /**
+   * Threads for the large GEMMs (worker_threads on the engine's shared memory); default: the
+   * machine's available parallelism. Results do not depend on it (bit-identical).
+   */
+  threads?: number;
+}
+
+/** The cpu engine (engine.ts EngineFactory, plus the cpu-only `threads` option). */
+export const createCpuEngine: (model: EngineModel, options: CpuEngineOptions) => Promise<Engine> = async (
+  model,
+  options,
+) => new CpuEngine(model, options);
+const _factory: EngineFactory = createCpuEngine;
+void _factory;

@@ -1,5 +1,6 @@
 /**
- * The GEMM inner kernels in WebAssembly SIMD, generated at load time (wasm-emit.ts).
+ * The cpu engine's WebAssembly SIMD module, generated at load time (wasm-emit.ts): the GEMM
+ * kernels below, and the elementwise kernels of elementwise-kernel.ts.
  *
  * tile(kc, aPack, bPack, c, ldcBytes, accumulate)
  *   C[MR x NR] (+)= Apack[kc][MR] . Bpack[kc][NR]
@@ -20,6 +21,11 @@
  *
  * Floats are accumulated in float32 in the order k = 0, 1, ..., kc-1 per output element.
  */
+import {
+  expShiftedFunction,
+  quickGeluBackwardFunction,
+  quickGeluForwardFunction,
+} from "./elementwise-kernel.js";
 import { encodeModule, FunctionBuilder } from "./wasm-emit.js";
 import { type WasmMemory, type WasmModule, wasmApi } from "./wasm-runtime.js";
 
@@ -370,13 +376,27 @@ export interface GemmKernels {
     accumulate: number,
     scratch: number,
   ): void;
+  /** elementwise-kernel.ts; pointers in bytes, counts in floats (multiples of 4) */
+  quickGeluForward(out: number, inp: number, count: number): void;
+  quickGeluBackward(dinp: number, dout: number, inp: number, count: number, signals: number): void;
+  expShifted(p: number, count: number, shiftBits: number, scaleBits: number): void;
 }
 
 let compiled: WasmModule | undefined;
 
 /** The module's bytes (a worker thread compiles them again). */
 export function gemmKernelBytes(): Uint8Array {
-  return encodeModule([tileFunction(), copy2dFunction(), gemmFunction()], WASM_MAX_PAGES);
+  return encodeModule(
+    [
+      tileFunction(),
+      copy2dFunction(),
+      gemmFunction(),
+      quickGeluForwardFunction(new FunctionBuilder("quickGeluForward", 3)),
+      quickGeluBackwardFunction(new FunctionBuilder("quickGeluBackward", 5)),
+      expShiftedFunction(new FunctionBuilder("expShifted", 4)),
+    ],
+    WASM_MAX_PAGES,
+  );
 }
 
 /** The compiled module (once per thread); instances share the caller's memory. */

@@ -51,3 +51,46 @@ describe("gemm (wasm SIMD kernels)", () => {
     });
   }
 });
+
+describe("gemm on worker threads", () => {
+  it("gives bit-identical results to one thread, for every transpose", async () => {
+    const random = seeded(11);
+    const single = new Arena();
+    const pooled = new Arena(undefined, 3);
+    try {
+      for (const [transA, transB] of [
+        [false, true],
+        [true, false],
+        [false, false],
+        [true, true],
+      ] as const) {
+        const [m, n, k] = [333, 97, 140]; // 9 MFLOP: over the parallel threshold; m not a multiple of the slices
+        const values = (count: number) => Float32Array.from({ length: count }, random);
+        const a = values(m * k);
+        const b = values(k * n);
+        const c0 = values(m * n);
+        const run = (arena: Arena) => {
+          const c = arena.copyOf(c0);
+          gemm(
+            transA,
+            transB,
+            m,
+            n,
+            k,
+            arena.copyOf(a),
+            transA ? m : k,
+            arena.copyOf(b),
+            transB ? k : n,
+            c,
+            n,
+            true,
+          );
+          return c;
+        };
+        expect(run(pooled)).toEqual(run(single));
+      }
+    } finally {
+      await pooled.close();
+    }
+  });
+});

@@ -13,6 +13,7 @@
  */
 import { Arena } from "./arena.js";
 import { GEMM_SCRATCH_FLOATS } from "./gemm-kernel.js";
+import { type GemmArgs, PARALLEL_MIN_FLOP } from "./gemm-threads.js";
 
 export function gemmReference(
   transA: boolean,
@@ -77,8 +78,8 @@ export function gemm(
     if (!accumulate) for (let i = 0; i < m; i++) c.fill(0, i * ldc, i * ldc + n);
     return;
   }
-  const scratch = scratchFor(arena);
-  arena.kernels.gemm(
+  const scratch = scratchFor(arena).byteOffset;
+  const args: GemmArgs = [
     transA ? 1 : 0,
     transB ? 1 : 0,
     m,
@@ -91,6 +92,8 @@ export function gemm(
     c.byteOffset,
     ldc,
     accumulate ? 1 : 0,
-    scratch.byteOffset,
-  );
+  ];
+  const threads = 2 * m * n * k >= PARALLEL_MIN_FLOP ? arena.gemmThreads() : undefined;
+  if (threads) threads.run(args, (slice) => arena.kernels.gemm(...slice, scratch));
+  else arena.kernels.gemm(...args, scratch);
 }

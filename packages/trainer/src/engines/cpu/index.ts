@@ -9,7 +9,7 @@ export {
   blockBackward,
   blockForward,
 } from "./block.js";
-export { createCpuEngine } from "./cpu-engine.js";
+export { type CpuEngineOptions, createCpuEngine } from "./cpu-engine.js";
 export { embedBackward, embedForward } from "./embed.js";
 export { gemm, gemmReference } from "./gemm.js";
 export { type HeadActivations, type HeadWeights, headBackward, headForward } from "./head.js";

@@ -192,8 +192,48 @@ export class FunctionBuilder {
   f32x4Add(): this {
     return this.simd(0xe4);
   }
+  f32x4Sub(): this {
+    return this.simd(0xe5);
+  }
   f32x4Mul(): this {
     return this.simd(0xe6);
+  }
+  f32x4Div(): this {
+    return this.simd(0xe7);
+  }
+  f32x4Min(): this {
+    return this.simd(0xe8);
+  }
+  f32x4Max(): this {
+    return this.simd(0xe9);
+  }
+  /** Round to nearest, ties to even. */
+  f32x4Nearest(): this {
+    return this.simd(0x6a);
+  }
+  i32x4TruncSatF32x4S(): this {
+    return this.simd(0xf8);
+  }
+  i32x4Add(): this {
+    return this.simd(0xae);
+  }
+  /** i32x4.shl by an i32 on the stack. */
+  i32x4Shl(): this {
+    return this.simd(0xab);
+  }
+  /** i32x4.splat of an i32 (also splats float bits: lanes are just 32 bits). */
+  i32x4Splat(): this {
+    return this.simd(0x11);
+  }
+  /** v128.const of four equal float32 lanes. */
+  f32x4Const(value: number): this {
+    const lane = new Uint8Array(new Float32Array([value]).buffer);
+    return this.simd(0x0c, ...lane, ...lane, ...lane, ...lane);
+  }
+  /** v128.const of four equal int32 lanes. */
+  i32x4Const(value: number): this {
+    const lane = new Uint8Array(new Int32Array([value]).buffer);
+    return this.simd(0x0c, ...lane, ...lane, ...lane, ...lane);
   }
 
   encode(): number[] {
