@@ -66,7 +66,7 @@ describe("train (loop and run management, stand-in engine)", () => {
       (8e-5 * (1 + Math.cos(Math.PI / 3))) / 2,
       (8e-5 * (1 + Math.cos((2 * Math.PI) / 3))) / 2,
     ]);
-    expect(events.filter((e) => e.status === "checkpoint").length).toBe(2);
+    expect(events.filter((e) => e.status === "checkpoint").length).toBe(3);
     expect(events.at(-1)?.status).toBe("done");
     expect(existsSync(`${out}.ckpt`)).toBe(false);
 
@@ -119,6 +119,27 @@ describe("train (loop and run management, stand-in engine)", () => {
     expect(Buffer.from(resumed.maskBytes).equals(Buffer.from(whole.maskBytes))).toBe(true);
     expect(readFileSync(out).equals(readFileSync(join(work, "b", "whole.umask")))).toBe(true);
     expect(resumed.report.history).toEqual(whole.report.history);
+  });
+
+  it("resumes an interrupted evaluation without training again", async () => {
+    const whole = await train(options({ evalBatchSize: 2 }));
+    const out = join(work, "e", "m.umask");
+    const controller = new AbortController();
+    const error = await train(
+      options({
+        out,
+        evalBatchSize: 2,
+        signal: controller.signal,
+        onProgress: (e) => e.status === "evaluate" && controller.abort(),
+      }),
+    ).catch((e) => e);
+    expect(error).toMatchObject({ code: "INTERRUPTED", message: expect.stringMatching(/evaluation/) });
+    const log = { steps: [] as number[] };
+    const resumed = await train(
+      options({ out, resume: true, evalBatchSize: 2, engineFactory: fakeEngineFactory(log) }),
+    );
+    expect(log.steps).toEqual([]);
+    expect(Buffer.from(resumed.maskBytes).equals(Buffer.from(whole.maskBytes))).toBe(true);
   });
 
   it("refuses to resume a checkpoint written with other settings", async () => {

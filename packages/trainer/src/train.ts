@@ -16,7 +16,7 @@
  */
 import { rm } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
-import { cleanClassName, type EncodeText, UnmaskError, writeFileAtomic } from "@unmask/clip";
+import { cleanClassName, type EncodeText, isUnmaskError, UnmaskError, writeFileAtomic } from "@unmask/clip";
 import { countZeros, encodeMask, packAboveThreshold } from "@unmask/mask-format";
 import { type CheckpointState, type EpochTotals, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
 import { CROP_RATIO, CROP_SCALE } from "./data/crop.js";
@@ -132,7 +132,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     encodeText: options.encodeText ?? cpuTextEncoder,
     signal,
     onProgress,
-  });
+  }).catch(interrupted(signal, "stopped before training started; nothing was saved"));
   const { engineModel, cache, trainItems, shots } = prepared;
   const shapes = new Map(
     engineModel.maskedTensors.map((n) => [n, engineModel.weights.get(n)?.shape as number[]] as const),
@@ -247,7 +247,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           imagesPerSecond: sessionImages / sessionSeconds,
           etaSeconds: secondsPerStep * (totalSteps - state.globalStep),
         });
-        if (signal?.aborted && (sampler.hasNext || epoch + 1 < epochs)) {
+        if (signal?.aborted) {
           state.trainSeconds += (performance.now() - sessionStart) / 1000;
           await save(epoch);
           throw new UnmaskError(
@@ -280,12 +280,11 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           seconds: (performance.now() - epochStart) / 1000,
         });
       }
-      if (epoch + 1 < epochs) {
-        const trainSoFar = state.trainSeconds;
-        state.trainSeconds = trainSoFar + (performance.now() - sessionStart) / 1000;
-        await save(epoch);
-        state.trainSeconds = trainSoFar;
-      }
+      // also after the last epoch: an interrupted evaluation then resumes without retraining
+      const trainSoFar = state.trainSeconds;
+      state.trainSeconds = trainSoFar + (performance.now() - sessionStart) / 1000;
+      await save(epoch);
+      state.trainSeconds = trainSoFar;
     }
     const trainSeconds = state.trainSeconds + (performance.now() - sessionStart) / 1000;
 
@@ -302,7 +301,14 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           models: options.evaluateZeroShot === false ? ["masked"] : ["zero-shot", "masked"],
           signal,
           onProgress: (done, total) => onProgress?.({ status: "evaluate", done, total }),
-        })
+        }).catch(
+          interrupted(
+            signal,
+            checkpointPath
+              ? `stopped during the evaluation; training is saved in ${checkpointPath}, --resume evaluates it`
+              : "stopped during the evaluation",
+          ),
+        )
       : null;
     const evaluateSeconds = (performance.now() - evalStart) / 1000;
 
@@ -413,6 +419,15 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   } finally {
     await engine.dispose();
   }
+}
+
+/** Turns the abort of a phase that keeps no partial state into INTERRUPTED with `message`. */
+function interrupted(signal: AbortSignal | undefined, message: string): (error: unknown) => never {
+  return (error) => {
+    if (signal?.aborted && !isUnmaskError(error, "INTERRUPTED"))
+      throw new UnmaskError("INTERRUPTED", message, { cause: error });
+    throw error;
+  };
 }
 
 /** The model's text tower on the cpu (src/text-encoder.ts). */
