@@ -24,8 +24,6 @@ export class Arena {
   readonly memory: WasmMemory;
   readonly kernels: GemmKernels;
   private topBytes = ALIGN_BYTES; // offset 0 is never handed out
-  /** Float32 view of the whole memory, refreshed after each growth. */
-  private heap: Float32Array;
 
   /** Threads for large GEMMs (1: the calling thread only). */
   readonly threads: number;
@@ -36,7 +34,6 @@ export class Arena {
     const pages = Math.max(1, Math.ceil(initialBytes / PAGE_BYTES));
     this.memory = new wasmApi.Memory({ initial: pages, maximum: WASM_MAX_PAGES, shared: true });
     this.kernels = instantiateGemmKernels(this.memory);
-    this.heap = new Float32Array(this.memory.buffer);
     arenaByBuffer.set(this.memory.buffer, this);
   }
 
@@ -65,11 +62,6 @@ export class Arena {
     return this.topBytes;
   }
 
-  /** Float32 view of the whole memory (index = byteOffset / 4). */
-  get f32(): Float32Array {
-    return this.heap;
-  }
-
   private reserve(bytes: number, what: string): number {
     const offset = this.topBytes;
     const end = offset + Math.ceil(bytes / ALIGN_BYTES) * ALIGN_BYTES;
@@ -82,8 +74,6 @@ export class Arena {
     const have = this.memory.buffer.byteLength;
     if (end > have) {
       this.memory.grow(Math.ceil((end - have) / PAGE_BYTES));
-      this.heap = new Float32Array(this.memory.buffer);
-      arenaByBuffer.set(this.memory.buffer, this);
     }
     this.topBytes = end;
     return offset;

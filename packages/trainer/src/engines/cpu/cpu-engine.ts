@@ -122,6 +122,7 @@ class CpuEngine implements Engine {
   private readonly teacherLogits: Float32Array;
   private readonly dlogits: Float32Array;
   private readonly uniformScratch: Float32Array<ArrayBuffer>;
+  private readonly updateScratch: Float32Array;
   private cache: ImageCache | undefined;
   private disposed = false;
 
@@ -249,6 +250,7 @@ class CpuEngine implements Engine {
     this.teacherLogits = new Float32Array(B * dims.classes);
     this.dlogits = new Float32Array(2 * B * dims.classes);
     this.uniformScratch = new Float32Array(Math.max(0, ...this.masked.map((t) => t.count)));
+    this.updateScratch = new Float32Array(2 * this.uniformScratch.length);
   }
 
   private live(): void {
@@ -381,6 +383,7 @@ class CpuEngine implements Engine {
         options.lr,
         options.step,
         hyper,
+        this.updateScratch,
         d,
       );
       if (debug && d) debug.grads.set(t.name, d);

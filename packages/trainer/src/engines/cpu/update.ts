@@ -9,7 +9,8 @@
  *   W' = [S > threshold] * W           next step's student weight
  *
  * dW [2, count]: the two signals' weight gradients; regScale = regWeight / ||S|| (rmt/regularizer.ts).
- * `debug` receives a, b and g when given.
+ * `work` holds a and b ([2, count] floats, reused across steps); `debug` receives a, b and g when
+ * given.
  */
 import type { RmtHyper } from "../../engine.js";
 import { adamUpdate } from "../../rmt/adam.js";
@@ -34,10 +35,11 @@ export function maskedUpdate(
   lr: number,
   step: number,
   hyper: RmtHyper,
+  work: Float32Array,
   debug?: MaskedUpdateDebug,
 ): void {
-  const a = debug?.ce ?? new Float32Array(count);
-  const b = debug?.kl ?? new Float32Array(count);
+  const a = debug?.ce ?? work.subarray(0, count);
+  const b = debug?.kl ?? work.subarray(count, 2 * count);
   const g = debug?.gdr ?? a;
   for (let i = 0; i < count; i++) {
     a[i] = dW[i] * weight[i] + regScale * scores[i];
