@@ -209,8 +209,15 @@ export async function startTcpStore(options: TcpStoreServerOptions = {}): Promis
       closed ??= new Promise<void>((resolve) => {
         for (const set of waiters.values()) for (const w of set) clearTimeout(w.timer);
         waiters.clear();
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
+        // end() flushes answers already written; a client that does not hang up is cut after 1 s.
+        for (const s of sockets) s.end();
+        const cut = setTimeout(() => {
+          for (const s of sockets) s.destroy();
+        }, 1000);
+        server.close(() => {
+          clearTimeout(cut);
+          resolve();
+        });
       });
       return closed;
     },
