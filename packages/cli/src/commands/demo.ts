@@ -172,9 +172,6 @@ class Narrator {
   onTrain = (e: TrainProgress): void => {
     if (this.quiet) return;
     switch (e.status) {
-      case "prepare":
-        if (e.stage === "engine") this.info(e.message);
-        break;
       case "step":
         if (!this.bar)
           this.startBar(
@@ -216,14 +213,19 @@ async function chooseEngine(
   narrator: Narrator,
 ): Promise<{ factory: EngineFactory; name: () => string }> {
   if (device !== "auto") {
-    const factory = await engineFactory(device);
+    const create = await engineFactory(device);
+    const factory: EngineFactory = async (model, options) => {
+      const engine = await create(model, options);
+      narrator.info(`training on the ${device} engine`);
+      return engine;
+    };
     return { factory, name: () => device };
   }
   let used = "cpu";
   const cpu = await engineFactory("cpu");
   const cuda = await engineFactory("cuda").catch((error: unknown) => {
     if (isUnmaskError(error, "CUDA_UNAVAILABLE")) {
-      narrator.info(`no CUDA engine here (${firstLine(error)}); training on the cpu engine`);
+      narrator.info(`no CUDA engine here (${firstLine(error)})`);
       return null;
     }
     throw error;
@@ -233,14 +235,17 @@ async function chooseEngine(
       try {
         const engine = await cuda(model, options);
         used = "cuda";
+        narrator.info("training on the cuda engine");
         return engine;
       } catch (error) {
         if (!isUnmaskError(error, "CUDA_UNAVAILABLE")) throw error;
-        narrator.info(`no usable CUDA GPU (${firstLine(error)}); training on the cpu engine`);
+        narrator.info(`no usable CUDA GPU (${firstLine(error)})`);
       }
     }
     used = "cpu";
-    return cpu(model, options);
+    const engine = await cpu(model, options);
+    narrator.info("training on the cpu engine");
+    return engine;
   };
   return { factory, name: () => used };
 }
