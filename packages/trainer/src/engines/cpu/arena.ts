@@ -53,6 +53,18 @@ export class Arena {
     await pool?.close();
   }
 
+  /** The arena that owns every one of the views (nulls ignored), if there is one. */
+  static common(...views: (ArrayBufferView | null)[]): Arena | undefined {
+    let arena: Arena | undefined;
+    for (const view of views) {
+      if (!view) continue;
+      const owner = arenaByBuffer.get(view.buffer);
+      if (!owner || (arena && owner !== arena)) return undefined;
+      arena = owner;
+    }
+    return arena;
+  }
+
   /** The arena that owns a view, if any. */
   static of(view: ArrayBufferView): Arena | undefined {
     return arenaByBuffer.get(view.buffer);

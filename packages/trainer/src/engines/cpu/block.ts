@@ -10,7 +10,7 @@
  * signal-major through the same GEMMs (docs/cuda-engine.md 2) and produces weight gradients only
  * for the tensors given a buffer in `grads` (the masked ones).
  */
-import type { Arena } from "./arena.js";
+import { Arena } from "./arena.js";
 import { attentionBackward, attentionForward } from "./attention.js";
 import { layernormBackward, layernormForward } from "./layernorm.js";
 import { matmulBackward, matmulForward } from "./matmul.js";
@@ -124,12 +124,20 @@ export function blockForward(
   matmulForward(a.qkv, a.h1, w.inProjWeight, w.inProjBias, rows, D, 3 * D);
   attentionForward(a.o, a.probs, a.qkv, batch, tokens, D, heads, causal);
   matmulForward(a.x2, a.o, w.outProjWeight, w.outProjBias, rows, D, D);
-  for (let i = 0; i < rows * D; i++) a.x2[i] += x[i];
+  addInto(a.x2, x, rows * D);
   layernormForward(a.h2, a.ln2Mean, a.ln2Rstd, a.x2, w.ln2Weight, w.ln2Bias, rows, D);
   matmulForward(a.u, a.h2, w.fcWeight, w.fcBias, rows, D, F);
   quickGeluForward(a.g, a.u, rows * F);
   matmulForward(y, a.g, w.projWeight, w.projBias, rows, F, D);
-  for (let i = 0; i < rows * D; i++) y[i] += a.x2[i];
+  addInto(y, a.x2, rows * D);
+}
+
+/** dst += src over count floats (the residual adds): SIMD in an arena. */
+function addInto(dst: Float32Array, src: Float32Array, count: number): void {
+  const arena = Arena.common(dst, src);
+  const vectorised = arena ? count & ~3 : 0;
+  if (arena && vectorised) arena.kernels.addInto(dst.byteOffset, src.byteOffset, vectorised);
+  for (let i = vectorised; i < count; i++) dst[i] += src[i];
 }
 
 /**

@@ -160,3 +160,224 @@ export function expShiftedFunction(f: FunctionBuilder): FunctionBuilder {
   );
   return f;
 }
+
+/** Pushes the sum of the four lanes of local v (f32). */
+function emitHorizontalSum(f: FunctionBuilder, v: number): void {
+  f.get(v).f32x4ExtractLane(0).get(v).f32x4ExtractLane(1).f32Add();
+  f.get(v).f32x4ExtractLane(2).get(v).f32x4ExtractLane(3).f32Add().f32Add();
+}
+
+/** addRows(c, ldcBytes, bias, rows, n): c[r, j] += bias[j] (a bias over rows; n a multiple of 4). */
+export function addRowsFunction(f: FunctionBuilder): FunctionBuilder {
+  const [c, ldc, bias, rows, n] = [0, 1, 2, 3, 4];
+  const r = f.local("i32");
+  const j = f.local("i32");
+  const end = f.local("i32");
+  const row = f.local("i32");
+  f.get(n).i32(4).mul().set(end);
+  f.forLoop(
+    r,
+    () => f.i32(0),
+    rows,
+    1,
+    () => {
+      f.get(c).get(r).get(ldc).mul().add().set(row);
+      f.forLoop(
+        j,
+        () => f.i32(0),
+        end,
+        16,
+        () => {
+          f.get(row).get(j).add();
+          f.get(row).get(j).add().v128Load().get(bias).get(j).add().v128Load().f32x4Add();
+          f.v128Store();
+        },
+      );
+    },
+  );
+  return f;
+}
+
+/** addInto(dst, src, count): dst += src (count a multiple of 4). */
+export function addIntoFunction(f: FunctionBuilder): FunctionBuilder {
+  const [dst, src, count] = [0, 1, 2];
+  const i = f.local("i32");
+  const end = f.local("i32");
+  f.get(count).i32(4).mul().set(end);
+  f.forLoop(
+    i,
+    () => f.i32(0),
+    end,
+    16,
+    () => {
+      f.get(dst).get(i).add();
+      f.get(dst).get(i).add().v128Load().get(src).get(i).add().v128Load().f32x4Add();
+      f.v128Store();
+    },
+  );
+  return f;
+}
+
+/**
+ * layernormForward(out, mean, rstd, inp, weight, bias, rows, width, epsBits): float32 statistics
+ * (two passes: mean, then the mean of squared deviations); mean/rstd pointers 0 to skip storing.
+ */
+export function layernormForwardFunction(f: FunctionBuilder): FunctionBuilder {
+  const [out, mean, rstd, inp, weight, bias, rows, width, epsBits] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const r = f.local("i32");
+  const j = f.local("i32");
+  const end = f.local("i32");
+  const x = f.local("i32");
+  const o = f.local("i32");
+  const acc = f.local("v128");
+  const d = f.local("v128");
+  const m = f.local("f32");
+  const s = f.local("f32");
+  const mv = f.local("v128");
+  const sv = f.local("v128");
+  const inverseWidth = f.local("f32");
+  f.get(width).i32(4).mul().set(end);
+  f.f32Const(1).get(width).f32ConvertI32U().f32Div().set(inverseWidth);
+  f.forLoop(
+    r,
+    () => f.i32(0),
+    rows,
+    1,
+    () => {
+      f.get(inp).get(r).get(end).mul().add().set(x);
+      f.get(out).get(r).get(end).mul().add().set(o);
+      f.v128Zero().set(acc);
+      f.forLoop(
+        j,
+        () => f.i32(0),
+        end,
+        16,
+        () => {
+          f.get(acc).get(x).get(j).add().v128Load().f32x4Add().set(acc);
+        },
+      );
+      emitHorizontalSum(f, acc);
+      f.get(inverseWidth).f32Mul().set(m);
+      f.get(m).f32x4Splat().set(mv);
+      f.v128Zero().set(acc);
+      f.forLoop(
+        j,
+        () => f.i32(0),
+        end,
+        16,
+        () => {
+          f.get(x).get(j).add().v128Load().get(mv).f32x4Sub().set(d);
+          f.get(acc).get(d).get(d).f32x4Mul().f32x4Add().set(acc);
+        },
+      );
+      f.f32Const(1);
+      emitHorizontalSum(f, acc);
+      f.get(inverseWidth).f32Mul().get(epsBits).f32ReinterpretI32().f32Add().f32Sqrt().f32Div().set(s);
+      f.get(s).f32x4Splat().set(sv);
+      f.forLoop(
+        j,
+        () => f.i32(0),
+        end,
+        16,
+        () => {
+          f.get(o).get(j).add();
+          f.get(x).get(j).add().v128Load().get(mv).f32x4Sub().get(sv).f32x4Mul();
+          f.get(weight).get(j).add().v128Load().f32x4Mul();
+          f.get(bias).get(j).add().v128Load().f32x4Add();
+          f.v128Store();
+        },
+      );
+      f.get(mean).if().get(mean).get(r).i32(4).mul().add().get(m).f32Store().end();
+      f.get(rstd).if().get(rstd).get(r).i32(4).mul().add().get(s).f32Store().end();
+    },
+  );
+  return f;
+}
+
+/**
+ * layernormBackward(dinp, dout, inp, weight, mean, rstd, rows, width, gradRows, accumulate):
+ * gradient row gr uses activation row gr mod rows (signals stacked); float32 sums.
+ *   g = dout w, xhat = (x - mean) rstd;  d = rstd (g - mean(g) - xhat mean(g xhat));  dinp (+)= d
+ */
+export function layernormBackwardFunction(f: FunctionBuilder): FunctionBuilder {
+  const [dinp, dout, inp, weight, mean, rstd, rows, width, gradRows, accumulate] = [
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
+  ];
+  const gr = f.local("i32");
+  const r = f.local("i32");
+  const j = f.local("i32");
+  const end = f.local("i32");
+  const x = f.local("i32");
+  const g = f.local("i32");
+  const di = f.local("i32");
+  const sumG = f.local("v128");
+  const sumGx = f.local("v128");
+  const gv = f.local("v128");
+  const xhat = f.local("v128");
+  const mv = f.local("v128");
+  const sv = f.local("v128");
+  const meanG = f.local("v128");
+  const meanGx = f.local("v128");
+  const inverseWidth = f.local("f32");
+  f.get(width).i32(4).mul().set(end);
+  f.f32Const(1).get(width).f32ConvertI32U().f32Div().set(inverseWidth);
+  f.forLoop(
+    gr,
+    () => f.i32(0),
+    gradRows,
+    1,
+    () => {
+      f.get(gr).get(rows).remU().set(r);
+      f.get(inp).get(r).get(end).mul().add().set(x);
+      f.get(dout).get(gr).get(end).mul().add().set(g);
+      f.get(dinp).get(gr).get(end).mul().add().set(di);
+      f.get(mean).get(r).i32(4).mul().add().f32Load().f32x4Splat().set(mv);
+      f.get(rstd).get(r).i32(4).mul().add().f32Load().f32x4Splat().set(sv);
+      f.v128Zero().set(sumG);
+      f.v128Zero().set(sumGx);
+      f.forLoop(
+        j,
+        () => f.i32(0),
+        end,
+        16,
+        () => {
+          f.get(g).get(j).add().v128Load().get(weight).get(j).add().v128Load().f32x4Mul().set(gv);
+          f.get(x).get(j).add().v128Load().get(mv).f32x4Sub().get(sv).f32x4Mul().set(xhat);
+          f.get(sumG).get(gv).f32x4Add().set(sumG);
+          f.get(sumGx).get(gv).get(xhat).f32x4Mul().f32x4Add().set(sumGx);
+        },
+      );
+      emitHorizontalSum(f, sumG);
+      f.get(inverseWidth).f32Mul().f32x4Splat().set(meanG);
+      emitHorizontalSum(f, sumGx);
+      f.get(inverseWidth).f32Mul().f32x4Splat().set(meanGx);
+      f.forLoop(
+        j,
+        () => f.i32(0),
+        end,
+        16,
+        () => {
+          f.get(di).get(j).add();
+          f.get(g).get(j).add().v128Load().get(weight).get(j).add().v128Load().f32x4Mul();
+          f.get(meanG).f32x4Sub();
+          f.get(x)
+            .get(j)
+            .add()
+            .v128Load()
+            .get(mv)
+            .f32x4Sub()
+            .get(sv)
+            .f32x4Mul()
+            .get(meanGx)
+            .f32x4Mul()
+            .f32x4Sub();
+          f.get(sv).f32x4Mul();
+          // + (accumulate ? dinp : 0)
+          f.get(di).get(j).add().v128Load().v128Zero().get(accumulate).select().f32x4Add();
+          f.v128Store();
+        },
+      );
+    },
+  );
+  return f;
+}

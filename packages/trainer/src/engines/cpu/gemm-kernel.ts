@@ -22,7 +22,11 @@
  * Floats are accumulated in float32 in the order k = 0, 1, ..., kc-1 per output element.
  */
 import {
+  addIntoFunction,
+  addRowsFunction,
   expShiftedFunction,
+  layernormBackwardFunction,
+  layernormForwardFunction,
   quickGeluBackwardFunction,
   quickGeluForwardFunction,
 } from "./elementwise-kernel.js";
@@ -380,6 +384,31 @@ export interface GemmKernels {
   quickGeluForward(out: number, inp: number, count: number): void;
   quickGeluBackward(dinp: number, dout: number, inp: number, count: number, signals: number): void;
   expShifted(p: number, count: number, shiftBits: number, scaleBits: number): void;
+  addRows(c: number, ldcBytes: number, bias: number, rows: number, n: number): void;
+  addInto(dst: number, src: number, count: number): void;
+  layernormForward(
+    out: number,
+    mean: number,
+    rstd: number,
+    inp: number,
+    weight: number,
+    bias: number,
+    rows: number,
+    width: number,
+    epsBits: number,
+  ): void;
+  layernormBackward(
+    dinp: number,
+    dout: number,
+    inp: number,
+    weight: number,
+    mean: number,
+    rstd: number,
+    rows: number,
+    width: number,
+    gradRows: number,
+    accumulate: number,
+  ): void;
 }
 
 let compiled: WasmModule | undefined;
@@ -394,6 +423,10 @@ export function gemmKernelBytes(): Uint8Array {
       quickGeluForwardFunction(new FunctionBuilder("quickGeluForward", 3)),
       quickGeluBackwardFunction(new FunctionBuilder("quickGeluBackward", 5)),
       expShiftedFunction(new FunctionBuilder("expShifted", 4)),
+      addRowsFunction(new FunctionBuilder("addRows", 5)),
+      addIntoFunction(new FunctionBuilder("addInto", 3)),
+      layernormForwardFunction(new FunctionBuilder("layernormForward", 9)),
+      layernormBackwardFunction(new FunctionBuilder("layernormBackward", 10)),
     ],
     WASM_MAX_PAGES,
   );

@@ -1,5 +1,7 @@
 /**
- * layernorm over the last axis (eps 1e-5, biased variance, as nn.LayerNorm), statistics in float64.
+ * layernorm over the last axis (eps 1e-5, biased variance, as nn.LayerNorm). Arrays in an Arena
+ * with a width divisible by 4 run in WebAssembly SIMD with float32 statistics
+ * (elementwise-kernel.ts); others in float64.
  *
  * layernormForward: out [rows, width] = (inp - mean) * rstd * weight + bias; mean and rstd [rows]
  *   are kept for the backward (null for a forward that keeps nothing).
@@ -10,7 +12,10 @@
  *   `accumulate` adds into dinp: the residual stream already holds its own gradient there.
  *   dinp may alias dout only when accumulate is false.
  */
+import { Arena } from "./arena.js";
+
 export const LAYERNORM_EPS = 1e-5;
+const EPS_BITS = new Int32Array(new Float32Array([LAYERNORM_EPS]).buffer)[0];
 
 export function layernormForward(
   out: Float32Array,
@@ -22,6 +27,21 @@ export function layernormForward(
   rows: number,
   width: number,
 ): void {
+  const arena = width % 4 === 0 ? Arena.common(out, mean, rstd, inp, weight, bias) : undefined;
+  if (arena) {
+    arena.kernels.layernormForward(
+      out.byteOffset,
+      mean ? mean.byteOffset : 0,
+      rstd ? rstd.byteOffset : 0,
+      inp.byteOffset,
+      weight.byteOffset,
+      bias.byteOffset,
+      rows,
+      width,
+      EPS_BITS,
+    );
+    return;
+  }
   for (let r = 0; r < rows; r++) {
     const o = r * width;
     let sum = 0;
@@ -51,6 +71,22 @@ export function layernormBackward(
   signals: number,
   accumulate: boolean,
 ): void {
+  const arena = width % 4 === 0 ? Arena.common(dinp, dout, inp, weight, mean, rstd) : undefined;
+  if (arena) {
+    arena.kernels.layernormBackward(
+      dinp.byteOffset,
+      dout.byteOffset,
+      inp.byteOffset,
+      weight.byteOffset,
+      mean.byteOffset,
+      rstd.byteOffset,
+      rows,
+      width,
+      signals * rows,
+      accumulate ? 1 : 0,
+    );
+    return;
+  }
   for (let gr = 0; gr < signals * rows; gr++) {
     const r = gr % rows;
     const x = r * width;

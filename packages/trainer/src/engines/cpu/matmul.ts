@@ -8,6 +8,7 @@
  *   dweight [S, outDim, inDim]  = dout_s^T @ inp for each signal s      (null to skip: frozen)
  * inp is the saved forward input, shared by every signal (stride 0 across signals).
  */
+import { Arena } from "./arena.js";
 import { gemm } from "./gemm.js";
 
 export function matmulForward(
@@ -20,7 +21,9 @@ export function matmulForward(
   outDim: number,
 ): void {
   gemm(false, true, rows, outDim, inDim, inp, inDim, weight, inDim, out, outDim, false);
-  if (bias) {
+  const arena = bias && outDim % 4 === 0 ? Arena.common(out, bias) : undefined;
+  if (arena && bias) arena.kernels.addRows(out.byteOffset, outDim * 4, bias.byteOffset, rows, outDim);
+  else if (bias) {
     for (let r = 0; r < rows; r++) {
       const o = r * outDim;
       for (let j = 0; j < outDim; j++) out[o + j] += bias[j];

@@ -9,15 +9,9 @@ import { Arena } from "./arena.js";
 
 const ALPHA = 1.702;
 
-/** The arena whose SIMD kernels can run on all of the arrays, if any. */
-function arenaOf(...arrays: Float32Array[]): Arena | undefined {
-  const arena = Arena.of(arrays[0]);
-  return arena && arrays.every((a) => Arena.of(a) === arena) ? arena : undefined;
-}
-
 export function quickGeluForward(out: Float32Array, inp: Float32Array, count: number): void {
   // SIMD (elementwise-kernel.ts) on the multiple of 4, float64 Math.exp on the rest
-  const arena = arenaOf(out, inp);
+  const arena = Arena.common(out, inp);
   const vectorised = arena ? count & ~3 : 0;
   if (arena && vectorised) arena.kernels.quickGeluForward(out.byteOffset, inp.byteOffset, vectorised);
   for (let i = vectorised; i < count; i++) {
@@ -34,7 +28,7 @@ export function quickGeluBackward(
   signals: number,
 ): void {
   // one exp per activation, shared by the signals; SIMD on the multiple of 4 as in the forward
-  const arena = arenaOf(dinp, dout, inp);
+  const arena = Arena.common(dinp, dout, inp);
   const vectorised = arena ? count & ~3 : 0;
   if (arena && vectorised) {
     if (vectorised === count) {

@@ -9,9 +9,11 @@
  */
 
 const I32 = 0x7f;
+const F32 = 0x7d;
 const V128 = 0x7b;
 
-export type ValueType = "i32" | "v128";
+export type ValueType = "i32" | "f32" | "v128";
+const TYPE_CODE: Record<ValueType, number> = { i32: I32, f32: F32, v128: V128 };
 
 function uleb(value: number): number[] {
   const out: number[] = [];
@@ -98,6 +100,39 @@ export class FunctionBuilder {
   }
   ltU(): this {
     return this.op(0x49);
+  }
+  remU(): this {
+    return this.op(0x70);
+  }
+  f32Const(value: number): this {
+    return this.op(0x43, ...new Uint8Array(new Float32Array([value]).buffer));
+  }
+  f32Add(): this {
+    return this.op(0x92);
+  }
+  f32Sub(): this {
+    return this.op(0x93);
+  }
+  f32Mul(): this {
+    return this.op(0x94);
+  }
+  f32Div(): this {
+    return this.op(0x95);
+  }
+  f32Sqrt(): this {
+    return this.op(0x91);
+  }
+  f32ReinterpretI32(): this {
+    return this.op(0xbe);
+  }
+  f32ConvertI32U(): this {
+    return this.op(0xb3);
+  }
+  f32x4Splat(): this {
+    return this.simd(0x13);
+  }
+  f32x4ExtractLane(lane: number): this {
+    return this.simd(0x1f, lane);
   }
   eq(): this {
     return this.op(0x46);
@@ -239,7 +274,7 @@ export class FunctionBuilder {
   encode(): number[] {
     const groups: number[][] = [];
     for (const type of this.locals) {
-      const code = type === "i32" ? I32 : V128;
+      const code = TYPE_CODE[type];
       const last = groups[groups.length - 1];
       if (last && last[1] === code) last[0]++;
       else groups.push([1, code]);
