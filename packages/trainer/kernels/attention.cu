@@ -1,98 +1,376 @@
-// Attention around cuBLAS batched GEMMs (head dim 64, as every CLIP ViT):
-//   rows_to_heads   rows [SB * N, ld] (+ bias) -> heads [SB, H, N, 64]: q, k, v out of the packed qkv,
-//                   and dO out of the out_proj input gradient
-//   heads_to_rows   heads [SB, H, N, 64] -> rows [SB * N, ld] at a column offset: o before out_proj,
-//                   dq/dk/dv into the packed dqkv
-//   softmax_fwd     P = softmax(scale * scores) per row, scores fp32 [rows, N] -> P bf16 (kept)
-//   softmax_bwd     dScores = scale * P * (dP - sum(dP * P)) per row -> bf16
-// The GEMMs (scores = q k^T, o = P v, dP = dO v^T, dv = P^T dO, dq = dS k, dk = dS^T q) live in
-// src/engines/cuda/ops/attention.ts. All moves are 16 bytes (8 bf16) wide.
+// Fused attention for head dim 64 (every CLIP ViT), flash-style with bf16 tensor-core MMAs
+// (mma.sync m16n8k16, fp32 accumulation). q, k, v are read straight out of the packed in_proj
+// output qkv [B * N, 3D] (bias added on load, rounded to bf16 as the GEMM output is), so no
+// head-major copies exist; o and the gradients are written straight into row layouts.
+//
+//   attn_fwd       o = softmax(scale q k^T) v per (image, head), online softmax over 32-key
+//                  chunks; keeps only lse2 = log2 of each row's softmax denominator (scaled scores
+//                  in base 2), not the probabilities.
+//   attn_bwd_dq    dq = scale * dS k,  dS = P * (dP - D), P = exp2(scale2 q k^T - lse2), dP = dO v^T,
+//                  D = rowsum(dO * o): per 64 query rows, all keys in shared memory
+//   attn_bwd_dkdv  dk = scale * dS^T q, dv = P^T dO: per 64 keys, all queries in shared memory
+// Both backward kernels recompute P from lse2 (no atomics: each output row has one owner), and
+// carry S signals (blockIdx.z): gradient rows s * R + r read saved row r.
+//
+// Layout: a block of 4 warps, each warp owns 16 rows (queries, or keys for dkdv). Shared tiles
+// are [rows][72] bf16 (64 + 8 padding: conflict-free ldmatrix). Fragment layouts are the PTX
+// ISA's for m16n8k16 (g = lane / 4, t = lane % 4): C rows g and g + 8, columns 2t and 2t + 1;
+// an S accumulator pair of n-tiles re-packs in registers as the A operand of the next MMA.
 #include "common.cuh"
 
-extern "C" __global__ void rows_to_heads(const bf16* __restrict__ src, int ld, int colOffset,
-                                         const float* __restrict__ bias,  // [H * 64] or null
-                                         bf16* __restrict__ dst, int SB, int N, int H) {
-  const long long total = (long long)SB * N * H * 8;
-  const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-  if (idx >= total) return;
-  const int c8 = (int)(idx & 7);
-  const int h = (int)((idx >> 3) % H);
-  const long long row = (idx >> 3) / H;  // sb * N + n
-  const long long sb = row / N;
-  const int n = (int)(row % N);
-  Pack8 p;
-  p.u = *(const uint4*)(src + row * ld + colOffset + h * 64 + c8 * 8);
-  if (bias) {
-#pragma unroll
-    for (int j = 0; j < 8; j++) p.h[j] = __float2bfloat16(__bfloat162float(p.h[j]) + bias[h * 64 + c8 * 8 + j]);
-  }
-  *(uint4*)(dst + ((sb * H + h) * N + n) * 64 + c8 * 8) = p.u;
+#define ATT_LD 72
+#define ATT_THREADS 128
+
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const bf16* p) {
+  const uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
 }
 
-extern "C" __global__ void heads_to_rows(const bf16* __restrict__ src, bf16* __restrict__ dst, int ld, int colOffset,
-                                         int SB, int N, int H) {
-  const long long total = (long long)SB * N * H * 8;
-  const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-  if (idx >= total) return;
-  const int c8 = (int)(idx & 7);
-  const int h = (int)((idx >> 3) % H);
-  const long long row = (idx >> 3) / H;
-  const long long sb = row / N;
-  const int n = (int)(row % N);
-  *(uint4*)(dst + row * ld + colOffset + h * 64 + c8 * 8) = *(const uint4*)(src + ((sb * H + h) * N + n) * 64 + c8 * 8);
+__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const bf16* p) {
+  const uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
 }
 
-// One warp per row of N <= 1024 scores; rows are `ld` apart (N rounded up to 8, so that the
-// GEMMs reading P see 16-byte aligned rows and stay on the tensor-core path).
-extern "C" __global__ void softmax_fwd(const float* __restrict__ scores, bf16* __restrict__ P, long long rows, int N,
-                                       int ld, float scale) {
-  const long long row = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  const int lane = threadIdx.x & 31;
-  if (row >= rows) return;
-  const float* s = scores + row * ld;
-  float v[MAX_PER_LANE];
-  float mx = -INFINITY;
+__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *(uint32_t*)&v;
+}
+
+// A operand (16 rows x 16 k) out of two C accumulators holding columns k0..7 and k0+8..15.
+__device__ __forceinline__ void c_to_a(uint32_t (&a)[4], const float (&c0)[4], const float (&c1)[4]) {
+  a[0] = pack_bf16(c0[0], c0[1]);
+  a[1] = pack_bf16(c0[2], c0[3]);
+  a[2] = pack_bf16(c1[0], c1[1]);
+  a[3] = pack_bf16(c1[2], c1[3]);
+}
+
+__device__ __forceinline__ float quad_max(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+
+__device__ __forceinline__ float quad_sum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+// rows [0, rows) of a [rows][ATT_LD] tile from src rows row0.. (ld elements apart) at column col;
+// rows >= valid are zero. bias (fp32, already offset to col) is added and rounded to bf16.
+__device__ __forceinline__ void load_tile(bf16* dst, const bf16* __restrict__ src, long long row0, int ld, int col,
+                                          const float* __restrict__ bias, int rows, int valid) {
+  for (int i = threadIdx.x; i < rows * 8; i += blockDim.x) {
+    const int r = i >> 3, c8 = i & 7;
+    Pack8 p;
+    if (r < valid) {
+      p.u = *(const uint4*)(src + (row0 + r) * ld + col + c8 * 8);
+      if (bias) {
 #pragma unroll
-  for (int i = 0; i < MAX_PER_LANE; i++) {
-    const int c = lane + 32 * i;
-    v[i] = c < N ? s[c] * scale : -INFINITY;
-    mx = fmaxf(mx, v[i]);
-  }
-  mx = warp_max(mx);
-  float sum = 0.f;
-#pragma unroll
-  for (int i = 0; i < MAX_PER_LANE; i++) {
-    v[i] = lane + 32 * i < N ? __expf(v[i] - mx) : 0.f;
-    sum += v[i];
-  }
-  const float inv = 1.f / warp_sum(sum);
-#pragma unroll
-  for (int i = 0; i < MAX_PER_LANE; i++) {
-    const int c = lane + 32 * i;
-    if (c < N) P[row * ld + c] = __float2bfloat16(v[i] * inv);
+        for (int j = 0; j < 8; j++) p.h[j] = __float2bfloat16(__bfloat162float(p.h[j]) + bias[c8 * 8 + j]);
+      }
+    } else {
+      p.u = make_uint4(0u, 0u, 0u, 0u);
+    }
+    *(uint4*)(dst + r * ATT_LD + c8 * 8) = p.u;
   }
 }
 
-extern "C" __global__ void softmax_bwd(const float* __restrict__ dP, const bf16* __restrict__ P,
-                                       bf16* __restrict__ dS, long long rows, int N, int ld, float scale) {
-  const long long row = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  const int lane = threadIdx.x & 31;
-  if (row >= rows) return;
-  float p[MAX_PER_LANE], g[MAX_PER_LANE];
-  float dot = 0.f;
+// dO tile (as load_tile, no bias) plus Ds[r] = sum_j dO[r, j] * o[r, j] (0 for rows >= valid).
+// rows * 8 must be a multiple of blockDim.x (8 consecutive threads share a row).
+__device__ __forceinline__ void load_grad_tile(bf16* dst, float* Ds, const bf16* __restrict__ dO, long long dRow0,
+                                               const bf16* __restrict__ o, long long oRow0, int ld, int col, int rows,
+                                               int valid) {
+  for (int i = threadIdx.x; i < rows * 8; i += blockDim.x) {
+    const int r = i >> 3, c8 = i & 7;
+    Pack8 p, q;
+    float dot = 0.f;
+    if (r < valid) {
+      p.u = *(const uint4*)(dO + (dRow0 + r) * ld + col + c8 * 8);
+      q.u = *(const uint4*)(o + (oRow0 + r) * ld + col + c8 * 8);
 #pragma unroll
-  for (int i = 0; i < MAX_PER_LANE; i++) {
-    const int c = lane + 32 * i;
-    if (c < N) {
-      p[i] = __bfloat162float(P[row * ld + c]);
-      g[i] = dP[row * ld + c];
-      dot += p[i] * g[i];
+      for (int j = 0; j < 8; j++) dot += __bfloat162float(p.h[j]) * __bfloat162float(q.h[j]);
+    } else {
+      p.u = make_uint4(0u, 0u, 0u, 0u);
+    }
+    *(uint4*)(dst + r * ATT_LD + c8 * 8) = p.u;
+    dot += __shfl_xor_sync(0xffffffffu, dot, 1);
+    dot += __shfl_xor_sync(0xffffffffu, dot, 2);
+    dot += __shfl_xor_sync(0xffffffffu, dot, 4);
+    if (c8 == 0) Ds[r] = dot;
+  }
+}
+
+// acc[4 n-tiles of 8 columns][4] += A (16 x 64, fragments af) times rows n0.. n0 + 31 of a
+// [rows][ATT_LD] tile taken as B^T (S = Q K^T, dP = dO V^T).
+__device__ __forceinline__ void mma_rows_t(float (&acc)[4][4], const uint32_t (&af)[4][4], const bf16* tile, int n0,
+                                           int lane) {
+#pragma unroll
+  for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+    for (int kp = 0; kp < 2; kp++) {
+      uint32_t b[4];
+      ldsm_x4(b, tile + (n0 + nt * 8 + (lane & 7)) * ATT_LD + kp * 32 + (lane >> 3) * 8);
+      mma16816(acc[nt], af[2 * kp], b[0], b[1]);
+      mma16816(acc[nt], af[2 * kp + 1], b[2], b[3]);
+    }
+}
+
+// acc[8 n-tiles over the 64 columns][4] += A (16 x 16, fragment a) times tile rows k0 .. k0 + 15
+// (P V, dS K, P^T dO, dS^T Q).
+__device__ __forceinline__ void mma_tile(float (&acc)[8][4], const uint32_t (&a)[4], const bf16* tile, int k0,
+                                         int lane) {
+#pragma unroll
+  for (int dp = 0; dp < 4; dp++) {
+    uint32_t b[4];
+    ldsm_x4_t(b, tile + (k0 + (lane & 15)) * ATT_LD + dp * 16 + (lane >> 4) * 8);
+    mma16816(acc[2 * dp], a, b[0], b[1]);
+    mma16816(acc[2 * dp + 1], a, b[2], b[3]);
+  }
+}
+
+__device__ __forceinline__ void load_a_frags(uint32_t (&f)[4][4], const bf16* tile, int row0, int lane) {
+#pragma unroll
+  for (int ks = 0; ks < 4; ks++) ldsm_x4(f[ks], tile + (row0 + (lane & 15)) * ATT_LD + ks * 16 + (lane >> 4) * 8);
+}
+
+// Writes a warp's 16 x 64 accumulator (times mul) as bf16 into rows row0 + (0..15) < valid.
+__device__ __forceinline__ void store_rows(bf16* __restrict__ dst, long long row0, int ld, int col,
+                                           const float (&acc)[8][4], float mul0, float mul1, int valid, int lane) {
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int nt = 0; nt < 8; nt++) {
+    const int c = col + nt * 8 + 2 * t;
+    if (g < valid)
+      *(__nv_bfloat162*)(dst + (row0 + g) * ld + c) = __floats2bfloat162_rn(acc[nt][0] * mul0, acc[nt][1] * mul0);
+    if (g + 8 < valid)
+      *(__nv_bfloat162*)(dst + (row0 + g + 8) * ld + c) =
+          __floats2bfloat162_rn(acc[nt][2] * mul1, acc[nt][3] * mul1);
+  }
+}
+
+// grid (ceil(N / 64), B * H); dynamic shared (2 * roundup(N, 32) + 64) * ATT_LD * 2 bytes.
+extern "C" __global__ void __launch_bounds__(ATT_THREADS)
+    attn_fwd(const bf16* __restrict__ qkv, const float* __restrict__ bias, bf16* __restrict__ o,
+             float* __restrict__ lse,  // [B * H * N] or null
+             int N, int H, float scaleLog2) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int Np = (N + 31) & ~31;
+  bf16* Ks = (bf16*)smem;
+  bf16* Vs = Ks + Np * ATT_LD;
+  bf16* Qs = Vs + Np * ATT_LD;
+  const int bh = blockIdx.y, b = bh / H, h = bh % H, D = H * 64, ld = 3 * D;
+  const int q0 = blockIdx.x * 64;
+  const long long row0 = (long long)b * N;
+  load_tile(Qs, qkv, row0 + q0, ld, h * 64, bias + h * 64, 64, min(64, N - q0));
+  load_tile(Ks, qkv, row0, ld, D + h * 64, bias + D + h * 64, Np, N);
+  load_tile(Vs, qkv, row0, ld, 2 * D + h * 64, bias + 2 * D + h * 64, Np, N);
+  __syncthreads();
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3, g = lane >> 2;
+  const int qw = q0 + warp * 16;
+  if (qw >= N) return;
+  uint32_t qf[4][4];
+  load_a_frags(qf, Qs, warp * 16, lane);
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+  float oc[8][4];
+#pragma unroll
+  for (int i = 0; i < 8; i++) oc[i][0] = oc[i][1] = oc[i][2] = oc[i][3] = 0.f;
+  for (int kc = 0; kc < Np; kc += 32) {
+    float s[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+    mma_rows_t(s, qf, Ks, kc, lane);
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+    for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+      for (int c = 0; c < 4; c++) {
+        const int key = kc + nt * 8 + 2 * t + (c & 1);
+        const float v = key < N ? s[nt][c] * scaleLog2 : -INFINITY;
+        s[nt][c] = v;
+        if (c < 2) mx0 = fmaxf(mx0, v);
+        else mx1 = fmaxf(mx1, v);
+      }
+    const float mn0 = fmaxf(m0, quad_max(mx0)), mn1 = fmaxf(m1, quad_max(mx1));
+    const float a0 = exp2f(m0 - mn0), a1 = exp2f(m1 - mn1);
+    m0 = mn0;
+    m1 = mn1;
+    l0 *= a0;
+    l1 *= a1;
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+      oc[i][0] *= a0;
+      oc[i][1] *= a0;
+      oc[i][2] *= a1;
+      oc[i][3] *= a1;
+    }
+#pragma unroll
+    for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+      for (int c = 0; c < 4; c++) {
+        const float p = exp2f(s[nt][c] - (c < 2 ? m0 : m1));
+        s[nt][c] = p;
+        if (c < 2) l0 += p;
+        else l1 += p;
+      }
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+      uint32_t pa[4];
+      c_to_a(pa, s[2 * j], s[2 * j + 1]);
+      mma_tile(oc, pa, Vs, kc + 16 * j, lane);
     }
   }
-  dot = warp_sum(dot);
-#pragma unroll
-  for (int i = 0; i < MAX_PER_LANE; i++) {
-    const int c = lane + 32 * i;
-    if (c < N) dS[row * ld + c] = __float2bfloat16(scale * p[i] * (g[i] - dot));
+  l0 = quad_sum(l0);
+  l1 = quad_sum(l1);
+  store_rows(o, row0 + qw, D, h * 64, oc, 1.f / l0, 1.f / l1, N - qw, lane);
+  if (lse && t == 0) {
+    if (qw + g < N) lse[(long long)bh * N + qw + g] = m0 + log2f(l0);
+    if (qw + g + 8 < N) lse[(long long)bh * N + qw + g + 8] = m1 + log2f(l1);
   }
+}
+
+// grid (ceil(N / 64), B * H, S); dynamic shared (2 * roundup(N, 32) + 128) * ATT_LD * 2 + 256 bytes.
+extern "C" __global__ void __launch_bounds__(ATT_THREADS)
+    attn_bwd_dq(const bf16* __restrict__ qkv, const float* __restrict__ bias, const bf16* __restrict__ o,
+                const bf16* __restrict__ dO,  // [S * R, D]
+                const float* __restrict__ lse, bf16* __restrict__ dqkv,  // [S * R, 3D]
+                int N, int H, int R, float scaleLog2, float scale) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int Np = (N + 31) & ~31;
+  bf16* Ks = (bf16*)smem;
+  bf16* Vs = Ks + Np * ATT_LD;
+  bf16* Qs = Vs + Np * ATT_LD;
+  bf16* dOs = Qs + 64 * ATT_LD;
+  float* Ds = (float*)(dOs + 64 * ATT_LD);
+  const int bh = blockIdx.y, b = bh / H, h = bh % H, D = H * 64, ld = 3 * D, sig = blockIdx.z;
+  const int q0 = blockIdx.x * 64;
+  const long long row0 = (long long)b * N;
+  const int valid = min(64, N - q0);
+  load_tile(Qs, qkv, row0 + q0, ld, h * 64, bias + h * 64, 64, valid);
+  load_tile(Ks, qkv, row0, ld, D + h * 64, bias + D + h * 64, Np, N);
+  load_tile(Vs, qkv, row0, ld, 2 * D + h * 64, bias + 2 * D + h * 64, Np, N);
+  load_grad_tile(dOs, Ds, dO, (long long)sig * R + row0 + q0, o, row0 + q0, D, h * 64, 64, valid);
+  __syncthreads();
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3, g = lane >> 2;
+  const int qw = q0 + warp * 16;
+  if (qw >= N) return;
+  uint32_t qf[4][4], df[4][4];
+  load_a_frags(qf, Qs, warp * 16, lane);
+  load_a_frags(df, dOs, warp * 16, lane);
+  const float L0 = qw + g < N ? lse[(long long)bh * N + qw + g] : 0.f;
+  const float L1 = qw + g + 8 < N ? lse[(long long)bh * N + qw + g + 8] : 0.f;
+  const float D0 = Ds[warp * 16 + g], D1 = Ds[warp * 16 + g + 8];
+  float dq[8][4];
+#pragma unroll
+  for (int i = 0; i < 8; i++) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.f;
+  for (int kc = 0; kc < Np; kc += 32) {
+    float s[4][4], dp[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+      dp[i][0] = dp[i][1] = dp[i][2] = dp[i][3] = 0.f;
+    }
+    mma_rows_t(s, qf, Ks, kc, lane);
+    mma_rows_t(dp, df, Vs, kc, lane);
+#pragma unroll
+    for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+      for (int c = 0; c < 4; c++) {
+        const int key = kc + nt * 8 + 2 * t + (c & 1);
+        const float p = key < N ? exp2f(s[nt][c] * scaleLog2 - (c < 2 ? L0 : L1)) : 0.f;
+        s[nt][c] = p * (dp[nt][c] - (c < 2 ? D0 : D1));
+      }
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+      uint32_t a[4];
+      c_to_a(a, s[2 * j], s[2 * j + 1]);
+      mma_tile(dq, a, Ks, kc + 16 * j, lane);
+    }
+  }
+  store_rows(dqkv, (long long)sig * R + row0 + qw, ld, h * 64, dq, scale, scale, N - qw, lane);
+}
+
+// grid (ceil(N / 64), B * H, S); dynamic shared (2 * roundup(N, 16) + 128) * ATT_LD * 2
+// + 8 * roundup(N, 16) bytes.
+extern "C" __global__ void __launch_bounds__(ATT_THREADS)
+    attn_bwd_dkdv(const bf16* __restrict__ qkv, const float* __restrict__ bias, const bf16* __restrict__ o,
+                  const bf16* __restrict__ dO, const float* __restrict__ lse, bf16* __restrict__ dqkv, int N, int H,
+                  int R, float scaleLog2, float scale) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int Nq = (N + 15) & ~15;
+  bf16* Qs = (bf16*)smem;
+  bf16* dOs = Qs + Nq * ATT_LD;
+  bf16* Ks = dOs + Nq * ATT_LD;
+  bf16* Vs = Ks + 64 * ATT_LD;
+  float* Ls = (float*)(Vs + 64 * ATT_LD);
+  float* Ds = Ls + Nq;
+  const int bh = blockIdx.y, b = bh / H, h = bh % H, D = H * 64, ld = 3 * D, sig = blockIdx.z;
+  const int k0 = blockIdx.x * 64;
+  const long long row0 = (long long)b * N;
+  const int valid = min(64, N - k0);
+  load_tile(Qs, qkv, row0, ld, h * 64, bias + h * 64, Nq, N);
+  load_grad_tile(dOs, Ds, dO, (long long)sig * R + row0, o, row0, D, h * 64, Nq, N);
+  load_tile(Ks, qkv, row0 + k0, ld, D + h * 64, bias + D + h * 64, 64, valid);
+  load_tile(Vs, qkv, row0 + k0, ld, 2 * D + h * 64, bias + 2 * D + h * 64, 64, valid);
+  for (int i = threadIdx.x; i < Nq; i += blockDim.x) Ls[i] = i < N ? lse[(long long)bh * N + i] : INFINITY;
+  __syncthreads();
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3;
+  const int kw = k0 + warp * 16;
+  if (kw >= N) return;
+  uint32_t kf[4][4], vf[4][4];
+  load_a_frags(kf, Ks, warp * 16, lane);
+  load_a_frags(vf, Vs, warp * 16, lane);
+  float dk[8][4], dv[8][4];
+#pragma unroll
+  for (int i = 0; i < 8; i++) {
+    dk[i][0] = dk[i][1] = dk[i][2] = dk[i][3] = 0.f;
+    dv[i][0] = dv[i][1] = dv[i][2] = dv[i][3] = 0.f;
+  }
+  for (int qc = 0; qc < Nq; qc += 16) {
+    float st[2][4], dpt[2][4];
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      st[i][0] = st[i][1] = st[i][2] = st[i][3] = 0.f;
+      dpt[i][0] = dpt[i][1] = dpt[i][2] = dpt[i][3] = 0.f;
+    }
+#pragma unroll
+    for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+      for (int kp = 0; kp < 2; kp++) {
+        uint32_t bq[4], bd[4];
+        ldsm_x4(bq, Qs + (qc + nt * 8 + (lane & 7)) * ATT_LD + kp * 32 + (lane >> 3) * 8);
+        ldsm_x4(bd, dOs + (qc + nt * 8 + (lane & 7)) * ATT_LD + kp * 32 + (lane >> 3) * 8);
+        mma16816(st[nt], kf[2 * kp], bq[0], bq[1]);
+        mma16816(st[nt], kf[2 * kp + 1], bq[2], bq[3]);
+        mma16816(dpt[nt], vf[2 * kp], bd[0], bd[1]);
+        mma16816(dpt[nt], vf[2 * kp + 1], bd[2], bd[3]);
+      }
+#pragma unroll
+    for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+      for (int c = 0; c < 4; c++) {
+        const int q = qc + nt * 8 + 2 * t + (c & 1);
+        const float p = exp2f(st[nt][c] * scaleLog2 - Ls[q]);
+        st[nt][c] = p;
+        dpt[nt][c] = p * (dpt[nt][c] - Ds[q]);
+      }
+    uint32_t pa[4], da[4];
+    c_to_a(pa, st[0], st[1]);
+    c_to_a(da, dpt[0], dpt[1]);
+    mma_tile(dv, pa, dOs, qc, lane);
+    mma_tile(dk, da, Qs, qc, lane);
+  }
+  const long long out0 = (long long)sig * R + row0 + kw;
+  store_rows(dqkv, out0, ld, D + h * 64, dk, scale, scale, N - kw, lane);
+  store_rows(dqkv, out0, ld, 2 * D + h * 64, dv, 1.f, 1.f, N - kw, lane);
 }

@@ -65,6 +65,35 @@ extern "C" __global__ void embed_ln_fwd(const bf16* __restrict__ patchOut,  // [
   }
 }
 
+// Vectorised row kernels (residual_ln_fwd, ln_recompute, ln_bwd): one warp per row, each lane
+// owns chunks c = lane + 32 i (i < LN_CHUNKS) of 8 consecutive values, moved as 16-byte (bf16)
+// or 2 x 16-byte (fp32) accesses. D must be a multiple of 8, at most 32 * 8 * LN_CHUNKS.
+#define LN_CHUNKS 4
+
+__device__ __forceinline__ void load8f(float (&v)[8], const float* __restrict__ p) {
+  const float4 a = *(const float4*)p, b = *(const float4*)(p + 4);
+  v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+}
+
+__device__ __forceinline__ void store8f(float* __restrict__ p, const float (&v)[8]) {
+  *(float4*)p = make_float4(v[0], v[1], v[2], v[3]);
+  *(float4*)(p + 4) = make_float4(v[4], v[5], v[6], v[7]);
+}
+
+__device__ __forceinline__ void load8h(float (&v)[8], const bf16* __restrict__ p) {
+  Pack8 q;
+  q.u = *(const uint4*)p;
+#pragma unroll
+  for (int j = 0; j < 8; j++) v[j] = __bfloat162float(q.h[j]);
+}
+
+__device__ __forceinline__ void store8h(bf16* __restrict__ p, const float (&v)[8]) {
+  Pack8 q;
+#pragma unroll
+  for (int j = 0; j < 8; j++) q.h[j] = __float2bfloat16(v[j]);
+  *(uint4*)p = q.u;
+}
+
 extern "C" __global__ void residual_ln_fwd(float* __restrict__ resid,       // [R, D]
                                            const bf16* __restrict__ y,      // [R, D] or null
                                            const float* __restrict__ bias,  // [D] (with y)
@@ -75,32 +104,55 @@ extern "C" __global__ void residual_ln_fwd(float* __restrict__ resid,       // [
                                            int R, int D) {
   const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
   if (row >= R) return;
+  const int D8 = D >> 3;
   float* r = resid + (long long)row * D;
-  float v[MAX_PER_LANE];
+  float v[LN_CHUNKS][8];
+  float sum = 0.f;
 #pragma unroll
-  for (int i = 0; i < MAX_PER_LANE; i++) {
-    const int d = lane + 32 * i;
-    if (d < D) {
-      float x = r[d];
+  for (int i = 0; i < LN_CHUNKS; i++) {
+    const int c = lane + 32 * i;
+    if (c < D8) {
+      load8f(v[i], r + c * 8);
       if (y) {
-        x += __bfloat162float(y[(long long)row * D + d]) + bias[d];
-        r[d] = x;
+        float a[8], bb[8];
+        load8h(a, y + (long long)row * D + c * 8);
+        load8f(bb, bias + c * 8);
+#pragma unroll
+        for (int j = 0; j < 8; j++) v[i][j] += a[j] + bb[j];
+        store8f(r + c * 8, v[i]);
       }
-      if (save) save[(long long)row * D + d] = __float2bfloat16(x);
-      v[i] = x;
+      if (save) store8h(save + (long long)row * D + c * 8, v[i]);
+#pragma unroll
+      for (int j = 0; j < 8; j++) sum += v[i][j];
     }
   }
   if (!out) return;
-  float mean, rstd;
-  row_stats(v, D, mean, rstd);
+  const float mean = warp_sum(sum) / D;
+  float q = 0.f;
+#pragma unroll
+  for (int i = 0; i < LN_CHUNKS; i++)
+    if (lane + 32 * i < D8)
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        const float d = v[i][j] - mean;
+        q += d * d;
+      }
+  const float rstd = rsqrtf(warp_sum(q) / D + LN_EPS);
   if (lane == 0 && meanOut) {
     meanOut[row] = mean;
     rstdOut[row] = rstd;
   }
 #pragma unroll
-  for (int i = 0; i < MAX_PER_LANE; i++) {
-    const int d = lane + 32 * i;
-    if (d < D) out[(long long)row * D + d] = __float2bfloat16((v[i] - mean) * rstd * gamma[d] + beta[d]);
+  for (int i = 0; i < LN_CHUNKS; i++) {
+    const int c = lane + 32 * i;
+    if (c < D8) {
+      float gm[8], bt[8], o[8];
+      load8f(gm, gamma + c * 8);
+      load8f(bt, beta + c * 8);
+#pragma unroll
+      for (int j = 0; j < 8; j++) o[j] = (v[i][j] - mean) * rstd * gm[j] + bt[j];
+      store8h(out + (long long)row * D + c * 8, o);
+    }
   }
 }
 
@@ -110,9 +162,68 @@ extern "C" __global__ void ln_recompute(const bf16* __restrict__ x, const float*
   const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
   if (row >= R) return;
   const float m = mean[row], s = rstd[row];
-  for (int d = lane; d < D; d += 32) {
-    const long long o = (long long)row * D + d;
-    out[o] = __float2bfloat16((__bfloat162float(x[o]) - m) * s * gamma[d] + beta[d]);
+#pragma unroll
+  for (int i = 0; i < LN_CHUNKS; i++) {
+    const int c = lane + 32 * i;
+    if (c < (D >> 3)) {
+      float v[8], gm[8], bt[8];
+      load8h(v, x + (long long)row * D + c * 8);
+      load8f(gm, gamma + c * 8);
+      load8f(bt, beta + c * 8);
+#pragma unroll
+      for (int j = 0; j < 8; j++) v[j] = (v[j] - m) * s * gm[j] + bt[j];
+      store8h(out + (long long)row * D + c * 8, v);
+    }
+  }
+}
+
+extern "C" __global__ void ln_bwd(const bf16* __restrict__ dy,  // [S * R, D]
+                                  const bf16* __restrict__ x,   // [R, D] saved LayerNorm input
+                                  const float* __restrict__ mean, const float* __restrict__ rstd,
+                                  const float* __restrict__ gamma,
+                                  float* __restrict__ dresid,  // [S * R, D]
+                                  bf16* __restrict__ dresBf,   // [S * R, D]
+                                  int SR, int R, int D, int accumulate) {
+  const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (row >= SR) return;
+  const int xr = row % R, D8 = D >> 3;
+  const float m = mean[xr], rs = rstd[xr];
+  float g[LN_CHUNKS][8], xh[LN_CHUNKS][8];
+  float s1 = 0.f, s2 = 0.f;
+#pragma unroll
+  for (int i = 0; i < LN_CHUNKS; i++) {
+    const int c = lane + 32 * i;
+    if (c < D8) {
+      float gm[8];
+      load8h(g[i], dy + (long long)row * D + c * 8);
+      load8h(xh[i], x + (long long)xr * D + c * 8);
+      load8f(gm, gamma + c * 8);
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        xh[i][j] = (xh[i][j] - m) * rs;
+        g[i][j] *= gm[j];
+        s1 += g[i][j];
+        s2 += g[i][j] * xh[i][j];
+      }
+    }
+  }
+  s1 = warp_sum(s1) / D;
+  s2 = warp_sum(s2) / D;
+#pragma unroll
+  for (int i = 0; i < LN_CHUNKS; i++) {
+    const int c = lane + 32 * i;
+    if (c < D8) {
+      float* dr = dresid + (long long)row * D + c * 8;
+      float acc[8];
+      if (accumulate) load8f(acc, dr);
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        const float d = rs * (g[i][j] - s1 - xh[i][j] * s2);
+        acc[j] = accumulate ? acc[j] + d : d;
+      }
+      store8f(dr, acc);
+      store8h(dresBf + (long long)row * D + c * 8, acc);
+    }
   }
 }
 
@@ -138,35 +249,6 @@ __device__ __forceinline__ void ln_backward_row(float (&g)[MAX_PER_LANE], const 
 #pragma unroll
   for (int i = 0; i < MAX_PER_LANE; i++)
     if (lane + 32 * i < D) g[i] = rstd * (g[i] - s1 - xh[i] * s2);
-}
-
-extern "C" __global__ void ln_bwd(const bf16* __restrict__ dy,  // [S * R, D]
-                                  const bf16* __restrict__ x,   // [R, D] saved LayerNorm input
-                                  const float* __restrict__ mean, const float* __restrict__ rstd,
-                                  const float* __restrict__ gamma,
-                                  float* __restrict__ dresid,  // [S * R, D]
-                                  bf16* __restrict__ dresBf,   // [S * R, D]
-                                  int SR, int R, int D, int accumulate) {
-  const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-  if (row >= SR) return;
-  const int xr = row % R;
-  float g[MAX_PER_LANE];
-#pragma unroll
-  for (int i = 0; i < MAX_PER_LANE; i++) {
-    const int d = lane + 32 * i;
-    if (d < D) g[i] = __bfloat162float(dy[(long long)row * D + d]);
-  }
-  ln_backward_row(g, x + (long long)xr * D, mean[xr], rstd[xr], gamma, D);
-#pragma unroll
-  for (int i = 0; i < MAX_PER_LANE; i++) {
-    const int d = lane + 32 * i;
-    if (d < D) {
-      const long long o = (long long)row * D + d;
-      const float v = accumulate ? dresid[o] + g[i] : g[i];
-      dresid[o] = v;
-      dresBf[o] = __float2bfloat16(v);
-    }
-  }
 }
 
 extern "C" __global__ void embed_ln_bwd(const float* __restrict__ dresid,  // [S * R, D]

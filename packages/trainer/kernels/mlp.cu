@@ -1,11 +1,11 @@
-// MLP activation: u = c_fc output + bias (kept, bf16), g = QuickGELU(u) = u * sigmoid(1.702 u).
+// MLP activation: u = c_fc output + bias (kept in place when keepU, bf16), g = QuickGELU(u) = u * sigmoid(1.702 u).
 // Backward: du = dg * (s + 1.702 u s (1 - s)), s = sigmoid(1.702 u), for S signals (row r % R).
 // 8 values per thread through 16-byte accesses (F a multiple of 8).
 #include "common.cuh"
 
 extern "C" __global__ void bias_gelu_fwd(bf16* __restrict__ u,  // [R, F] in: GEMM output, out: + bias
                                          const float* __restrict__ bias, bf16* __restrict__ g, long long total,
-                                         int F) {
+                                         int F, int keepU) {
   const long long i8 = ((long long)blockIdx.x * blockDim.x + threadIdx.x) * 8;
   if (i8 >= total) return;
   const int col = (int)(i8 % F);
@@ -18,7 +18,7 @@ extern "C" __global__ void bias_gelu_fwd(bf16* __restrict__ u,  // [R, F] in: GE
     const float xr = __bfloat162float(pu.h[j]);  // the backward sees the rounded u: use it here too
     pg.h[j] = __float2bfloat16(xr / (1.f + __expf(-1.702f * xr)));
   }
-  *(uint4*)(u + i8) = pu.u;
+  if (keepU) *(uint4*)(u + i8) = pu.u;
   *(uint4*)(g + i8) = pg.u;
 }
 

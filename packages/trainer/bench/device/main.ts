@@ -8,6 +8,7 @@ import { type ClipConfig, vitConfig } from "@unmask/clip";
 import { DEFAULT_HYPER, type EngineModel, type EngineState, type FloatTensor } from "../../src/engine.js";
 import { createCudaEngine } from "../../src/engines/cuda/engine.js";
 import { philoxUniforms } from "../../src/random/philox.js";
+import { attentionCheck } from "./attention-check.js";
 import { agreement, loadTinyFixture, normError, relError } from "./fixture.js";
 
 const out = (o: unknown) => console.log(JSON.stringify(o));
@@ -172,7 +173,7 @@ function vitB16(classes: number): EngineModel {
   };
 }
 
-async function bench(batches: number[]) {
+async function bench(batches: number[], profile = false) {
   const model = vitB16(100);
   const cacheCount = 256;
   const side = 256;
@@ -185,6 +186,8 @@ async function bench(batches: number[]) {
     > & {
       timeGraph(B: number, n: number): number;
       memoryInUse(): { arenaBytes: number; deviceUsed: number };
+      profileStep(B: number): { name: string; calls: number; ms: number; flops: number }[];
+      memoryBreakdown(): { name: string; bytes: number; count: number }[];
     };
     await engine.setImageCache({ count: cacheCount, height: side, width: side, pixels });
     const setupMs = performance.now() - t0;
@@ -228,13 +231,40 @@ async function bench(batches: number[]) {
       warmup_s: +(warmMs / 1000).toFixed(1),
       first_losses: losses.slice(0, 2).map((x) => +x.toFixed(4)),
     });
+    if (profile) {
+      engine.profileStep(B); // warm the eager path
+      const rows = engine.profileStep(B);
+      const total = rows.reduce((a, r) => a + r.ms, 0);
+      const gemm = rows.filter((r) => r.flops > 0);
+      const gemmMs = gemm.reduce((a, r) => a + r.ms, 0);
+      const gemmFlops = gemm.reduce((a, r) => a + r.flops, 0);
+      out({
+        profile: "cuda_rmt_step_eager",
+        batch: B,
+        total_ms: +total.toFixed(2),
+        gemm_ms: +gemmMs.toFixed(2),
+        gemm_tflops: +(gemmFlops / gemmMs / 1e9).toFixed(1),
+        other_ms: +(total - gemmMs).toFixed(2),
+      });
+      for (const r of rows.slice(0, 40))
+        console.log(
+          `  ${r.ms.toFixed(3).padStart(9)} ms ${String(r.calls).padStart(4)}x  ${r.flops ? `${(r.flops / r.ms / 1e9).toFixed(0).padStart(4)} TF/s` : "         "}  ${r.name}`,
+        );
+      for (const m of engine.memoryBreakdown().slice(0, 24))
+        console.log(`  ${(m.bytes / 2 ** 20).toFixed(1).padStart(9)} MiB ${String(m.count).padStart(3)}x  ${m.name}`);
+    }
     await engine.dispose();
   }
 }
 
 const [cmd, ...rest] = process.argv.slice(2);
-if (cmd === "parity") await parity(rest[0]);
+if (cmd === "parity") {
+  out({ check: "attention_vit_b16_shape", ...(await attentionCheck()) });
+  out({ check: "attention_nano_shape", ...(await attentionCheck(3, 65, 2)) });
+  await parity(rest[0]);
+}
 else if (cmd === "bench") await bench(rest.map(Number));
+else if (cmd === "profile") await bench(rest.map(Number), true);
 else {
   console.error("usage: main.mjs parity <dir> | bench <batch>...");
   process.exit(2);

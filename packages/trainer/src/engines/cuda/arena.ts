@@ -9,11 +9,11 @@ const ALIGN = 256;
 
 export class ArenaPlan {
   private offset = 0;
-  private readonly regions: { name: string; offset: number; bytes: number }[] = [];
+  private readonly regions: { name: string; offset: number; bytes: number; shared: boolean }[] = [];
 
   /** Reserves `bytes` and returns a handle that resolves to a device pointer once allocated. */
   take(name: string, bytes: number): Region {
-    const region = { name, offset: this.offset, bytes };
+    const region = { name, offset: this.offset, bytes, shared: this.unionStart >= 0 };
     this.regions.push(region);
     this.offset += Math.ceil(Math.max(bytes, 1) / ALIGN) * ALIGN;
     return new Region(this, region.offset, bytes, name);
@@ -39,6 +39,23 @@ export class ArenaPlan {
   endUnion(): void {
     this.offset = Math.max(this.unionEnd, this.offset);
     this.unionStart = -1;
+  }
+
+  /**
+   * Bytes per buffer kind (per-block copies summed under one name); buffers inside a union are
+   * listed with "(shared)" and overlap each other.
+   */
+  breakdown(): { name: string; bytes: number; count: number }[] {
+    const rows = new Map<string, { name: string; bytes: number; count: number }>();
+    for (const r of this.regions) {
+      let name = r.name.replace(/^act\d+\./, "act.").replace(/resblocks\.\d+\./, "resblocks.*.");
+      if (r.shared) name += " (shared)";
+      const row = rows.get(name) ?? { name, bytes: 0, count: 0 };
+      row.bytes += r.bytes;
+      row.count++;
+      rows.set(name, row);
+    }
+    return [...rows.values()].sort((a, b) => b.bytes - a.bytes);
   }
 
   get totalBytes(): number {

@@ -9,6 +9,7 @@
 import { UnmaskError } from "@unmask/clip";
 import type { CudaDriver } from "./driver.js";
 import type { Library } from "./libraries.js";
+import type { LaunchProfiler } from "./profile.js";
 
 const CUBLAS_OP_N = 0;
 const CUBLAS_OP_T = 1;
@@ -55,6 +56,8 @@ export class Cublas {
   private readonly beta = new Float32Array(1);
   /** GEMMs issued (for benches: GEMMs per step). */
   calls = 0;
+  /** Bench hook: brackets every GEMM with events (eager steps only). */
+  profiler?: LaunchProfiler;
 
   constructor(lib: Library, driver: CudaDriver, stream: number, workspace: number) {
     const declare = (name: string, proto: string) => {
@@ -96,6 +99,18 @@ export class Cublas {
   }
 
   gemm(c: GemmCall): void {
+    if (this.profiler) {
+      const batch = c.batch ?? 1;
+      const name = `gemm ${c.M}x${c.N}x${c.K}${batch > 1 ? ` x${batch}` : ""} ${c.transA ? "T" : "N"}${c.transB ? "T" : "N"} ${c.C.type ?? "bf16"}${c.beta ? " +C" : ""}`;
+      const p = this.profiler;
+      this.profiler = undefined;
+      try {
+        p.around(name, 2 * c.M * c.N * c.K * batch, () => this.gemm(c));
+      } finally {
+        this.profiler = p;
+      }
+      return;
+    }
     const ta = c.transA ? CUBLAS_OP_T : CUBLAS_OP_N;
     const tb = c.transB ? CUBLAS_OP_T : CUBLAS_OP_N;
     const type = (t?: GemmType) => (t === "f32" ? CUDA_R_32F : CUDA_R_16BF);

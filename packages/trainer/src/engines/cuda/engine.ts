@@ -23,6 +23,7 @@ import { CudaDriver } from "./driver.js";
 import { Kernels } from "./kernels.js";
 import { openCudaLibraries } from "./libraries.js";
 import { TowerModel } from "./model.js";
+import { LaunchProfiler, type ProfileRow } from "./profile.js";
 
 interface Graph {
   exec: number;
@@ -343,6 +344,29 @@ class CudaEngine implements Engine {
     this.cu.destroyEvent(e0);
     this.cu.destroyEvent(e1);
     return ms / repeats;
+  }
+
+  /**
+   * Bench hook: the step of batch `B` run eagerly with every launch timed (inputs as left by the
+   * last step()); per-name milliseconds, largest first.
+   */
+  profileStep(B: number): ProfileRow[] {
+    const profiler = new LaunchProfiler(this.cu, this.stream);
+    this.kernels.profiler = profiler;
+    this.blas.profiler = profiler;
+    try {
+      const crops = this.cache ? { cache: this.cache.ptr, H: this.cache.H, W: this.cache.W } : null;
+      this.tower.encodeStep(B, crops);
+      return profiler.report();
+    } finally {
+      this.kernels.profiler = undefined;
+      this.blas.profiler = undefined;
+      profiler.dispose();
+    }
+  }
+
+  memoryBreakdown(): { name: string; bytes: number; count: number }[] {
+    return this.tower.arena.breakdown();
   }
 
   memoryInUse(): { arenaBytes: number; deviceUsed: number } {

@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { UnmaskError } from "@unmask/clip";
 import type { CudaDriver, KernelArg } from "./driver.js";
+import type { LaunchProfiler } from "./profile.js";
 
 const KERNEL_NAMES = [
   "augment_crop",
@@ -17,10 +18,9 @@ const KERNEL_NAMES = [
   "ln_bwd",
   "embed_ln_bwd",
   "to_bf16",
-  "rows_to_heads",
-  "heads_to_rows",
-  "softmax_fwd",
-  "softmax_bwd",
+  "attn_fwd",
+  "attn_bwd_dq",
+  "attn_bwd_dkdv",
   "bias_gelu_fwd",
   "gelu_bwd",
   "head_forward",
@@ -35,6 +35,11 @@ type KernelName = (typeof KERNEL_NAMES)[number];
 /** Rows of at most this many values fit one warp's registers (kernels/common.cuh MAX_PER_LANE). */
 export const MAX_ROW = 1024;
 const ROWS_PER_BLOCK = 4;
+/** kernels/attention.cu: threads per block and shared tile row stride (bf16 elements). */
+const ATT_THREADS = 128;
+const ATT_LD = 72;
+/** Most tokens the fused attention holds in shared memory (227 KiB per block on Hopper). */
+export const MAX_TOKENS = 704;
 const HEAD_THREADS = 256;
 /** kernels/update.cu SUMSQ_BLOCKS: partial sums per masked tensor. */
 export const SUMSQ_BLOCKS = 1024;
@@ -73,8 +78,11 @@ function assert(ok: boolean, what: string): void {
 export class Kernels {
   private readonly fn = new Map<KernelName, number>();
   private readonly module: number;
+  private readonly sharedLimit = new Map<KernelName, number>();
   /** Launches issued (for benches). */
   launches = 0;
+  /** Bench hook: brackets every launch with events (eager steps only). */
+  profiler?: LaunchProfiler;
 
   constructor(
     private readonly cu: CudaDriver,
@@ -85,18 +93,24 @@ export class Kernels {
     for (const name of KERNEL_NAMES) this.fn.set(name, cu.getFunction(this.module, name));
   }
 
-  private go(name: KernelName, blocks: number, threads: number, shared: number, args: KernelArg[]): void {
-    if (blocks <= 0) return;
+  private go(
+    name: KernelName,
+    blocks: number | [number, number, number],
+    threads: number,
+    shared: number,
+    args: KernelArg[],
+  ): void {
+    const grid: [number, number, number] = typeof blocks === "number" ? [blocks, 1, 1] : blocks;
+    if (grid[0] * grid[1] * grid[2] <= 0) return;
     this.launches++;
-    this.cu.launch(
-      name,
-      this.fn.get(name) as number,
-      [blocks, 1, 1],
-      [threads, 1, 1],
-      shared,
-      this.stream,
-      args,
-    );
+    const fn = this.fn.get(name) as number;
+    if (shared > 48 * 1024 && (this.sharedLimit.get(name) ?? 0) < shared) {
+      this.cu.setMaxDynamicShared(fn, shared);
+      this.sharedLimit.set(name, shared);
+    }
+    const run = () => this.cu.launch(name, fn, grid, [threads, 1, 1], shared, this.stream, args);
+    if (this.profiler) this.profiler.around(name, 0, run);
+    else run();
   }
 
   private elementwise(name: KernelName, count: number, args: KernelArg[]): void {
@@ -283,54 +297,66 @@ export class Kernels {
     this.elementwise("to_bf16", n, [p(input), p(out), l(n)]);
   }
 
-  rowsToHeads(
-    src: number,
-    ld: number,
-    colOffset: number,
-    bias: number,
-    dst: number,
-    SB: number,
-    N: number,
-    H: number,
-  ) {
-    assert(ld % 8 === 0 && colOffset % 8 === 0, "16-byte aligned rows");
-    this.elementwise("rows_to_heads", SB * N * H * 8, [
-      p(src),
-      i(ld),
-      i(colOffset),
+  /**
+   * Fused attention forward of B images, H heads of 64 over N tokens: q, k, v from the packed
+   * in_proj output qkv [B * N, 3 * 64 H] (+ bias), o [B * N, 64 H] out, lse [B * H * N] (or 0).
+   */
+  attnFwd(qkv: number, bias: number, o: number, lse: number, B: number, N: number, H: number): void {
+    assert(N <= MAX_TOKENS, `tokens ${N} <= ${MAX_TOKENS}`);
+    const Np = Math.ceil(N / 32) * 32;
+    const shared = (2 * Np + 64) * ATT_LD * 2;
+    this.go("attn_fwd", [Math.ceil(N / 64), B * H, 1], ATT_THREADS, shared, [
+      p(qkv),
       p(bias),
-      p(dst),
-      i(SB),
+      p(o),
+      p(lse),
       i(N),
       i(H),
+      f(Math.LOG2E / 8),
     ]);
   }
 
-  headsToRows(src: number, dst: number, ld: number, colOffset: number, SB: number, N: number, H: number) {
-    assert(ld % 8 === 0 && colOffset % 8 === 0, "16-byte aligned rows");
-    this.elementwise("heads_to_rows", SB * N * H * 8, [
-      p(src),
-      p(dst),
-      i(ld),
-      i(colOffset),
-      i(SB),
-      i(N),
-      i(H),
-    ]);
+  /**
+   * Fused attention backward for S signals: dO [S * B * N, 64 H] (rows s * R + r) against the saved
+   * qkv, o and lse, into dqkv [S * B * N, 3 * 64 H].
+   */
+  attnBwd(a: {
+    qkv: number;
+    bias: number;
+    o: number;
+    dO: number;
+    lse: number;
+    dqkv: number;
+    S: number;
+    B: number;
+    N: number;
+    H: number;
+  }): void {
+    assert(a.N <= MAX_TOKENS, `tokens ${a.N} <= ${MAX_TOKENS}`);
+    const grid: [number, number, number] = [Math.ceil(a.N / 64), a.B * a.H, a.S];
+    const args = [
+      p(a.qkv),
+      p(a.bias),
+      p(a.o),
+      p(a.dO),
+      p(a.lse),
+      p(a.dqkv),
+      i(a.N),
+      i(a.H),
+      i(a.B * a.N),
+      f(Math.LOG2E / 8),
+      f(1 / 8),
+    ];
+    const Np = Math.ceil(a.N / 32) * 32;
+    const Nq = Math.ceil(a.N / 16) * 16;
+    this.go("attn_bwd_dq", grid, ATT_THREADS, (2 * Np + 128) * ATT_LD * 2 + 256, args);
+    this.go("attn_bwd_dkdv", grid, ATT_THREADS, (2 * Nq + 128) * ATT_LD * 2 + 8 * Nq, args);
   }
 
-  softmaxFwd(scores: number, P: number, rows: number, N: number, ld: number, scale: number): void {
-    assert(N <= MAX_ROW && ld >= N, `tokens ${N} <= ${MAX_ROW}, row stride ${ld} >= ${N}`);
-    this.rows("softmax_fwd", rows, [p(scores), p(P), l(rows), i(N), i(ld), f(scale)]);
-  }
-
-  softmaxBwd(dP: number, P: number, dS: number, rows: number, N: number, ld: number, scale: number): void {
-    this.rows("softmax_bwd", rows, [p(dP), p(P), p(dS), l(rows), i(N), i(ld), f(scale)]);
-  }
-
-  biasGeluFwd(uPtr: number, bias: number, g: number, total: number, F: number): void {
+  /** g = QuickGELU(u + bias); u keeps u + bias when keepU (the student's saved activation). */
+  biasGeluFwd(uPtr: number, bias: number, g: number, total: number, F: number, keepU = true): void {
     assert(F % 8 === 0, `MLP width ${F} divisible by 8`);
-    this.elementwise("bias_gelu_fwd", total / 8, [p(uPtr), p(bias), p(g), l(total), i(F)]);
+    this.elementwise("bias_gelu_fwd", total / 8, [p(uPtr), p(bias), p(g), l(total), i(F), i(keepU ? 1 : 0)]);
   }
 
   geluBwd(d: number, uPtr: number, totalS: number, totalR: number): void {

@@ -20,8 +20,6 @@ const HEAD_DIM = 64;
 export interface Dims {
   B: number;
   N: number;
-  /** N rounded up to 8: the row stride of attention scores and probabilities (aligned GEMM operands). */
-  Np: number;
   D: number;
   H: number;
   F: number;
@@ -69,10 +67,8 @@ interface BlockActs {
   x: Region; // bf16 [R, D] LN1 input
   mean1: Region;
   rstd1: Region;
-  q: Region;
-  k: Region;
-  v: Region; // bf16 [B, H, N, 64]
-  P: Region; // bf16 [B*H, N, N]
+  qkv: Region; // bf16 [R, 3D] in_proj output before its bias (the attention kernels add it)
+  lse: Region; // fp32 [B*H*N] attention row log2-sum-exp2 (probabilities are recomputed)
   o: Region; // bf16 [R, D]
   xmid: Region; // bf16 [R, D]
   mean2: Region;
@@ -115,7 +111,6 @@ export class TowerModel {
     this.dims = {
       B: maxBatch,
       N: G * G + 1,
-      Np: Math.ceil((G * G + 1) / 8) * 8,
       D,
       H: D / HEAD_DIM,
       F: 4 * D,
@@ -176,7 +171,7 @@ export class TowerModel {
   }
 
   private plan(model: EngineModel): void {
-    const { B, N, Np, D, H, F, E, C, K, P, L } = this.dims;
+    const { B, N, D, H, F, E, C, K, P, L } = this.dims;
     const R = B * N;
     const a = this.arena;
     const pre = "visual.";
@@ -241,10 +236,8 @@ export class TowerModel {
         x: a.take(`act${l}.x`, R * D * BF),
         mean1: a.take(`act${l}.mean1`, R * F4),
         rstd1: a.take(`act${l}.rstd1`, R * F4),
-        q: a.take(`act${l}.q`, R * D * BF),
-        k: a.take(`act${l}.k`, R * D * BF),
-        v: a.take(`act${l}.v`, R * D * BF),
-        P: a.take(`act${l}.P`, B * H * N * Np * BF),
+        qkv: a.take(`act${l}.qkv`, R * 3 * D * BF),
+        lse: a.take(`act${l}.lse`, B * H * N * F4),
         o: a.take(`act${l}.o`, R * D * BF),
         xmid: a.take(`act${l}.xmid`, R * D * BF),
         mean2: a.take(`act${l}.mean2`, R * F4),
@@ -262,20 +255,14 @@ export class TowerModel {
     s("residS", R * D * F4);
     s("residT", R * D * F4);
     s("h", R * D * BF);
-    s("scores", B * H * N * Np * F4);
     s("dresid", 2 * R * D * F4);
     s("dresBf", 2 * R * D * BF);
     // forward-only scratch and backward-only scratch share their bytes
     a.beginUnion();
     s("patchOut", B * P * D * BF);
     s("qkv", R * 3 * D * BF);
-    s("tq", R * D * BF);
-    s("tk", R * D * BF);
-    s("tv", R * D * BF);
-    s("tP", B * H * N * Np * BF);
     s("tmean", R * F4);
     s("trstd", R * F4);
-    s("oh", R * D * BF);
     s("to", R * D * BF);
     s("y", R * D * BF);
     s("g", R * F * BF);
@@ -283,11 +270,6 @@ export class TowerModel {
     a.alternative();
     s("dF", 2 * R * F * BF);
     s("dD", 2 * R * D * BF);
-    s("dOh", 2 * R * D * BF);
-    s("dS", B * H * N * Np * BF);
-    s("dq", 2 * R * D * BF);
-    s("dk", 2 * R * D * BF);
-    s("dv", 2 * R * D * BF);
     s("dqkv", 2 * R * 3 * D * BF);
     if (this.convMask) s("dPatch", 2 * B * P * D * BF);
     a.endUnion();
@@ -338,7 +320,7 @@ export class TowerModel {
    * in residS (student) or residT.
    */
   forward(B: number, mode: "student" | "teacher" | "eval-student"): void {
-    const { N, Np, D, H, F, K, P, L } = this.dims;
+    const { N, D, H, F, K, P, L } = this.dims;
     const R = B * N;
     const keep = mode === "student";
     const studentWeights = mode !== "teacher";
@@ -382,14 +364,10 @@ export class TowerModel {
       R,
       D,
     });
-    const BH = B * H;
     for (let l = 0; l < L; l++) {
       const w = this.blocks[l];
       const act = this.acts[l];
-      const q = keep ? act.q.ptr : this.ptr("tq");
-      const k = keep ? act.k.ptr : this.ptr("tk");
-      const v = keep ? act.v.ptr : this.ptr("tv");
-      const Pm = keep ? act.P.ptr : this.ptr("tP");
+      const qkv = keep ? act.qkv.ptr : this.ptr("qkv");
       const o = keep ? act.o.ptr : this.ptr("to");
       const u = keep ? act.u.ptr : this.ptr("tu");
       gemm.gemm({
@@ -399,33 +377,9 @@ export class TowerModel {
         A: { ptr: h, ld: D },
         B: { ptr: studentWeights ? w.inWp.ptr : w.inW.ptr, ld: D },
         transB: true,
-        C: { ptr: this.ptr("qkv"), ld: 3 * D },
+        C: { ptr: qkv, ld: 3 * D },
       });
-      this.k.rowsToHeads(this.ptr("qkv"), 3 * D, 0, w.inB.ptr, q, B, N, H);
-      this.k.rowsToHeads(this.ptr("qkv"), 3 * D, D, w.inB.ptr + D * F4, k, B, N, H);
-      this.k.rowsToHeads(this.ptr("qkv"), 3 * D, 2 * D, w.inB.ptr + 2 * D * F4, v, B, N, H);
-      const hs = N * HEAD_DIM;
-      gemm.gemm({
-        M: N,
-        N,
-        K: HEAD_DIM,
-        A: { ptr: q, ld: HEAD_DIM, stride: hs },
-        B: { ptr: k, ld: HEAD_DIM, stride: hs },
-        transB: true,
-        C: { ptr: this.ptr("scores"), ld: Np, stride: N * Np, type: "f32" },
-        batch: BH,
-      });
-      this.k.softmaxFwd(this.ptr("scores"), Pm, BH * N, N, Np, 1 / Math.sqrt(HEAD_DIM));
-      gemm.gemm({
-        M: N,
-        N: HEAD_DIM,
-        K: N,
-        A: { ptr: Pm, ld: Np, stride: N * Np },
-        B: { ptr: v, ld: HEAD_DIM, stride: hs },
-        C: { ptr: this.ptr("oh"), ld: HEAD_DIM, stride: hs },
-        batch: BH,
-      });
-      this.k.headsToRows(this.ptr("oh"), o, D, 0, B, N, H);
+      this.k.attnFwd(qkv, w.inB.ptr, o, keep ? act.lse.ptr : 0, B, N, H);
       gemm.gemm({
         M: R,
         N: D,
@@ -457,7 +411,7 @@ export class TowerModel {
         transB: true,
         C: { ptr: u, ld: F },
       });
-      this.k.biasGeluFwd(u, w.fcB.ptr, this.ptr("g"), R * F, F);
+      this.k.biasGeluFwd(u, w.fcB.ptr, this.ptr("g"), R * F, F, keep);
       gemm.gemm({
         M: R,
         N: D,
@@ -488,10 +442,8 @@ export class TowerModel {
 
   /** Both loss signals from dresid (class-token rows filled by head_step) down to the masked weights' gradients. */
   backward(B: number): void {
-    const { N, Np, D, H, F, K, P, L } = this.dims;
+    const { N, D, H, F, K, P, L } = this.dims;
     const R = B * N;
-    const BH = B * H;
-    const hs = N * HEAD_DIM;
     const gemm = this.blas;
     const dresid = this.ptr("dresid");
     const dresBf = this.ptr("dresBf");
@@ -553,63 +505,19 @@ export class TowerModel {
         B: { ptr: w.outWp.ptr, ld: D },
         C: { ptr: dD, ld: D },
       });
-      const dOh = this.ptr("dOh");
-      this.k.rowsToHeads(dD, D, 0, 0, dOh, 2 * B, N, H);
-      for (let s = 0; s < 2; s++) {
-        const off = s * R * D * BF;
-        gemm.gemm({
-          M: N,
-          N,
-          K: HEAD_DIM,
-          A: { ptr: dOh + off, ld: HEAD_DIM, stride: hs },
-          B: { ptr: act.v.ptr, ld: HEAD_DIM, stride: hs },
-          transB: true,
-          C: { ptr: this.ptr("scores"), ld: Np, stride: N * Np, type: "f32" },
-          batch: BH,
-        });
-        gemm.gemm({
-          M: N,
-          N: HEAD_DIM,
-          K: N,
-          A: { ptr: act.P.ptr, ld: Np, stride: N * Np },
-          transA: true,
-          B: { ptr: dOh + off, ld: HEAD_DIM, stride: hs },
-          C: { ptr: this.ptr("dv") + off, ld: HEAD_DIM, stride: hs },
-          batch: BH,
-        });
-        this.k.softmaxBwd(
-          this.ptr("scores"),
-          act.P.ptr,
-          this.ptr("dS"),
-          BH * N,
-          N,
-          Np,
-          1 / Math.sqrt(HEAD_DIM),
-        );
-        gemm.gemm({
-          M: N,
-          N: HEAD_DIM,
-          K: N,
-          A: { ptr: this.ptr("dS"), ld: Np, stride: N * Np },
-          B: { ptr: act.k.ptr, ld: HEAD_DIM, stride: hs },
-          C: { ptr: this.ptr("dq") + off, ld: HEAD_DIM, stride: hs },
-          batch: BH,
-        });
-        gemm.gemm({
-          M: N,
-          N: HEAD_DIM,
-          K: N,
-          A: { ptr: this.ptr("dS"), ld: Np, stride: N * Np },
-          transA: true,
-          B: { ptr: act.q.ptr, ld: HEAD_DIM, stride: hs },
-          C: { ptr: this.ptr("dk") + off, ld: HEAD_DIM, stride: hs },
-          batch: BH,
-        });
-      }
       const dqkv = this.ptr("dqkv");
-      this.k.headsToRows(this.ptr("dq"), dqkv, 3 * D, 0, 2 * B, N, H);
-      this.k.headsToRows(this.ptr("dk"), dqkv, 3 * D, D, 2 * B, N, H);
-      this.k.headsToRows(this.ptr("dv"), dqkv, 3 * D, 2 * D, 2 * B, N, H);
+      this.k.attnBwd({
+        qkv: act.qkv.ptr,
+        bias: w.inB.ptr,
+        o: act.o.ptr,
+        dO: dD,
+        lse: act.lse.ptr,
+        dqkv,
+        S: 2,
+        B,
+        N,
+        H,
+      });
       if (w.inMask) {
         const h = this.ptr("h");
         this.k.lnRecompute(act.x.ptr, act.mean1.ptr, act.rstd1.ptr, w.ln1w.ptr, w.ln1b.ptr, h, R, D);

@@ -1,0 +1,174 @@
+/**
+ * Device check of the fused attention kernels (kernels/attention.cu) at ViT-B/16 shape (N = 197,
+ * 12 heads, several 32-key chunks, partial tiles) against a float64 reference on the host:
+ * forward o and lse, backward dq, dk, dv for two signals. Errors are max |a - b| / max |b|.
+ */
+import { f32ToBf16 } from "@unmask/clip";
+import { CudaDriver } from "../../src/engines/cuda/driver.js";
+import { Kernels } from "../../src/engines/cuda/kernels.js";
+import { openCudaLibraries } from "../../src/engines/cuda/libraries.js";
+
+function bf(x: number): number {
+  const u = new Uint32Array(1);
+  u[0] = f32ToBf16(x) << 16;
+  return new Float32Array(u.buffer)[0];
+}
+
+function randomBf16(n: number, std: number, seed: number): { bits: Uint16Array; vals: Float64Array } {
+  let s = seed >>> 0 || 1;
+  const next = () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return (s + 0.5) / 4294967296;
+  };
+  const bits = new Uint16Array(n);
+  const vals = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const v = std * Math.sqrt(-2 * Math.log(next())) * Math.cos(2 * Math.PI * next());
+    bits[i] = f32ToBf16(v);
+    vals[i] = bf(v);
+  }
+  return { bits, vals };
+}
+
+function toF32(bits: Uint16Array): Float32Array {
+  const u = new Uint32Array(bits.length);
+  for (let i = 0; i < bits.length; i++) u[i] = bits[i] << 16;
+  return new Float32Array(u.buffer);
+}
+
+function err(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < want.length; i++) {
+    num = Math.max(num, Math.abs(got[i] - want[i]));
+    den = Math.max(den, Math.abs(want[i]));
+  }
+  return num / (den || 1);
+}
+
+export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<string, number>> {
+  const libs = await openCudaLibraries();
+  const cu = CudaDriver.open(libs.koffi, libs.driver, 0);
+  const stream = cu.createStream();
+  const k = new Kernels(cu, stream);
+  const D = H * 64;
+  const R = B * N;
+  const qkv = randomBf16(R * 3 * D, 1.5, 7);
+  const dO = randomBf16(2 * R * D, 1, 11);
+  const bias = new Float32Array(3 * D);
+  for (let i = 0; i < bias.length; i++) bias[i] = 0.1 * Math.sin(i * 0.37);
+  const dev = (bytes: number) => cu.alloc(bytes);
+  const pQkv = dev(qkv.bits.byteLength);
+  const pBias = dev(bias.byteLength);
+  const pO = dev(R * D * 2);
+  const pLse = dev(B * H * N * 4);
+  const pDo = dev(dO.bits.byteLength);
+  const pDqkv = dev(2 * R * 3 * D * 2);
+  cu.upload(pQkv, qkv.bits);
+  cu.upload(pBias, bias);
+  cu.upload(pDo, dO.bits);
+  k.attnFwd(pQkv, pBias, pO, pLse, B, N, H);
+  k.attnBwd({ qkv: pQkv, bias: pBias, o: pO, dO: pDo, lse: pLse, dqkv: pDqkv, S: 2, B, N, H });
+  cu.synchronize(stream);
+  const oBits = new Uint16Array(R * D);
+  cu.download(oBits, pO);
+  const lse = new Float32Array(B * H * N);
+  cu.download(lse, pLse);
+  const dBits = new Uint16Array(2 * R * 3 * D);
+  cu.download(dBits, pDqkv);
+  const o = toF32(oBits);
+  const dqkv = toF32(dBits);
+  // float64 reference (q, k, v with the bias added and rounded to bf16, as the kernels load them)
+  const refO = new Float64Array(R * D);
+  const refLse = new Float64Array(B * H * N);
+  const refD = new Float64Array(2 * R * 3 * D);
+  const scale = 1 / 8;
+  const at = (r: number, c: number) => bf(qkv.vals[r * 3 * D + c] + bias[c]);
+  const P = new Float64Array(N * N);
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++) {
+      const q = (i: number, d: number) => at(b * N + i, h * 64 + d);
+      const kk = (j: number, d: number) => at(b * N + j, D + h * 64 + d);
+      const v = (j: number, d: number) => at(b * N + j, 2 * D + h * 64 + d);
+      const Q = new Float64Array(N * 64);
+      const K = new Float64Array(N * 64);
+      const V = new Float64Array(N * 64);
+      for (let i = 0; i < N; i++)
+        for (let d = 0; d < 64; d++) {
+          Q[i * 64 + d] = q(i, d);
+          K[i * 64 + d] = kk(i, d);
+          V[i * 64 + d] = v(i, d);
+        }
+      for (let i = 0; i < N; i++) {
+        let mx = -Infinity;
+        for (let j = 0; j < N; j++) {
+          let acc = 0;
+          for (let d = 0; d < 64; d++) acc += Q[i * 64 + d] * K[j * 64 + d];
+          P[i * N + j] = acc * scale;
+          mx = Math.max(mx, acc * scale);
+        }
+        let sum = 0;
+        for (let j = 0; j < N; j++) {
+          P[i * N + j] = Math.exp(P[i * N + j] - mx);
+          sum += P[i * N + j];
+        }
+        for (let j = 0; j < N; j++) P[i * N + j] /= sum;
+        refLse[(b * H + h) * N + i] = (mx + Math.log(sum)) * Math.LOG2E;
+        for (let d = 0; d < 64; d++) {
+          let acc = 0;
+          for (let j = 0; j < N; j++) acc += P[i * N + j] * V[j * 64 + d];
+          refO[(b * N + i) * D + h * 64 + d] = acc;
+        }
+      }
+      for (let s = 0; s < 2; s++) {
+        const g = (i: number, d: number) => dO.vals[(s * R + b * N + i) * D + h * 64 + d];
+        const dS = new Float64Array(N * N);
+        for (let i = 0; i < N; i++) {
+          let Di = 0;
+          for (let d = 0; d < 64; d++) Di += g(i, d) * refO[(b * N + i) * D + h * 64 + d];
+          for (let j = 0; j < N; j++) {
+            let dp = 0;
+            for (let d = 0; d < 64; d++) dp += g(i, d) * V[j * 64 + d];
+            dS[i * N + j] = P[i * N + j] * (dp - Di);
+          }
+        }
+        const row = (i: number) => (s * R + b * N + i) * 3 * D;
+        for (let i = 0; i < N; i++)
+          for (let d = 0; d < 64; d++) {
+            let dq = 0;
+            let dk = 0;
+            let dv = 0;
+            for (let j = 0; j < N; j++) {
+              dq += dS[i * N + j] * K[j * 64 + d];
+              dk += dS[j * N + i] * Q[j * 64 + d];
+              dv += P[j * N + i] * g(j, d);
+            }
+            refD[row(i) + h * 64 + d] = dq * scale;
+            refD[row(i) + D + h * 64 + d] = dk * scale;
+            refD[row(i) + 2 * D + h * 64 + d] = dv;
+          }
+      }
+    }
+  const part = (a: ArrayLike<number>, which: number) => {
+    const out: number[] = [];
+    for (let r = 0; r < 2 * R; r++)
+      for (let c = 0; c < D; c++) out.push(a[r * 3 * D + which * D + c]);
+    return out;
+  };
+  const result = {
+    o: err(o, refO),
+    lse: err(lse, refLse),
+    dq: err(part(dqkv, 0), part(refD, 0)),
+    dk: err(part(dqkv, 1), part(refD, 1)),
+    dv: err(part(dqkv, 2), part(refD, 2)),
+  };
+  for (const p of [pQkv, pBias, pO, pLse, pDo, pDqkv]) cu.free(p);
+  k.dispose();
+  cu.destroyStream(stream);
+  cu.close();
+  return result;
+}
