@@ -6,6 +6,7 @@ import { SafetensorsFile } from "@unmask/clip";
 import { fixturePath } from "@unmask/fixtures";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ConvertProgress, convert } from "../convert.js";
+import { onnxExportStep } from "./convert-step.js";
 import { decodeModel } from "./onnx-proto.js";
 import { logitsPerImage, maxAbsError, relativeMaxError } from "./parity.js";
 import { type ExpectedOutputs, readExpectedOutputs, runTowersOn } from "./testing.js";
@@ -78,5 +79,20 @@ describe("convert options", () => {
       onnx: false,
     });
     expect(result.files).toEqual(["config.json", "model.safetensors"]);
+  });
+
+  it("skips models without a ViT image tower, saying why", async () => {
+    const events: ConvertProgress[] = [];
+    const dir = join(root, "resnet");
+    const { config } = await convert(fixturePath("tiny-vit-p8/model.jit.pt"), dir, { onnx: false });
+    await onnxExportStep().run({
+      dir,
+      weightsPath: join(dir, "model.safetensors"),
+      config: { ...config, architecture: "resnet", visionPatchSize: null },
+      configJson: JSON.parse(readFileSync(join(dir, "config.json"), "utf8")),
+      tensors: [],
+      onProgress: (e) => events.push(e),
+    });
+    expect(events).toEqual([{ status: "onnx-skipped", reason: expect.stringContaining("resnet") }]);
   });
 });
