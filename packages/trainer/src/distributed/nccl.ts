@@ -299,6 +299,16 @@ export class NcclCommunicator {
     return op;
   }
 
+  /** Runs `enqueue` (several collectives) between ncclGroupStart and ncclGroupEnd: one launch. */
+  group(enqueue: () => void): void {
+    this.nccl.groupStart();
+    try {
+      enqueue();
+    } finally {
+      this.nccl.groupEnd();
+    }
+  }
+
   /** Frees the communicator after its work is done (collective: every rank calls it). */
   destroy(): void {
     if (this.destroyed) return;
