@@ -134,7 +134,7 @@ describe("planBuckets", () => {
     const plan = planBuckets({ tensors, bucketBytes: 64 });
     const flat = new Float32Array(plan.totalElements);
     const views = slotViews(plan, flat);
-    views.forEach((v, t) => v.fill(t + 1));
+    for (const [t, v] of views.entries()) v.fill(t + 1);
     expect(Array.from(flat)).toEqual([
       ...new Array(8).fill(2),
       ...new Array(12).fill(1),

@@ -245,6 +245,9 @@ export interface TcpStoreClientOptions {
   timeoutMs?: number;
 }
 
+/** A request before the client numbers it (Omit distributed over the union). */
+type RequestWithoutId = StoreRequest extends infer R ? (R extends unknown ? Omit<R, "id"> : never) : never;
+
 interface Pending {
   resolve: (response: StoreResponse) => void;
   reject: (error: Error) => void;
@@ -323,7 +326,7 @@ export class TcpStoreClient {
     }
   }
 
-  private request(request: Omit<StoreRequest, "id">, backstopMs: number): Promise<StoreResponse> {
+  private request(request: RequestWithoutId, backstopMs: number): Promise<StoreResponse> {
     if (this.closedError) return Promise.reject(this.closedError);
     const id = this.nextId;
     this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
