@@ -104,8 +104,11 @@ export interface Rendezvous {
   uniqueId: Uint8Array | null;
   /** The connection to the store (kept for barriers and checks); null in a world of 1. */
   store: TcpStoreClient | null;
-  /** Closes the connection and, on the rank that hosts it, the store (after a last barrier). */
-  close(): Promise<void>;
+  /**
+   * Closes the connection and, on the rank that hosts it, the store once every other rank has
+   * closed. `wait: false` (after a failure, when peers may be gone) closes at once.
+   */
+  close(options?: { wait?: boolean }): Promise<void>;
 }
 
 const UNIQUE_ID_KEY = "nccl/unique-id";
@@ -152,9 +155,10 @@ export async function rendezvous(options: RendezvousOptions): Promise<Rendezvous
       world,
       uniqueId,
       store: joined,
-      async close() {
+      async close(closeOptions: { wait?: boolean } = {}) {
         // The host keeps the store up until every other rank has said goodbye.
         try {
+          if (closeOptions.wait === false) return;
           if (server)
             for (let r = 0; r < world.worldSize; r++)
               if (r !== world.rank) await joined.get(`close/${r}`, { timeoutMs });
