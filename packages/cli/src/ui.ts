@@ -26,7 +26,7 @@ export interface Bar {
 export function progressBar(
   label: string,
   total: number,
-  options: { quiet?: boolean; format?: string } = {},
+  options: { quiet?: boolean; format?: string; payload?: Record<string, unknown> } = {},
 ): Bar {
   if (options.quiet || !process.stderr.isTTY) return { update() {}, setTotal() {}, stop() {} };
   const bar = new cliProgress.SingleBar(
@@ -38,7 +38,7 @@ export function progressBar(
     },
     cliProgress.Presets.shades_classic,
   );
-  bar.start(total, 0);
+  bar.start(total, 0, options.payload);
   return {
     update: (value, payload) => bar.update(value, payload),
     setTotal: (t) => bar.setTotal(t),

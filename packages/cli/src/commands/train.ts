@@ -137,6 +137,7 @@ function progressRenderer(quiet: boolean): { onProgress: (e: TrainProgress) => v
         bar ??= progressBar("train", e.totalSteps, {
           format:
             "train [{bar}] epoch {epoch} step {value}/{total} | loss {loss} | acc {acc} | {ips} img/s | ETA {etaText}",
+          payload: { epoch: `1/${e.epochs}`, loss: "-", acc: "-", ips: "-", etaText: "-" },
         });
         bar.update(e.globalStep, {
           epoch: `${e.epoch + 1}/${e.epochs}`,
