@@ -24,6 +24,27 @@ export { type InMemoryDatasetOptions, inMemoryDataset } from "./data/in-memory.j
 export { type RandomState, SeededRandom } from "./data/random.js";
 export { alignClasses, loadDataPath, type ResolvedData, resolveData } from "./data/resolve.js";
 export { EpochSampler, type SampledBatch, type SamplerState, stepsPerEpoch } from "./data/sampler.js";
+export {
+  type DataParallel,
+  type DistributedEngineOptions,
+  type GradientReducer,
+  identityReducer,
+  joinDataParallel,
+  type LaunchOptions,
+  type LaunchResult,
+  launchWorkers,
+  Nccl,
+  parseWorldEnv,
+  planBuckets,
+  type ReducerContext,
+  rendezvous,
+  runWorker,
+  shardRange,
+  startTcpStore,
+  TcpStoreClient,
+  type WorkerContext,
+  type WorldInfo,
+} from "./distributed/index.js";
 export * from "./engine.js";
 export { type EngineName, engineFactory } from "./engine-factory.js";
 export {
