@@ -14,6 +14,9 @@ import type { ImageCache } from "../engine.js";
 import type { DatasetItem } from "./dataset.js";
 import type { ImageIo } from "./image-io.js";
 
+/** Images decoded concurrently while the cache is built. */
+const DECODE_CONCURRENCY = 8;
+
 /** 8192 x 8192 x 3 bytes per image would already be 200 MB: a size this large is a mistake. */
 export const MAX_CACHE_SIZE = 8192;
 
@@ -42,14 +45,19 @@ export async function buildImageCache(options: BuildImageCacheOptions): Promise<
   const stride = size * size * 3;
   const pixels = new Uint8Array(items.length * stride);
   const sizes: { width: number; height: number }[] = [];
-  for (let i = 0; i < items.length; i++) {
+  // Decode a few at a time (sharp works on its own thread pool); resize and store in order.
+  for (let start = 0; start < items.length; start += DECODE_CONCURRENCY) {
     options.signal?.throwIfAborted();
-    const image = await io.load(items[i].source);
-    sizes.push({ width: image.width, height: image.height });
-    const resized =
-      image.width === size && image.height === size ? image.data : io.resize(image, size, size).data;
-    pixels.set(resized, i * stride);
-    options.onImage?.(i + 1, items.length);
+    const chunk = items.slice(start, start + DECODE_CONCURRENCY);
+    const images = await Promise.all(chunk.map((item) => io.load(item.source)));
+    images.forEach((image, k) => {
+      const i = start + k;
+      sizes.push({ width: image.width, height: image.height });
+      const resized =
+        image.width === size && image.height === size ? image.data : io.resize(image, size, size).data;
+      pixels.set(resized, i * stride);
+      options.onImage?.(i + 1, items.length);
+    });
   }
   return { cache: { count: items.length, height: size, width: size, pixels }, sizes };
 }
