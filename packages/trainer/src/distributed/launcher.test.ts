@@ -7,7 +7,7 @@ import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
 import { bundleChild } from "../../test/bundle-child.js";
-import { launchWorkers, type WorkerOutputLine } from "./launcher.js";
+import { type LaunchOptions, launchWorkers, type WorkerOutputLine } from "./launcher.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -117,12 +117,13 @@ describe("launchWorkers", () => {
   });
 
   it("validates its options", async () => {
-    for (const [options, subject] of [
+    const cases: [Omit<LaunchOptions, "entry">, string][] = [
       [{ gpus: 0 }, "gpus"],
       [{ gpus: 2, devices: ["0"] }, "devices"],
       [{ gpus: 2, nodes: 2, nodeRank: 2 }, "nodeRank"],
       [{ gpus: 2, nodes: 2, nodeRank: 1, masterPort: 0 }, "MASTER_PORT"],
-    ] as const) {
+    ];
+    for (const [options, subject] of cases) {
       const error = await launchWorkers({ entry, ...options }).catch((e) => e);
       expect([error.code, error.subject]).toEqual(["BAD_OPTION", subject]);
     }
