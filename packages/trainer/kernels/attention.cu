@@ -68,46 +68,70 @@ __device__ __forceinline__ float quad_sum(float v) {
 
 // rows [0, rows) of a [rows][ATT_LD] tile from src rows row0.. (ld elements apart) at column col;
 // rows >= valid are zero. bias (fp32, already offset to col) is added and rounded to bf16.
+// blockDim.x is a multiple of 8, so each thread always serves the same 8 columns; loads are
+// issued LOAD_UNROLL at a time so that many are in flight before the first is used.
+#define LOAD_UNROLL 8
 __device__ __forceinline__ void load_tile(bf16* dst, const bf16* __restrict__ src, long long row0, int ld, int col,
                                           const float* __restrict__ bias, int rows, int valid) {
-  for (int i = threadIdx.x; i < rows * 8; i += blockDim.x) {
-    const int r = i >> 3, c8 = i & 7;
-    Pack8 p;
-    if (r < valid) {
-      p.u = *(const uint4*)(src + (row0 + r) * ld + col + c8 * 8);
-      if (bias) {
+  const int c8 = threadIdx.x & 7, total = rows * 8;
+  float bv[8];
 #pragma unroll
-        for (int j = 0; j < 8; j++) p.h[j] = __float2bfloat16(__bfloat162float(p.h[j]) + bias[c8 * 8 + j]);
-      }
-    } else {
-      p.u = make_uint4(0u, 0u, 0u, 0u);
+  for (int j = 0; j < 8; j++) bv[j] = bias ? bias[c8 * 8 + j] : 0.f;
+  for (int base = threadIdx.x; base < total; base += LOAD_UNROLL * blockDim.x) {
+    uint4 v[LOAD_UNROLL];
+#pragma unroll
+    for (int u = 0; u < LOAD_UNROLL; u++) {
+      const int i = base + u * blockDim.x, r = i >> 3;
+      v[u] = i < total && r < valid ? *(const uint4*)(src + (row0 + r) * ld + col + c8 * 8) : make_uint4(0u, 0u, 0u, 0u);
     }
-    *(uint4*)(dst + r * ATT_LD + c8 * 8) = p.u;
+#pragma unroll
+    for (int u = 0; u < LOAD_UNROLL; u++) {
+      const int i = base + u * blockDim.x, r = i >> 3;
+      if (i >= total) break;
+      Pack8 p;
+      p.u = v[u];
+      if (bias && r < valid) {
+#pragma unroll
+        for (int j = 0; j < 8; j++) p.h[j] = __float2bfloat16(__bfloat162float(p.h[j]) + bv[j]);
+      }
+      *(uint4*)(dst + r * ATT_LD + c8 * 8) = p.u;
+    }
   }
 }
 
 // dO tile (as load_tile, no bias) plus Ds[r] = sum_j dO[r, j] * o[r, j] (0 for rows >= valid).
-// rows * 8 must be a multiple of blockDim.x (8 consecutive threads share a row).
+// rows * 8 must be a multiple of blockDim.x (8 consecutive threads share a row, and every
+// thread runs the same iterations: the shuffles are uniform).
+#define GRAD_UNROLL 4
 __device__ __forceinline__ void load_grad_tile(bf16* dst, float* Ds, const bf16* __restrict__ dO, long long dRow0,
                                                const bf16* __restrict__ o, long long oRow0, int ld, int col, int rows,
                                                int valid) {
-  for (int i = threadIdx.x; i < rows * 8; i += blockDim.x) {
-    const int r = i >> 3, c8 = i & 7;
-    Pack8 p, q;
-    float dot = 0.f;
-    if (r < valid) {
-      p.u = *(const uint4*)(dO + (dRow0 + r) * ld + col + c8 * 8);
-      q.u = *(const uint4*)(o + (oRow0 + r) * ld + col + c8 * 8);
+  const int c8 = threadIdx.x & 7, total = rows * 8;
+  for (int base = threadIdx.x; base < total; base += GRAD_UNROLL * blockDim.x) {
+    uint4 pv[GRAD_UNROLL], qv[GRAD_UNROLL];
+#pragma unroll
+    for (int u = 0; u < GRAD_UNROLL; u++) {
+      const int i = base + u * blockDim.x, r = i >> 3;
+      const bool ok = i < total && r < valid;
+      pv[u] = ok ? *(const uint4*)(dO + (dRow0 + r) * ld + col + c8 * 8) : make_uint4(0u, 0u, 0u, 0u);
+      qv[u] = ok ? *(const uint4*)(o + (oRow0 + r) * ld + col + c8 * 8) : make_uint4(0u, 0u, 0u, 0u);
+    }
+#pragma unroll
+    for (int u = 0; u < GRAD_UNROLL; u++) {
+      const int i = base + u * blockDim.x, r = i >> 3;
+      if (base + u * (int)blockDim.x - (int)threadIdx.x >= total) break;  // uniform over the block
+      Pack8 p, q;
+      p.u = pv[u];
+      q.u = qv[u];
+      float dot = 0.f;
 #pragma unroll
       for (int j = 0; j < 8; j++) dot += __bfloat162float(p.h[j]) * __bfloat162float(q.h[j]);
-    } else {
-      p.u = make_uint4(0u, 0u, 0u, 0u);
+      *(uint4*)(dst + r * ATT_LD + c8 * 8) = p.u;
+      dot += __shfl_xor_sync(0xffffffffu, dot, 1);
+      dot += __shfl_xor_sync(0xffffffffu, dot, 2);
+      dot += __shfl_xor_sync(0xffffffffu, dot, 4);
+      if (c8 == 0) Ds[r] = dot;
     }
-    *(uint4*)(dst + r * ATT_LD + c8 * 8) = p.u;
-    dot += __shfl_xor_sync(0xffffffffu, dot, 1);
-    dot += __shfl_xor_sync(0xffffffffu, dot, 2);
-    dot += __shfl_xor_sync(0xffffffffu, dot, 4);
-    if (c8 == 0) Ds[r] = dot;
   }
 }
 

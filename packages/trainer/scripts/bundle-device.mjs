@@ -29,6 +29,35 @@ await build({
   },
   logLevel: "warning",
 });
+// the full-run entry (train() + convert()): sharp (image decoding) is replaced by a stub that
+// throws, since the device gets its images already decoded (bench/device/prep-fashion.mjs)
+await build({
+  entryPoints: [join(pkg, "bench", "device", "full-run.ts")],
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node20",
+  outfile: join(out, "run", "full.mjs"), // clip finds its BPE vocabulary at ../assets
+  external: ["koffi", "onnxruntime-node"],
+  plugins: [
+    {
+      name: "no-sharp",
+      setup(b) {
+        b.onResolve({ filter: /^sharp$/ }, () => ({ path: "sharp", namespace: "stub" }));
+        b.onLoad({ filter: /.*/, namespace: "stub" }, () => ({
+          contents: "export default function sharp() { throw new Error('sharp is not on this machine'); }",
+          loader: "js",
+        }));
+      },
+    },
+  ],
+  banner: {
+    js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
+  },
+  logLevel: "warning",
+});
+const vocab = "bpe_simple_vocab_16e6.txt.gz";
+cpSync(join(pkg, "..", "clip", "assets", vocab), join(out, "assets", vocab));
 cpSync(join(pkg, "kernels", "unmask.fatbin"), join(out, "unmask.fatbin"));
 // only what koffi's ESM entry loads: the device's working tree is size-limited
 const koffiDir = realpathSync(join(pkg, "node_modules", "koffi"));

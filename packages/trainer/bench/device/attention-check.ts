@@ -155,8 +155,7 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
     }
   const part = (a: ArrayLike<number>, which: number) => {
     const out: number[] = [];
-    for (let r = 0; r < 2 * R; r++)
-      for (let c = 0; c < D; c++) out.push(a[r * 3 * D + which * D + c]);
+    for (let r = 0; r < 2 * R; r++) for (let c = 0; c < D; c++) out.push(a[r * 3 * D + which * D + c]);
     return out;
   };
   const result = {

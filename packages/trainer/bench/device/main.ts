@@ -251,7 +251,9 @@ async function bench(batches: number[], profile = false) {
           `  ${r.ms.toFixed(3).padStart(9)} ms ${String(r.calls).padStart(4)}x  ${r.flops ? `${(r.flops / r.ms / 1e9).toFixed(0).padStart(4)} TF/s` : "         "}  ${r.name}`,
         );
       for (const m of engine.memoryBreakdown().slice(0, 24))
-        console.log(`  ${(m.bytes / 2 ** 20).toFixed(1).padStart(9)} MiB ${String(m.count).padStart(3)}x  ${m.name}`);
+        console.log(
+          `  ${(m.bytes / 2 ** 20).toFixed(1).padStart(9)} MiB ${String(m.count).padStart(3)}x  ${m.name}`,
+        );
     }
     await engine.dispose();
   }
@@ -262,8 +264,7 @@ if (cmd === "parity") {
   out({ check: "attention_vit_b16_shape", ...(await attentionCheck()) });
   out({ check: "attention_nano_shape", ...(await attentionCheck(3, 65, 2)) });
   await parity(rest[0]);
-}
-else if (cmd === "bench") await bench(rest.map(Number));
+} else if (cmd === "bench") await bench(rest.map(Number));
 else if (cmd === "profile") await bench(rest.map(Number), true);
 else {
   console.error("usage: main.mjs parity <dir> | bench <batch>...");

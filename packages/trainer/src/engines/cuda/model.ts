@@ -247,18 +247,19 @@ export class TowerModel {
     const s = (name: string, bytes: number) => {
       this.r[name] = a.take(name, bytes);
     };
-    s("pixels", B * 3 * this.dims.res * this.dims.res * F4);
     s("patches", B * P * K * BF);
     s("x0", R * D * BF);
     s("mean0", R * F4);
     s("rstd0", R * F4);
     s("residS", R * D * F4);
-    s("residT", R * D * F4);
     s("h", R * D * BF);
     s("dresid", 2 * R * D * F4);
     s("dresBf", 2 * R * D * BF);
-    // forward-only scratch and backward-only scratch share their bytes
+    // forward-only scratch and backward-only scratch share their bytes (the input pixels are
+    // read by patchify before the forward and are dead by the backward; the teacher's residual
+    // stream is dead once the head has run)
     a.beginUnion();
+    s("residT", R * D * F4);
     s("patchOut", B * P * D * BF);
     s("qkv", R * 3 * D * BF);
     s("tmean", R * F4);
@@ -266,12 +267,12 @@ export class TowerModel {
     s("to", R * D * BF);
     s("y", R * D * BF);
     s("g", R * F * BF);
-    s("tu", R * F * BF);
     a.alternative();
-    s("dF", 2 * R * F * BF);
+    s("pixels", B * 3 * this.dims.res * this.dims.res * F4);
+    // the backward runs the MLP and the attention one signal at a time: [R, width] scratch
+    s("dF", Math.max(R * F, this.convMask ? 2 * B * P * D : 0) * BF); // also dPatch, after the blocks
     s("dD", 2 * R * D * BF);
-    s("dqkv", 2 * R * 3 * D * BF);
-    if (this.convMask) s("dPatch", 2 * B * P * D * BF);
+    s("dqkv", R * 3 * D * BF);
     a.endUnion();
     s("stats", B * 4 * F4);
     s("logits", 2 * B * C * F4);
@@ -369,7 +370,7 @@ export class TowerModel {
       const act = this.acts[l];
       const qkv = keep ? act.qkv.ptr : this.ptr("qkv");
       const o = keep ? act.o.ptr : this.ptr("to");
-      const u = keep ? act.u.ptr : this.ptr("tu");
+      const u = keep ? act.u.ptr : this.ptr("g"); // the teacher activates in place
       gemm.gemm({
         M: R,
         N: 3 * D,
@@ -455,23 +456,25 @@ export class TowerModel {
       const w = this.blocks[l];
       const act = this.acts[l];
       // MLP: dg = dres @ Wproj, du = dg * gelu'(u), dln2 = du @ Wfc, LN2 backward onto the residual
-      gemm.gemm({
-        M: 2 * R,
-        N: F,
-        K: D,
-        A: { ptr: dresBf, ld: D },
-        B: { ptr: w.projW.ptr, ld: F },
-        C: { ptr: dF, ld: F },
-      });
-      this.k.geluBwd(dF, act.u.ptr, 2 * R * F, R * F);
-      gemm.gemm({
-        M: 2 * R,
-        N: D,
-        K: F,
-        A: { ptr: dF, ld: F },
-        B: { ptr: w.fcW.ptr, ld: D },
-        C: { ptr: dD, ld: D },
-      });
+      for (let s = 0; s < 2; s++) {
+        gemm.gemm({
+          M: R,
+          N: F,
+          K: D,
+          A: { ptr: dresBf + s * R * D * BF, ld: D },
+          B: { ptr: w.projW.ptr, ld: F },
+          C: { ptr: dF, ld: F },
+        });
+        this.k.geluBwd(dF, act.u.ptr, R * F, R * F);
+        gemm.gemm({
+          M: R,
+          N: D,
+          K: F,
+          A: { ptr: dF, ld: F },
+          B: { ptr: w.fcW.ptr, ld: D },
+          C: { ptr: dD + s * R * D * BF, ld: D },
+        });
+      }
       this.k.lnBwd({
         dy: dD,
         x: act.xmid.ptr,
@@ -505,42 +508,47 @@ export class TowerModel {
         B: { ptr: w.outWp.ptr, ld: D },
         C: { ptr: dD, ld: D },
       });
+      // attention backward, in_proj weight gradient and input gradient one signal at a time:
+      // signal s's dO rows of dD are consumed before the input gradient overwrites them
       const dqkv = this.ptr("dqkv");
-      this.k.attnBwd({
-        qkv: act.qkv.ptr,
-        bias: w.inB.ptr,
-        o: act.o.ptr,
-        dO: dD,
-        lse: act.lse.ptr,
-        dqkv,
-        S: 2,
-        B,
-        N,
-        H,
-      });
-      if (w.inMask) {
-        const h = this.ptr("h");
+      const h = this.ptr("h");
+      if (w.inMask)
         this.k.lnRecompute(act.x.ptr, act.mean1.ptr, act.rstd1.ptr, w.ln1w.ptr, w.ln1b.ptr, h, R, D);
-        gemm.gemm({
-          M: 3 * D,
-          N: D,
-          K: R,
-          A: { ptr: dqkv, ld: 3 * D, stride: R * 3 * D },
-          transA: true,
-          B: { ptr: h, ld: D, stride: 0 },
-          C: { ptr: w.inMask.grads.ptr, ld: D, stride: 3 * D * D, type: "f32" },
-          batch: 2,
+      const below = l > 0 || this.convMask !== undefined; // something below needs the input gradient
+      for (let s = 0; s < 2; s++) {
+        this.k.attnBwd({
+          qkv: act.qkv.ptr,
+          bias: w.inB.ptr,
+          o: act.o.ptr,
+          dO: dD + s * R * D * BF,
+          lse: act.lse.ptr,
+          dqkv,
+          S: 1,
+          B,
+          N,
+          H,
         });
+        if (w.inMask)
+          gemm.gemm({
+            M: 3 * D,
+            N: D,
+            K: R,
+            A: { ptr: dqkv, ld: 3 * D },
+            transA: true,
+            B: { ptr: h, ld: D },
+            C: { ptr: w.inMask.grads.ptr + s * 3 * D * D * F4, ld: D, type: "f32" },
+          });
+        if (below)
+          gemm.gemm({
+            M: R,
+            N: D,
+            K: 3 * D,
+            A: { ptr: dqkv, ld: 3 * D },
+            B: { ptr: w.inWp.ptr, ld: D },
+            C: { ptr: dD + s * R * D * BF, ld: D },
+          });
       }
-      if (l === 0 && !this.convMask) break; // nothing below block 0 needs a gradient
-      gemm.gemm({
-        M: 2 * R,
-        N: D,
-        K: 3 * D,
-        A: { ptr: dqkv, ld: 3 * D },
-        B: { ptr: w.inWp.ptr, ld: D },
-        C: { ptr: dD, ld: D },
-      });
+      if (!below) break; // nothing below block 0 needs a gradient
       this.k.lnBwd({
         dy: dD,
         x: act.x.ptr,
@@ -556,7 +564,7 @@ export class TowerModel {
       });
     }
     if (this.convMask) {
-      const dPatch = this.ptr("dPatch");
+      const dPatch = this.ptr("dF");
       this.k.embedLnBwd({
         dresid,
         x0: this.ptr("x0"),
