@@ -16,10 +16,8 @@
  */
 import { rm } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
-import { cleanClassName, type EncodeText, isUnmaskError, UnmaskError, writeFileAtomic } from "@unmask/clip";
-import { countZeros, encodeMask, packAboveThreshold } from "@unmask/mask-format";
+import { type EncodeText, isUnmaskError, UnmaskError, writeFileAtomic } from "@unmask/clip";
 import { type CheckpointState, type EpochTotals, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
-import { CROP_RATIO, CROP_SCALE } from "./data/crop.js";
 import type { Dataset } from "./data/dataset.js";
 import type { TrainList } from "./data/few-shot.js";
 import { clipImageIo, type ImageIo } from "./data/image-io.js";
@@ -28,16 +26,10 @@ import { DEFAULT_HYPER, type EngineFactory, type RmtHyper } from "./engine.js";
 import { type EngineName, engineFactory } from "./engine-factory.js";
 import { evaluate } from "./evaluate.js";
 import { cosineLr, DEFAULT_EVAL_BATCH, type PresetName, positive, presetSettings } from "./options.js";
+import { buildRunOutput } from "./output.js";
 import { identityHash, type MaskedTensorsOption, type Prepared, prepareRun } from "./prepare.js";
 import type { OnTrainProgress } from "./progress.js";
-import {
-  reportPathFor,
-  sparsityOf,
-  type TensorSparsity,
-  type TrainRecipe,
-  type TrainReport,
-  writeReport,
-} from "./report.js";
+import { type TrainReport, writeReport } from "./report.js";
 import { encodeTextCpu } from "./text-encoder.js";
 
 export interface TrainOptions {
@@ -313,102 +305,25 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     const evaluateSeconds = (performance.now() - evalStart) / 1000;
 
     // ---- the mask and the report ----
-    const { scores } = await engine.getState();
-    const masks: TrainResult["masks"] = [];
-    const tensors: TensorSparsity[] = [];
-    for (const [name, shape] of shapes) {
-      const values = scores.get(name) as Float32Array;
-      const bits = packAboveThreshold(values, hyper.threshold);
-      const zeros = countZeros(bits, values.length);
-      masks.push({ name, shape: [...shape], bits });
-      tensors.push(sparsityOf(name, [...shape], zeros));
-    }
-    const maskEntries = tensors.reduce((a, t) => a + t.entries, 0);
-    const switchedOff = tensors.reduce((a, t) => a + t.switchedOff, 0);
-    const recipe: TrainRecipe = {
+    const { maskBytes, masks, report, reportPath } = buildRunOutput({
+      prepared,
+      scores: (await engine.getState()).scores,
       preset: options.preset ?? "recipe",
-      epochs,
-      batchSize,
-      lr,
-      lambda,
-      threshold: hyper.threshold,
-      scoreInit: hyper.scoreInit,
-      regWeight: hyper.regWeight,
-      klTemperature: hyper.klTemperature,
-      fuseAlpha: hyper.fuseAlpha,
-      adam: { beta1: hyper.adamBeta1, beta2: hyper.adamBeta2, eps: hyper.adamEps },
-      schedule: "cosine-per-epoch",
-      augmentation: {
-        crop: "random-resized",
-        scale: [...CROP_SCALE] as [number, number],
-        ratio: [...CROP_RATIO] as [number, number],
-        flip: 0.5,
-        cacheSize: prepared.cacheSize,
-      },
-      maskedTensors: engineModel.maskedTensors,
-      templates: prepared.templates,
-    };
-    const accuracy = {
-      zeroShot: evaluation?.zeroShot?.accuracy ?? null,
-      masked: evaluation?.masked?.accuracy ?? null,
-      testImages: evaluation?.images ?? 0,
-    };
-    const maskBytes = encodeMask({
-      baseModel: { name: prepared.model.modelName, fingerprint: prepared.fingerprint },
-      tensors: masks,
-      recipe: { ...recipe, engine: engine.name, seed, shots, fileListSha256: prepared.fileListSha256 },
-      metrics: {
-        zeroShotAccuracy: accuracy.zeroShot,
-        accuracy: accuracy.masked,
-        testImages: accuracy.testImages,
-        maskedFraction: switchedOff / maskEntries,
-        trainImages: trainItems.length,
-        finalTrainLoss: state.history.at(-1)?.loss ?? null,
-      },
-      head: {
-        classNames: prepared.train.classNames.map(cleanClassName),
-        template: prepared.templates.join("\n"),
-        textFeatures: engineModel.textFeatures.data,
-      },
-    });
-    const reportPath = out ? reportPathFor(out) : null;
-    const report: TrainReport = {
-      format: "unmask-train-report",
-      formatVersion: 1,
-      mask: out,
-      model: {
-        path: options.model,
-        name: prepared.model.modelName,
-        fingerprint: prepared.fingerprint,
-        resolution: engineModel.config.imageResolution,
-      },
+      settings: { epochs, batchSize, lr, lambda },
+      hyper,
       engine: engine.name,
       seed,
-      shots,
-      data: {
-        train: prepared.train.description,
-        test: prepared.test?.description ?? null,
-        classes: prepared.train.classNames,
-        trainImages: trainItems.length,
-        testImages: accuracy.testImages,
-      },
-      recipe,
-      accuracy,
-      maskedFraction: switchedOff / maskEntries,
-      maskEntries,
-      switchedOff,
-      tensors,
+      evaluation,
       history: state.history,
+      out,
+      modelPath: options.model,
       time: {
         prepareSeconds,
         trainSeconds,
         evaluateSeconds,
         totalSeconds: (performance.now() - started) / 1000,
       },
-      imagesPerSecond: trainSeconds > 0 ? sumImages(state.history) / trainSeconds : 0,
-      fileListSha256: prepared.fileListSha256,
-      train: trainItems.map((i) => i.id),
-    };
+    });
     if (out && reportPath) {
       await writeFileAtomic(out, maskBytes);
       await writeReport(reportPath, report);
@@ -433,8 +348,4 @@ function interrupted(signal: AbortSignal | undefined, message: string): (error: 
 /** The model's text tower on the cpu (src/text-encoder.ts). */
 function cpuTextEncoder(model: Prepared["model"]): EncodeText {
   return async (tokens, count) => encodeTextCpu(model, tokens, count);
-}
-
-function sumImages(history: readonly { images: number }[]): number {
-  return history.reduce((a, h) => a + h.images, 0);
 }
