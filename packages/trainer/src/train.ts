@@ -125,7 +125,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     signal,
     onProgress,
   }).catch(interrupted(signal, "stopped before training started; nothing was saved"));
-  const { engineModel, cache, trainItems, shots } = prepared;
+  const { engineModel, cache, trainItems } = prepared;
   const shapes = new Map(
     engineModel.maskedTensors.map((n) => [n, engineModel.weights.get(n)?.shape as number[]] as const),
   );
