@@ -38,6 +38,7 @@ describe("joinDataParallel", () => {
     expect(dp.engineOptions).toBeUndefined();
     expect(dp.range).toEqual({ rank: 0, start: 0, end: 7, size: 7 });
     expect(await dp.gather("totals", { loss: 1 })).toEqual([{ loss: 1 }]);
+    dp.assertEngineJoined("cpu"); // nothing to join in a world of 1
     await dp.checkReplicas("epoch-0", new Map([["a", Float32Array.of(1)]]));
     dp.dispose();
   });
@@ -62,6 +63,10 @@ describe("joinDataParallel", () => {
       [1, 2, 0],
     ]);
     expect(dps.map((d) => d.engineOptions?.worldSize)).toEqual([3, 3, 3]);
+    // an engine that ignores the option is caught before it trains the ranks apart
+    expect(() => dps[1].assertEngineJoined("cpu")).toThrow(
+      expect.objectContaining({ code: "ENGINE_NOT_DISTRIBUTED", subject: "gpus" }),
+    );
     const gathered = await Promise.all(
       dps.map((d) => d.gather("epoch-0", { rank: d.world.rank, images: d.range.size })),
     );

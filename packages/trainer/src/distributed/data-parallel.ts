@@ -43,6 +43,11 @@ export interface DataParallel {
    * Collective. @throws UnmaskError REPLICA_DIVERGED on every rank, naming the first rank that differs from rank 0
    */
   checkReplicas(key: string, tensors: ReadonlyMap<string, Float32Array>): Promise<void>;
+  /**
+   * Call after creating the engine: an engine that ignored EngineOptions.distributed would train
+   * each rank on its shard alone. @throws UnmaskError ENGINE_NOT_DISTRIBUTED
+   */
+  assertEngineJoined(engineName: string): void;
   /** Destroys the communicator (collective). */
   dispose(): void;
 }
@@ -64,6 +69,7 @@ export async function joinDataParallel(options: DataParallelOptions): Promise<Da
   if (world.worldSize > 1 && !options.nccl)
     throw new UnmaskError("NCCL_UNAVAILABLE", `${world.worldSize} ranks need NCCL`, { subject: "nccl" });
   let comm: NcclCommunicator | undefined;
+  let reducerCreated = false;
   const engineOptions: DistributedEngineOptions | undefined =
     world.worldSize === 1
       ? undefined
@@ -72,6 +78,7 @@ export async function joinDataParallel(options: DataParallelOptions): Promise<Da
           worldSize: world.worldSize,
           createReducer(context) {
             // The engine calls this with its CUDA context current: the communicator binds to that device.
+            reducerCreated = true;
             comm ??= options.nccl!.initRank(rendezvous.uniqueId as Uint8Array, world.worldSize, world.rank);
             return new NcclGradientReducer({
               comm,
@@ -114,6 +121,14 @@ export async function joinDataParallel(options: DataParallelOptions): Promise<Da
             { subject: `rank ${r}` },
           );
       }
+    },
+    assertEngineJoined(engineName) {
+      if (engineOptions && !reducerCreated)
+        throw new UnmaskError(
+          "ENGINE_NOT_DISTRIBUTED",
+          `the ${engineName} engine did not build a gradient reducer from EngineOptions.distributed, so ${world.worldSize} GPUs would train apart; it does not support several GPUs yet`,
+          { subject: "gpus" },
+        );
     },
     dispose() {
       comm?.destroy();
