@@ -13,6 +13,7 @@
  *   Adam on S with g (no weight decay), learning rate given per step (the schedule lives in the algorithm)
  */
 import type { ClipConfig } from "@unmask/clip";
+import type { DistributedEngineOptions } from "./distributed/gradient-reducer.js";
 
 export interface RmtHyper {
   /** Binarisation threshold t: keep a weight when S > t (5e-3). */
@@ -68,6 +69,12 @@ export interface EngineOptions {
   hyper: RmtHyper;
   /** Seed of the engine's gradient-dropout random stream (Philox, see random/philox.ts). */
   seed: number;
+  /**
+   * Set when the engine is one rank of several (src/distributed, README "Several GPUs"): build
+   * the gradient reducer with it, call tensorReady / wait in the step. Left unused, the run is
+   * refused (ENGINE_NOT_DISTRIBUTED) rather than trained apart.
+   */
+  distributed?: DistributedEngineOptions;
 }
 
 /**
