@@ -1,9 +1,9 @@
 // GEMM throughput of the cpu engine's kernels on the shapes of a nano-clip step at batch 32
 // (65 tokens, width 128, MLP 512: rows = 32 * 65 = 2080). Run after `pnpm build`:
 //   node bench/cpu-gemm.mjs
+import { availableParallelism } from "node:os";
 import { Arena, gemm, gemmReference } from "../dist/engines/cpu/index.js";
 
-const arena = new Arena();
 const rows = 32 * 65;
 const shapes = [
   // [label, transA, transB, m, n, k]
@@ -19,22 +19,27 @@ function fill(a) {
   for (let i = 0; i < a.length; i++) a[i] = Math.random() - 0.5;
   return a;
 }
-console.log("shape                       m x n x k          GFLOP/s");
-for (const [label, ta, tb, m, n, k] of shapes) {
-  const a = fill(arena.floats(m * k));
-  const b = fill(arena.floats(k * n));
-  const c = arena.floats(m * n);
-  const lda = ta ? m : k;
-  const ldb = tb ? k : n;
-  const flop = 2 * m * n * k;
-  const reps = Math.max(3, Math.ceil(2e9 / flop));
-  gemm(ta, tb, m, n, k, a, lda, b, ldb, c, n, false);
-  const t0 = performance.now();
-  for (let r = 0; r < reps; r++) gemm(ta, tb, m, n, k, a, lda, b, ldb, c, n, false);
-  const seconds = (performance.now() - t0) / 1000;
-  console.log(
-    `${label.padEnd(28)}${`${m}x${n}x${k}`.padEnd(19)}${((flop * reps) / seconds / 1e9).toFixed(1)}`,
-  );
+for (const threads of [1, availableParallelism()]) {
+  const arena = new Arena(undefined, threads);
+  console.log(`threads ${threads}`);
+  console.log("shape                       m x n x k          GFLOP/s");
+  for (const [label, ta, tb, m, n, k] of shapes) {
+    const a = fill(arena.floats(m * k));
+    const b = fill(arena.floats(k * n));
+    const c = arena.floats(m * n);
+    const lda = ta ? m : k;
+    const ldb = tb ? k : n;
+    const flop = 2 * m * n * k;
+    const reps = Math.max(3, Math.ceil(2e9 / flop));
+    gemm(ta, tb, m, n, k, a, lda, b, ldb, c, n, false);
+    const t0 = performance.now();
+    for (let r = 0; r < reps; r++) gemm(ta, tb, m, n, k, a, lda, b, ldb, c, n, false);
+    const seconds = (performance.now() - t0) / 1000;
+    console.log(
+      `${label.padEnd(28)}${`${m}x${n}x${k}`.padEnd(19)}${((flop * reps) / seconds / 1e9).toFixed(1)}`,
+    );
+  }
+  await arena.close();
 }
 {
   // the float64 reference loop, for scale

@@ -1,45 +1,56 @@
 /**
- * Worker threads for the GEMM: a product large enough is cut into slices of rows of C, one per
- * thread; the calling thread computes the first slice and blocks (Atomics.wait) until the workers
- * have done theirs. Every thread runs the same wasm gemm on the arena's shared memory with its own
- * packing scratch, and each element of C is summed in the same order whatever the slicing, so the
- * result is bit-identical to one thread's.
+ * Worker threads for the GEMM. A product large enough is cut into chunks of rows of C (whole
+ * MR-row panels, at least MC rows each), and every thread, the caller included, takes chunks from
+ * a shared counter until none are left; the caller then waits (Atomics.wait) for the chunks others
+ * took. Taking chunks rather than fixed halves keeps a busy machine from stalling the step on one
+ * descheduled thread. Every thread runs the same wasm gemm on the arena's shared memory with its
+ * own packing scratch, and each element of C is summed in the same order whatever the chunking,
+ * so the result is bit-identical to one thread's.
  *
  * A worker is a few lines of plain JavaScript (evaluated, so it runs the same from the sources
- * under test and from dist): it instantiates the gemm module on the shared memory, waits on its
- * control slot, runs the job written there and reports completion.
+ * under test and from dist): it instantiates the module on the shared memory and waits for jobs.
  *
- * Control slot of worker w (Int32 words): [0] job sequence (the worker waits for it to change;
- * -1 stops it), [1] last sequence done, [2] failure flag, [3..15] the 13 gemm arguments.
+ * Control block (Int32 words): [0] job sequence (workers wait for it to change; -1 stops them),
+ * [1] next chunk to take, [2] chunks done, [3] chunk count, [4] failure flag,
+ * [HEADER + 12 c ...] the 12 gemm arguments of chunk c.
  */
 import { Worker } from "node:worker_threads";
 import { UnmaskError } from "@unmask/clip";
-import { GEMM_SCRATCH_FLOATS, gemmKernelModule, TILE_ROWS } from "./gemm-kernel.js";
+import { gemmKernelModule, MC, TILE_ROWS } from "./gemm-kernel.js";
 import type { WasmMemory } from "./wasm-runtime.js";
 
-const SLOT_WORDS = 16;
+const HEADER = 8;
+const ARGS = 12;
+/** Most chunks per product: a few per thread, so a slow thread holds up at most one. */
+const MAX_CHUNKS = 16;
 /** A product under this many FLOPs runs on the calling thread alone (a wake-up costs ~10-50 us). */
 export const PARALLEL_MIN_FLOP = 4e6;
-/** How long the caller waits for a worker before declaring it dead. */
+/** How long the caller waits for a worker's chunk before declaring the worker dead. */
 const WORKER_TIMEOUT_MS = 120_000;
 
 const WORKER_SOURCE = `
 const { workerData } = require("node:worker_threads");
-const { memory, module, control, slot, scratch } = workerData;
+const { memory, module, control, scratch } = workerData;
 const { gemm } = new WebAssembly.Instance(module, { env: { memory } }).exports;
-const ctl = new Int32Array(control, slot * ${SLOT_WORDS} * 4, ${SLOT_WORDS});
+const ctl = new Int32Array(control);
 let seen = 0;
 for (;;) {
   Atomics.wait(ctl, 0, seen);
   seen = Atomics.load(ctl, 0);
   if (seen < 0) break;
-  try {
-    gemm(ctl[3], ctl[4], ctl[5], ctl[6], ctl[7], ctl[8], ctl[9], ctl[10], ctl[11], ctl[12], ctl[13], ctl[14], scratch);
-  } catch (error) {
-    Atomics.store(ctl, 2, 1);
+  for (;;) {
+    const c = Atomics.add(ctl, 1, 1);
+    if (c >= Atomics.load(ctl, 3)) break;
+    const a = ${HEADER} + c * ${ARGS};
+    try {
+      gemm(ctl[a], ctl[a + 1], ctl[a + 2], ctl[a + 3], ctl[a + 4], ctl[a + 5], ctl[a + 6], ctl[a + 7],
+        ctl[a + 8], ctl[a + 9], ctl[a + 10], ctl[a + 11], scratch);
+    } catch (error) {
+      Atomics.store(ctl, 4, 1);
+    }
+    Atomics.add(ctl, 2, 1);
+    Atomics.notify(ctl, 2);
   }
-  Atomics.store(ctl, 1, seen);
-  Atomics.notify(ctl, 1);
 }
 `;
 
@@ -60,88 +71,80 @@ export type GemmArgs = [
 
 export class GemmThreads {
   private readonly workers: Worker[] = [];
-  private readonly control: Int32Array;
+  private readonly control = new Int32Array(new SharedArrayBuffer((HEADER + MAX_CHUNKS * ARGS) * 4));
   private sequence = 0;
 
-  /** `scratch(i)` allocates worker i's packing scratch (GEMM_SCRATCH_FLOATS floats) in the arena. */
+  /** `scratch(i)` allocates helper i's packing scratch (GEMM_SCRATCH_FLOATS floats) in the arena. */
   constructor(
     memory: WasmMemory,
     readonly threads: number,
     scratch: (worker: number) => Float32Array,
   ) {
-    const helpers = threads - 1;
-    this.control = new Int32Array(new SharedArrayBuffer(Math.max(1, helpers) * SLOT_WORDS * 4));
     const module = gemmKernelModule();
-    for (let w = 0; w < helpers; w++) {
+    for (let w = 0; w < threads - 1; w++) {
       const worker = new Worker(WORKER_SOURCE, {
         eval: true,
-        workerData: { memory, module, control: this.control.buffer, slot: w, scratch: scratch(w).byteOffset },
+        workerData: { memory, module, control: this.control.buffer, scratch: scratch(w).byteOffset },
       });
       worker.unref(); // an engine that is never disposed must not keep the process alive
       this.workers.push(worker);
     }
   }
 
-  /**
-   * Runs the product with rows of C split across the threads; `own` computes one slice on the
-   * calling thread (its arguments already sliced).
-   */
-  run(args: GemmArgs, own: (slice: GemmArgs) => void): void {
+  /** Runs the product over the threads; `own` runs one chunk (its arguments) on the calling thread. */
+  run(args: GemmArgs, own: (chunk: GemmArgs) => void): void {
     const [transA, transB, m, n, k, a, lda, b, ldb, c, ldc, accumulate] = args;
-    // slices of whole MR-row panels, as even as possible
     const panels = Math.ceil(m / TILE_ROWS);
-    const parts = Math.min(this.threads, panels);
-    const slices: GemmArgs[] = [];
-    for (let t = 0; t < parts; t++) {
-      const first = Math.floor((panels * t) / parts) * TILE_ROWS;
-      const last = Math.min(m, Math.floor((panels * (t + 1)) / parts) * TILE_ROWS);
-      const aStart = a + (transA ? first : first * lda) * 4;
-      slices.push([
+    const chunks = Math.max(1, Math.min(MAX_CHUNKS, 2 * this.threads, Math.floor(m / MC)));
+    const ctl = this.control;
+    for (let t = 0; t < chunks; t++) {
+      const first = Math.floor((panels * t) / chunks) * TILE_ROWS;
+      const last = Math.min(m, Math.floor((panels * (t + 1)) / chunks) * TILE_ROWS);
+      const chunk: GemmArgs = [
         transA,
         transB,
         last - first,
         n,
         k,
-        aStart,
+        a + (transA ? first : first * lda) * 4,
         lda,
         b,
         ldb,
         c + first * ldc * 4,
         ldc,
         accumulate,
-      ]);
+      ];
+      for (let i = 0; i < ARGS; i++) ctl[HEADER + t * ARGS + i] = chunk[i] | 0;
     }
-    const seq = ++this.sequence;
-    for (let t = 1; t < parts; t++) {
-      const slot = (t - 1) * SLOT_WORDS;
-      for (let i = 0; i < 12; i++) this.control[slot + 3 + i] = slices[t][i] | 0;
-      Atomics.store(this.control, slot, seq);
-      Atomics.notify(this.control, slot);
+    // arguments first, then the counters, then the sequence that wakes the workers
+    Atomics.store(ctl, 3, chunks);
+    Atomics.store(ctl, 2, 0);
+    Atomics.store(ctl, 1, 0);
+    Atomics.store(ctl, 0, ++this.sequence);
+    Atomics.notify(ctl, 0);
+    for (;;) {
+      const t = Atomics.add(ctl, 1, 1);
+      if (t >= chunks) break;
+      const base = HEADER + t * ARGS;
+      own(Array.from(ctl.subarray(base, base + ARGS), (v) => v >>> 0) as GemmArgs);
+      Atomics.add(ctl, 2, 1);
     }
-    own(slices[0]);
-    for (let t = 1; t < parts; t++) {
-      const slot = (t - 1) * SLOT_WORDS;
-      const started = Date.now();
-      while (Atomics.load(this.control, slot + 1) !== seq) {
-        Atomics.wait(this.control, slot + 1, Atomics.load(this.control, slot + 1), 1000);
-        if (Date.now() - started > WORKER_TIMEOUT_MS)
-          throw new UnmaskError(
-            "CPU_WORKER_FAILED",
-            `cpu engine: gemm worker ${t} did not answer in ${WORKER_TIMEOUT_MS} ms`,
-          );
-      }
-      if (Atomics.load(this.control, slot + 2) !== 0)
-        throw new UnmaskError("CPU_WORKER_FAILED", `cpu engine: gemm worker ${t} failed`);
+    const started = Date.now();
+    for (let done = Atomics.load(ctl, 2); done < chunks; done = Atomics.load(ctl, 2)) {
+      Atomics.wait(ctl, 2, done, 1000);
+      if (Date.now() - started > WORKER_TIMEOUT_MS)
+        throw new UnmaskError(
+          "CPU_WORKER_FAILED",
+          `cpu engine: a gemm worker did not finish in ${WORKER_TIMEOUT_MS} ms`,
+        );
     }
+    if (Atomics.load(ctl, 4) !== 0)
+      throw new UnmaskError("CPU_WORKER_FAILED", "cpu engine: a gemm worker failed");
   }
 
   async close(): Promise<void> {
-    for (let w = 0; w < this.workers.length; w++) {
-      Atomics.store(this.control, w * SLOT_WORDS, -1);
-      Atomics.notify(this.control, w * SLOT_WORDS);
-    }
+    Atomics.store(this.control, 0, -1);
+    Atomics.notify(this.control, 0);
     await Promise.all(this.workers.map((worker) => worker.terminate()));
   }
 }
-
-export { GEMM_SCRATCH_FLOATS };
