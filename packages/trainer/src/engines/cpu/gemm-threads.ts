@@ -1,6 +1,6 @@
 /**
  * Worker threads for the GEMM. A product large enough is cut into chunks of rows of C (whole
- * MR-row panels, at least MC rows each), and every thread, the caller included, takes chunks from
+ * MR-row panels), and every thread, the caller included, takes chunks from
  * a shared counter until none are left; the caller then waits (Atomics.wait) for the chunks others
  * took. Taking chunks rather than fixed halves keeps a busy machine from stalling the step on one
  * descheduled thread. Every thread runs the same wasm gemm on the arena's shared memory with its
@@ -16,11 +16,16 @@
  */
 import { Worker } from "node:worker_threads";
 import { UnmaskError } from "@unmask/clip";
-import { gemmKernelModule, MC, TILE_ROWS } from "./gemm-kernel.js";
+import { gemmKernelModule, TILE_ROWS } from "./gemm-kernel.js";
 import type { WasmMemory } from "./wasm-runtime.js";
 
 const HEADER = 8;
 const ARGS = 12;
+/**
+ * Fewest rows per chunk: each chunk packs all of B again, so a product with few rows (the weight
+ * gradients: m = output width, k = tokens) is cut into few chunks.
+ */
+const MIN_CHUNK_ROWS = 8 * TILE_ROWS;
 /** Most chunks per product: a few per thread, so a slow thread holds up at most one. */
 const MAX_CHUNKS = 16;
 /** A product under this many FLOPs runs on the calling thread alone (a wake-up costs ~10-50 us). */
@@ -95,7 +100,7 @@ export class GemmThreads {
   run(args: GemmArgs, own: (chunk: GemmArgs) => void): void {
     const [transA, transB, m, n, k, a, lda, b, ldb, c, ldc, accumulate] = args;
     const panels = Math.ceil(m / TILE_ROWS);
-    const chunks = Math.max(1, Math.min(MAX_CHUNKS, 2 * this.threads, Math.floor(m / MC)));
+    const chunks = Math.max(1, Math.min(MAX_CHUNKS, 2 * this.threads, Math.floor(m / MIN_CHUNK_ROWS)));
     const ctl = this.control;
     for (let t = 0; t < chunks; t++) {
       const first = Math.floor((panels * t) / chunks) * TILE_ROWS;
