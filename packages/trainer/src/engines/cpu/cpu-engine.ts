@@ -263,7 +263,7 @@ class CpuEngine implements Engine {
     if (cache.pixels.length !== expected)
       throw new UnmaskError(
         "BAD_SHAPE",
-        `cpu engine: image cache holds ${cache.pixels.length} bytes, expected ${cache.count} x ${cache.height} x ${cache.width} x 3 = ${expected}`,
+        `cpu engine: cache.pixels holds ${cache.pixels.length} bytes, expected ${cache.count} x ${cache.height} x ${cache.width} x 3 = ${expected}`,
         { subject: "cache.pixels" },
       );
     this.cache = cache;
@@ -409,7 +409,7 @@ class CpuEngine implements Engine {
     if (!Number.isSafeInteger(count) || count < 0 || pixels.length !== count * imageSize)
       throw new UnmaskError(
         "BAD_SHAPE",
-        `cpu engine: forward got ${pixels.length} values for ${count} images of 3 x ${R} x ${R}`,
+        `cpu engine: forward got ${pixels.length} pixels values for ${count} images of 3 x ${R} x ${R}`,
         {
           subject: "pixels",
         },
