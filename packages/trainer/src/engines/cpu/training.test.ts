@@ -94,4 +94,33 @@ describe("cpu engine training", () => {
     expect(a.r).toEqual(b.r);
     for (const [name, s] of a.state.scores) expect([...s]).toEqual([...b.state.scores.get(name)!]);
   });
+
+  it("gives bit-identical steps on 1 and 3 threads", async () => {
+    // batch 8 of 65 tokens: the MLP products (~70 MFLOP) take the threaded path
+    const model = randomVitModel({
+      resolution: 32,
+      patch: 4,
+      width: 64,
+      layers: 2,
+      heads: 1,
+      embed: 16,
+      classes: 5,
+      seed: 4,
+    });
+    const images = randomImages(8, 32, 5);
+    const labels = Int32Array.from([0, 1, 2, 3, 4, 0, 1, 2]);
+    const run = async (threads: number) => {
+      const engine = await createCpuEngine(model, { maxBatch: 8, hyper: DEFAULT_HYPER, seed: 2, threads });
+      const results = [];
+      for (let step = 0; step < 3; step++)
+        results.push(await engine.step({ labels, pixels: images }, { lr: 1e-3, step }));
+      const state = await engine.getState();
+      await engine.dispose();
+      return { results, state };
+    };
+    const one = await run(1);
+    const three = await run(3);
+    expect(three.results).toEqual(one.results);
+    for (const [name, s] of one.state.scores) expect(three.state.scores.get(name)).toEqual(s);
+  });
 });
