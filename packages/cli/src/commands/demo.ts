@@ -250,10 +250,17 @@ async function chooseEngine(
   return { factory, name: () => used };
 }
 
+/** The gist of an error for a one-line note: its first line, without the list of paths tried. */
 function firstLine(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
-  const line = message.split("\n")[0];
+  const line = message.split("\n")[0].replace(/; tried: .*$/, "");
   return line.length > 160 ? `${line.slice(0, 157)}...` : line;
+}
+
+/** A path as the user would type it: relative to the working directory when inside it. */
+function shown(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel && !rel.startsWith("..") ? rel : path;
 }
 
 async function evaluateWithBar(
@@ -328,7 +335,7 @@ async function demo(
   const maskPath = join(out, "mask.umask");
 
   // 1. convert the .pt file into the canonical model directory.
-  narrator.step(1, `convert ${relative(process.cwd(), source) || source} -> ${modelDir}`);
+  narrator.step(1, `convert ${shown(source)} -> ${modelDir}`);
   let t = performance.now();
   let convertBar: Bar | null = null;
   const converted = await convert(source, modelDir, {
@@ -432,7 +439,7 @@ async function demo(
     await writeReport(reportPath, fullReport);
 
     // 6. classify one image with the masked model (and zero-shot, to compare).
-    narrator.step(6, `classify ${relative(process.cwd(), sample) || sample}`);
+    narrator.step(6, `classify ${shown(sample)}`);
     const [maskedTop] = await maskedClassifier.classify([sample], { topK: 3 });
     const [zeroShotTop] = await zeroShotClassifier.classify([sample], { topK: 3 });
     const trueLabel = trueLabelOf(sample, test);
