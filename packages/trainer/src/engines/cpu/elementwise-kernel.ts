@@ -10,7 +10,7 @@
  */
 import type { FunctionBuilder } from "./wasm-emit.js";
 
-const LOG2E = 1.44269504088896341;
+const LOG2E = Math.LOG2E;
 const LN2_HI = 0.693359375;
 const LN2_LO = -2.1219444e-4;
 const CEPHES = [
