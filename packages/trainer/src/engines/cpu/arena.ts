@@ -9,13 +9,9 @@
  * view stays valid for the arena's life.
  */
 import { UnmaskError } from "@unmask/clip";
-import {
-  GEMM_SCRATCH_FLOATS,
-  type GemmKernels,
-  instantiateGemmKernels,
-  WASM_MAX_PAGES,
-} from "./gemm-kernel.js";
+import { GEMM_SCRATCH_FLOATS } from "./gemm-kernel.js";
 import { GemmThreads } from "./gemm-threads.js";
+import { type GemmKernels, instantiateGemmKernels, WASM_MAX_PAGES } from "./kernel-module.js";
 import { type WasmMemory, wasmApi } from "./wasm-runtime.js";
 
 const PAGE_BYTES = 65536;

@@ -1,6 +1,6 @@
 /**
- * The cpu engine's WebAssembly SIMD module, generated at load time (wasm-emit.ts): the GEMM
- * kernels below, and the elementwise kernels of elementwise-kernel.ts.
+ * The GEMM in WebAssembly SIMD, generated at load time (wasm-emit.ts; kernel-module.ts puts these
+ * functions first in the cpu engine's module, then the elementwise kernels).
  *
  * tile(kc, aPack, bPack, c, ldcBytes, accumulate)
  *   C[MR x NR] (+)= Apack[kc][MR] . Bpack[kc][NR]
@@ -14,6 +14,9 @@
  * copy2d(dst, dRow, dCol, src, sRow, sCol, rows, cols)
  *   a strided 2-D copy (byte strides): packing, zero padding (source stride 0) and edge tiles.
  *
+ * tileDirect(kc, a, ldaBytes, bPack, c, ldcBytes, accumulate)
+ *   the tile reading a row-major A in place.
+ *
  * gemm(...)
  *   the blocked product that packs and calls `tile` (documented at gemmFunction). It calls
  *   `tile` rather than inlining it: inlined, V8's register allocator spills the accumulators and
@@ -21,24 +24,11 @@
  *
  * Floats are accumulated in float32 in the order k = 0, 1, ..., kc-1 per output element.
  */
-import {
-  addIntoFunction,
-  addRowsFunction,
-  expShiftedFunction,
-  layernormBackwardFunction,
-  layernormForwardFunction,
-  quickGeluBackwardFunction,
-  quickGeluForwardFunction,
-} from "./elementwise-kernel.js";
-import { encodeModule, FunctionBuilder } from "./wasm-emit.js";
-import { type WasmMemory, type WasmModule, wasmApi } from "./wasm-runtime.js";
+import { FunctionBuilder } from "./wasm-emit.js";
 
 export const TILE_ROWS = 5;
 export const TILE_COLS = 8;
 const VECTORS = TILE_COLS / 4;
-
-/** Largest memory the module accepts: 65536 pages of 64 KiB = 4 GiB (wasm32). */
-export const WASM_MAX_PAGES = 65536;
 
 interface TileLocals {
   kc: number;
@@ -409,102 +399,7 @@ const TILE_INDEX = 0;
 const COPY2D_INDEX = 1;
 const TILE_DIRECT_INDEX = 2;
 
-export interface GemmKernels {
-  tile(kc: number, aPack: number, bPack: number, c: number, ldcBytes: number, accumulate: number): void;
-  tileDirect(
-    kc: number,
-    a: number,
-    ldaBytes: number,
-    bPack: number,
-    c: number,
-    ldcBytes: number,
-    accumulate: number,
-  ): void;
-  copy2d(
-    dst: number,
-    dRow: number,
-    dCol: number,
-    src: number,
-    sRow: number,
-    sCol: number,
-    rows: number,
-    cols: number,
-  ): void;
-  gemm(
-    transA: number,
-    transB: number,
-    m: number,
-    n: number,
-    k: number,
-    a: number,
-    lda: number,
-    b: number,
-    ldb: number,
-    c: number,
-    ldc: number,
-    accumulate: number,
-    scratch: number,
-  ): void;
-  /** elementwise-kernel.ts; pointers in bytes, counts in floats (multiples of 4) */
-  quickGeluForward(out: number, inp: number, count: number): void;
-  quickGeluBackward(dinp: number, dout: number, inp: number, count: number, signals: number): void;
-  expShifted(p: number, count: number, shiftBits: number, scaleBits: number): void;
-  addRows(c: number, ldcBytes: number, bias: number, rows: number, n: number): void;
-  addInto(dst: number, src: number, count: number): void;
-  layernormForward(
-    out: number,
-    mean: number,
-    rstd: number,
-    inp: number,
-    weight: number,
-    bias: number,
-    rows: number,
-    width: number,
-    epsBits: number,
-  ): void;
-  layernormBackward(
-    dinp: number,
-    dout: number,
-    inp: number,
-    weight: number,
-    mean: number,
-    rstd: number,
-    rows: number,
-    width: number,
-    gradRows: number,
-    accumulate: number,
-  ): void;
-}
-
-let compiled: WasmModule | undefined;
-
-/** The module's bytes (a worker thread compiles them again). */
-export function gemmKernelBytes(): Uint8Array {
-  return encodeModule(
-    [
-      tileFunction(),
-      copy2dFunction(),
-      tileDirectFunction(),
-      gemmFunction(),
-      quickGeluForwardFunction(new FunctionBuilder("quickGeluForward", 3)),
-      quickGeluBackwardFunction(new FunctionBuilder("quickGeluBackward", 5)),
-      expShiftedFunction(new FunctionBuilder("expShifted", 4)),
-      addRowsFunction(new FunctionBuilder("addRows", 5)),
-      addIntoFunction(new FunctionBuilder("addInto", 3)),
-      layernormForwardFunction(new FunctionBuilder("layernormForward", 9)),
-      layernormBackwardFunction(new FunctionBuilder("layernormBackward", 10)),
-    ],
-    WASM_MAX_PAGES,
-  );
-}
-
-/** The compiled module (once per thread); instances share the caller's memory. */
-export function gemmKernelModule(): WasmModule {
-  compiled ??= new wasmApi.Module(gemmKernelBytes());
-  return compiled;
-}
-
-export function instantiateGemmKernels(memory: WasmMemory): GemmKernels {
-  const instance = new wasmApi.Instance(gemmKernelModule(), { env: { memory } });
-  return instance.exports as unknown as GemmKernels;
+/** The GEMM functions, in the order the module must hold them (gemm calls the others by index). */
+export function gemmFunctions(): FunctionBuilder[] {
+  return [tileFunction(), copy2dFunction(), tileDirectFunction(), gemmFunction()];
 }

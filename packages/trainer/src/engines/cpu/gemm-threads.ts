@@ -16,7 +16,8 @@
  */
 import { Worker } from "node:worker_threads";
 import { UnmaskError } from "@unmask/clip";
-import { gemmKernelModule, TILE_ROWS } from "./gemm-kernel.js";
+import { TILE_ROWS } from "./gemm-kernel.js";
+import { gemmKernelModule } from "./kernel-module.js";
 import type { WasmMemory } from "./wasm-runtime.js";
 
 const HEADER = 8;
