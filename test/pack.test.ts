@@ -2,7 +2,8 @@
  * Every publishable package packs into a tarball a user can install: built output with types,
  * the README and CHANGELOG, the assets it reads at run time, no tests, no build leftovers, every `exports` /
  * `bin` target and every relative import of the packed JavaScript inside the tarball, and
- * workspace ranges rewritten to real versions (`pnpm pack`, which `changeset publish` uses).
+ * workspace ranges rewritten to real versions (`pnpm pack`, which `changeset publish` uses; `npm
+ * pack` packs the same files but would keep `workspace:^`, so releases go through pnpm).
  */
 import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
@@ -88,6 +89,16 @@ describe.each(packages)("packages/%s", (dir) => {
         expect(files, `${f} imports ${match[1]}, which is not packed`).toContain(target);
       }
     }
+
+    // npm packs the same files (its own packer reads the same `files` field).
+    const npm = JSON.parse(
+      execFileSync("npm", ["pack", "--dry-run", "--json"], {
+        cwd: root,
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "pipe"],
+      }),
+    ) as { files: { path: string }[] }[];
+    expect(npm[0].files.map((f) => f.path).sort()).toEqual([...files].sort());
 
     // The published package.json names real versions, never workspace ranges.
     const tarball = packed.filename;
