@@ -46,8 +46,10 @@ describe("unmask demo", () => {
     const maskPath = join(out, "mask.umask");
     const report = JSON.parse(readFileSync(join(out, "mask.report.json"), "utf8"));
     const summary = inspect(new Uint8Array(readFileSync(maskPath)));
-    // The nano-clip zero-shot accuracy on the 1,000 bundled test photos (PyTorch: 10.18% on all 10,000).
-    expect(report.accuracy.zeroShot).toBe(0.111);
+    // The nano-clip zero-shot accuracy on the 1,000 bundled test photos: 111 right here and with
+    // the trainer's float32 engine (PyTorch: 10.18% on all 10,000); another CPU's onnxruntime
+    // kernels may round a borderline photo the other way, hence the tolerance of a few photos.
+    expect(report.accuracy.zeroShot).toBeCloseTo(0.111, 2);
     expect(report.accuracy.testImages).toBe(1000);
     expect(report.data.trainImages).toBe(20);
     expect(summary.metrics).toMatchObject({
@@ -75,7 +77,7 @@ describe("unmask demo", () => {
     expect(result.settings).toMatchObject({ engine: "cpu", shots: 2, epochs: 1 });
     expect(result.data).toMatchObject({ testImages: 1000, trainImages: 20 });
     expect(result.data.classes).toHaveLength(10);
-    expect(result.zeroShot.accuracy).toBe(0.111);
+    expect(result.zeroShot.accuracy).toBe(report.accuracy.zeroShot);
     // Same seed, same data, same engine: the same mask, bit for bit.
     expect(result.masked).toMatchObject({
       accuracy: report.accuracy.masked,
