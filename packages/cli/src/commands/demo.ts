@@ -2,7 +2,7 @@
  * `unmask demo [--out DIR] [--device auto|cpu|cuda] [--epochs N] [--shots K] [--seed N] [--lr X]
  *              [--image FILE] [--json]`
  *
- * The whole product on bundled assets, offline, in a few minutes on two CPU cores:
+ * The whole product on bundled assets, offline: about 20 s on two idle CPU cores, 6 s on a GPU.
  *   1. convert  nano-clip.jit.pt (a micro CLIP pretrained on CIFAR-10, saved like OpenAI's .pt
  *               files) into a model directory (@unmask/convert: safetensors + config + ONNX)
  *   2. before   zero-shot accuracy on 1,000 Fashion-MNIST test photos (@unmask/infer, onnxruntime)
@@ -26,7 +26,6 @@ import { cleanClassName, isUnmaskError, UnmaskError } from "@unmask/clip";
 import { type ConvertProgress, convert } from "@unmask/convert";
 import {
   type BaseModel,
-  type Classification,
   type Classifier,
   createClassifier,
   type EvaluationResult,
@@ -37,17 +36,14 @@ import {
 } from "@unmask/infer";
 import { decodeMask, encodeMask } from "@unmask/mask-format";
 import { writeMaskFile } from "@unmask/mask-format/node";
-import {
-  type EngineFactory,
-  engineFactory,
-  reportPathFor,
-  type TrainProgress,
-  type TrainReport,
-  train,
-  writeReport,
-} from "@unmask/trainer";
+import { reportPathFor, type TrainReport, train, writeReport } from "@unmask/trainer";
 import { type Command, InvalidArgumentError, Option } from "commander";
-import { type Bar, formatBytes, note, printJson, printLine, progressBar } from "../ui.js";
+import { type Bar, formatBytes, note, printJson, printLine } from "../ui.js";
+import { chooseEngine, type DeviceChoice } from "./demo-engine.js";
+import { type DemoResult, formatDemo, Narrator } from "./demo-output.js";
+
+export type { DeviceChoice } from "./demo-engine.js";
+export type { DemoResult } from "./demo-output.js";
 
 /** The demo schedule (see the header): chosen so a 2-core CPU finishes well inside 3 minutes. */
 export const DEMO_EPOCHS = 12;
@@ -57,8 +53,6 @@ export const DEMO_SHOTS = 16;
 const DEFAULT_SAMPLE = "test/trouser/00002.png";
 /** The few-shot lists of the reference runs (models/README.md), used when shots = 16. */
 const REFERENCE_SEEDS = new Set([1, 2, 3]);
-
-export type DeviceChoice = "auto" | "cpu" | "cuda";
 
 export interface DemoFlags {
   out?: string;
@@ -121,140 +115,12 @@ export function register(program: Command): void {
     });
 }
 
-export interface DemoResult {
-  out: string;
-  model: { dir: string; source: string; convertSeconds: number; files: string[]; weightsBytes: number };
-  data: { train: string; test: string; classes: string[]; trainImages: number; testImages: number };
-  settings: { device: string; engine: string; shots: number; seed: number; epochs: number; lr: number };
-  zeroShot: { accuracy: number; seconds: number; maskedFraction: 0 };
-  masked: {
-    accuracy: number;
-    seconds: number;
-    trainSeconds: number;
-    maskedFraction: number;
-    maskEntries: number;
-    switchedOff: number;
-    maskBytes: number;
-    bitmapBytes: number;
-  };
-  mask: string;
-  report: string;
-  sample: { image: string; trueLabel: string | null; zeroShot: Classification; masked: Classification };
-  totalSeconds: number;
-}
-
-/** Stderr narration: numbered steps, a training bar on a terminal, epoch lines elsewhere. */
-class Narrator {
-  private bar: Bar | null = null;
-  private readonly lines = !process.stderr.isTTY;
-  constructor(private readonly quiet: boolean) {}
-
-  step(n: number, text: string): void {
-    if (!this.quiet) note(`[${n}/6] ${text}`);
-  }
-
-  info(text: string): void {
-    if (!this.quiet) note(`      ${text}`);
-  }
-
-  /** A bar over `total` units, or nothing when quiet / not a terminal. */
-  startBar(label: string, total: number, format?: string): Bar {
-    this.stopBar();
-    this.bar = progressBar(label, total, { quiet: this.quiet, ...(format ? { format } : {}) });
-    return this.bar;
-  }
-
-  stopBar(): void {
-    this.bar?.stop();
-    this.bar = null;
-  }
-
-  onTrain = (e: TrainProgress): void => {
-    if (this.quiet) return;
-    switch (e.status) {
-      case "step":
-        if (!this.bar)
-          this.startBar(
-            "train",
-            e.totalSteps,
-            "      train [{bar}] epoch {epoch} | step {value}/{total} | loss {loss} | {ips} img/s | ETA {etaText}",
-          );
-        this.bar?.update(e.globalStep, {
-          epoch: `${e.epoch + 1}/${e.epochs}`,
-          loss: e.loss.toFixed(3),
-          ips: e.imagesPerSecond.toFixed(1),
-          etaText: `${Math.round(e.etaSeconds)}s`,
-        });
-        break;
-      case "epoch-end":
-        if (this.lines)
-          this.info(
-            `epoch ${e.epoch + 1}/${e.epochs}: loss ${e.loss.toFixed(3)}, train accuracy ${(100 * e.accuracy).toFixed(1)}%, ${e.seconds.toFixed(1)} s`,
-          );
-        break;
-      case "done":
-        this.stopBar();
-        break;
-    }
-  };
-}
-
 const seconds = (since: number) => (performance.now() - since) / 1000;
 const percent = (x: number) => `${(100 * x).toFixed(2)}%`;
 
 /** A labelled folder whose class names are the prompt names ("ankle_boot" -> "ankle boot"). */
 function withPromptNames(data: LabelledImages): LabelledImages {
   return { ...data, classNames: data.classNames.map(cleanClassName) };
-}
-
-/** The engine for --device: auto tries CUDA and falls back to the cpu engine, saying why. */
-async function chooseEngine(
-  device: DeviceChoice,
-  narrator: Narrator,
-): Promise<{ factory: EngineFactory; name: () => string }> {
-  if (device !== "auto") {
-    const create = await engineFactory(device);
-    const factory: EngineFactory = async (model, options) => {
-      const engine = await create(model, options);
-      narrator.info(`training on the ${device} engine`);
-      return engine;
-    };
-    return { factory, name: () => device };
-  }
-  let used = "cpu";
-  const cpu = await engineFactory("cpu");
-  const cuda = await engineFactory("cuda").catch((error: unknown) => {
-    if (isUnmaskError(error, "CUDA_UNAVAILABLE")) {
-      narrator.info(`no CUDA engine here (${firstLine(error)})`);
-      return null;
-    }
-    throw error;
-  });
-  const factory: EngineFactory = async (model, options) => {
-    if (cuda) {
-      try {
-        const engine = await cuda(model, options);
-        used = "cuda";
-        narrator.info("training on the cuda engine");
-        return engine;
-      } catch (error) {
-        if (!isUnmaskError(error, "CUDA_UNAVAILABLE")) throw error;
-        narrator.info(`no usable CUDA GPU (${firstLine(error)})`);
-      }
-    }
-    used = "cpu";
-    const engine = await cpu(model, options);
-    narrator.info("training on the cpu engine");
-    return engine;
-  };
-  return { factory, name: () => used };
-}
-
-/** The gist of an error for a one-line note: its first line, without the list of paths tried. */
-function firstLine(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  const line = message.split("\n")[0].replace(/; tried: .*$/, "");
-  return line.length > 160 ? `${line.slice(0, 157)}...` : line;
 }
 
 /** A path as the user would type it: relative to the working directory when inside it. */
@@ -500,59 +366,4 @@ function trueLabelOf(image: string, test: LabelledImages): string | null {
   if (rel.startsWith("..") || !existsSync(image)) return null;
   const folder = rel.split(/[\\/]/)[0];
   return folder === rel ? null : cleanClassName(folder);
-}
-
-/** The before/after table and what to do next, one string per line. */
-export function formatDemo(r: DemoResult): string[] {
-  const count = (n: number) => n.toLocaleString("en-US");
-  const topText = (c: Classification) =>
-    c.top.map((x) => `${x.label} ${(100 * x.score).toFixed(1)}%`).join(", ");
-  const rows: [string, string, string, string][] = [
-    ["", "zero-shot", "R-AMT mask", ""],
-    [
-      "accuracy",
-      percent(r.zeroShot.accuracy),
-      percent(r.masked.accuracy),
-      `${count(r.data.testImages)} test images, ${r.data.classes.length} classes`,
-    ],
-    [
-      "masked fraction",
-      percent(0),
-      percent(r.masked.maskedFraction),
-      `${count(r.masked.switchedOff)} of ${count(r.masked.maskEntries)} weights off`,
-    ],
-    [
-      "mask file size",
-      "-",
-      formatBytes(r.masked.maskBytes),
-      `a plain bitmap: ${formatBytes(r.masked.bitmapBytes)}; the model's weights: ${formatBytes(r.model.weightsBytes)}`,
-    ],
-    [
-      "time",
-      `${r.zeroShot.seconds.toFixed(1)} s`,
-      `${(r.masked.trainSeconds + r.masked.seconds).toFixed(1)} s`,
-      `eval ${r.zeroShot.seconds.toFixed(1)} s | train ${r.masked.trainSeconds.toFixed(1)} s (${r.settings.engine}) + eval ${r.masked.seconds.toFixed(1)} s`,
-    ],
-  ];
-  const widths = [0, 1, 2].map((c) => Math.max(...rows.map((row) => row[c].length)));
-  const lines = [
-    "",
-    `nano-clip (pretrained on CIFAR-10) on Fashion-MNIST: ${r.settings.shots} shots per class, ${r.settings.epochs} epochs, ${r.settings.engine} engine`,
-    "",
-    ...rows.map((row) =>
-      [row[0].padEnd(widths[0]), row[1].padStart(widths[1]), row[2].padStart(widths[2]), row[3]]
-        .join("   ")
-        .trimEnd(),
-    ),
-    "",
-    `sample ${r.sample.image}${r.sample.trueLabel ? ` (a ${r.sample.trueLabel})` : ""}`,
-    `  zero-shot    ${topText(r.sample.zeroShot)}`,
-    `  R-AMT mask   ${topText(r.sample.masked)}`,
-    "",
-    `wrote ${r.out}: nano-clip/ (model), mask.umask, mask.report.json (total ${r.totalSeconds.toFixed(1)} s)`,
-    "next:",
-    `  unmask inspect ${r.mask}`,
-    `  unmask predict IMAGE --model ${r.model.dir} --mask ${r.mask}`,
-  ];
-  return lines;
 }
