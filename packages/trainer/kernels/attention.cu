@@ -19,7 +19,6 @@
 #include "common.cuh"
 
 #define ATT_LD 72
-#define ATT_THREADS 128
 
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const bf16* p) {
   const uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
@@ -183,20 +182,27 @@ __device__ __forceinline__ void store_rows(bf16* __restrict__ dst, long long row
   }
 }
 
-// grid (ceil(N / 64), B * H); dynamic shared (2 * roundup(N, 32) + 64) * ATT_LD * 2 bytes.
-extern "C" __global__ void __launch_bounds__(ATT_THREADS)
-    attn_fwd(const bf16* __restrict__ qkv, const float* __restrict__ bias, bf16* __restrict__ o,
-             float* __restrict__ lse,  // [B * H * N] or null
-             int N, int H, float scaleLog2) {
+// Each kernel is a template over W, the warps of a block (16 W rows of queries, or of keys for
+// dkdv): W = 4 is the first version (attn_fwd, attn_bwd_dq, attn_bwd_dkdv), W = 8 (the *8
+// kernels) loads K / V (Q / dO for dkdv) half as often and holds 16 warps on an SM instead of 8
+// (backward) or 12 (forward): two blocks of 256 threads at most 128 registers each. Every output
+// row is computed by one warp over the same key (query) order whatever W is, so both variants
+// give bit-identical results.
+//
+// attn_fwd: grid (ceil(N / 16W), B * H); dynamic shared (2 * roundup(N, 32) + 16W) * ATT_LD * 2 bytes.
+template <int W>
+__device__ __forceinline__ void attn_fwd_body(const bf16* __restrict__ qkv, const float* __restrict__ bias,
+                                              bf16* __restrict__ o, float* __restrict__ lse, int N, int H,
+                                              float scaleLog2) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int Np = (N + 31) & ~31;
   bf16* Ks = (bf16*)smem;
   bf16* Vs = Ks + Np * ATT_LD;
   bf16* Qs = Vs + Np * ATT_LD;
   const int bh = blockIdx.y, b = bh / H, h = bh % H, D = H * 64, ld = 3 * D;
-  const int q0 = blockIdx.x * 64;
+  const int q0 = blockIdx.x * 16 * W;
   const long long row0 = (long long)b * N;
-  load_tile(Qs, qkv, row0 + q0, ld, h * 64, bias + h * 64, 64, min(64, N - q0));
+  load_tile(Qs, qkv, row0 + q0, ld, h * 64, bias + h * 64, 16 * W, min(16 * W, N - q0));
   load_tile(Ks, qkv, row0, ld, D + h * 64, bias + D + h * 64, Np, N);
   load_tile(Vs, qkv, row0, ld, 2 * D + h * 64, bias + 2 * D + h * 64, Np, N);
   __syncthreads();
@@ -263,27 +269,30 @@ extern "C" __global__ void __launch_bounds__(ATT_THREADS)
   }
 }
 
-// grid (ceil(N / 64), B * H, S); dynamic shared (2 * roundup(N, 32) + 128) * ATT_LD * 2 + 256 bytes.
-extern "C" __global__ void __launch_bounds__(ATT_THREADS)
-    attn_bwd_dq(const bf16* __restrict__ qkv, const float* __restrict__ bias, const bf16* __restrict__ o,
-                const bf16* __restrict__ dO,  // [S * R, D]
-                const float* __restrict__ lse, bf16* __restrict__ dqkv,  // [S * R, 3D]
-                int N, int H, int R, float scaleLog2, float scale) {
+// attn_bwd_dq: grid (ceil(N / 16W), B * H, S); dynamic shared (2 * roundup(N, 32) + 32W) * ATT_LD * 2
+// + 64W bytes.
+template <int W>
+__device__ __forceinline__ void attn_bwd_dq_body(const bf16* __restrict__ qkv, const float* __restrict__ bias,
+                                                 const bf16* __restrict__ o,
+                                                 const bf16* __restrict__ dO,  // [S * R, D]
+                                                 const float* __restrict__ lse,
+                                                 bf16* __restrict__ dqkv,  // [S * R, 3D]
+                                                 int N, int H, int R, float scaleLog2, float scale) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int Np = (N + 31) & ~31;
   bf16* Ks = (bf16*)smem;
   bf16* Vs = Ks + Np * ATT_LD;
   bf16* Qs = Vs + Np * ATT_LD;
-  bf16* dOs = Qs + 64 * ATT_LD;
-  float* Ds = (float*)(dOs + 64 * ATT_LD);
+  bf16* dOs = Qs + 16 * W * ATT_LD;
+  float* Ds = (float*)(dOs + 16 * W * ATT_LD);
   const int bh = blockIdx.y, b = bh / H, h = bh % H, D = H * 64, ld = 3 * D, sig = blockIdx.z;
-  const int q0 = blockIdx.x * 64;
+  const int q0 = blockIdx.x * 16 * W;
   const long long row0 = (long long)b * N;
-  const int valid = min(64, N - q0);
-  load_tile(Qs, qkv, row0 + q0, ld, h * 64, bias + h * 64, 64, valid);
+  const int valid = min(16 * W, N - q0);
+  load_tile(Qs, qkv, row0 + q0, ld, h * 64, bias + h * 64, 16 * W, valid);
   load_tile(Ks, qkv, row0, ld, D + h * 64, bias + D + h * 64, Np, N);
   load_tile(Vs, qkv, row0, ld, 2 * D + h * 64, bias + 2 * D + h * 64, Np, N);
-  load_grad_tile(dOs, Ds, dO, (long long)sig * R + row0 + q0, o, row0 + q0, D, h * 64, 64, valid);
+  load_grad_tile(dOs, Ds, dO, (long long)sig * R + row0 + q0, o, row0 + q0, D, h * 64, 16 * W, valid);
   __syncthreads();
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3, g = lane >> 2;
   const int qw = q0 + warp * 16;
@@ -324,29 +333,31 @@ extern "C" __global__ void __launch_bounds__(ATT_THREADS)
   store_rows(dqkv, (long long)sig * R + row0 + qw, ld, h * 64, dq, scale, scale, N - qw, lane);
 }
 
-// grid (ceil(N / 64), B * H, S); dynamic shared (2 * roundup(N, 16) + 128) * ATT_LD * 2
-// + 8 * roundup(N, 16) bytes.
-extern "C" __global__ void __launch_bounds__(ATT_THREADS)
-    attn_bwd_dkdv(const bf16* __restrict__ qkv, const float* __restrict__ bias, const bf16* __restrict__ o,
-                  const bf16* __restrict__ dO, const float* __restrict__ lse, bf16* __restrict__ dqkv, int N, int H,
-                  int R, float scaleLog2, float scale) {
+// attn_bwd_dkdv: grid (ceil(N / 16W), B * H, S); with Nl = roundup(N, 4W) query rows loaded, dynamic
+// shared (2 * Nl + 32W) * ATT_LD * 2 + 8 * Nl bytes (rows past N are zero, their lse infinite).
+template <int W>
+__device__ __forceinline__ void attn_bwd_dkdv_body(const bf16* __restrict__ qkv, const float* __restrict__ bias,
+                                                   const bf16* __restrict__ o, const bf16* __restrict__ dO,
+                                                   const float* __restrict__ lse, bf16* __restrict__ dqkv, int N,
+                                                   int H, int R, float scaleLog2, float scale) {
   extern __shared__ __align__(16) unsigned char smem[];
-  const int Nq = (N + 15) & ~15;
+  const int Nq = (N + 15) & ~15;  // queries visited, 16 at a time
+  const int Nl = (N + 4 * W - 1) / (4 * W) * (4 * W);  // rows loaded: 8 Nl a multiple of the block
   bf16* Qs = (bf16*)smem;
-  bf16* dOs = Qs + Nq * ATT_LD;
-  bf16* Ks = dOs + Nq * ATT_LD;
-  bf16* Vs = Ks + 64 * ATT_LD;
-  float* Ls = (float*)(Vs + 64 * ATT_LD);
-  float* Ds = Ls + Nq;
+  bf16* dOs = Qs + Nl * ATT_LD;
+  bf16* Ks = dOs + Nl * ATT_LD;
+  bf16* Vs = Ks + 16 * W * ATT_LD;
+  float* Ls = (float*)(Vs + 16 * W * ATT_LD);
+  float* Ds = Ls + Nl;
   const int bh = blockIdx.y, b = bh / H, h = bh % H, D = H * 64, ld = 3 * D, sig = blockIdx.z;
-  const int k0 = blockIdx.x * 64;
+  const int k0 = blockIdx.x * 16 * W;
   const long long row0 = (long long)b * N;
-  const int valid = min(64, N - k0);
-  load_tile(Qs, qkv, row0, ld, h * 64, bias + h * 64, Nq, N);
-  load_grad_tile(dOs, Ds, dO, (long long)sig * R + row0, o, row0, D, h * 64, Nq, N);
-  load_tile(Ks, qkv, row0 + k0, ld, D + h * 64, bias + D + h * 64, 64, valid);
-  load_tile(Vs, qkv, row0 + k0, ld, 2 * D + h * 64, bias + 2 * D + h * 64, 64, valid);
-  for (int i = threadIdx.x; i < Nq; i += blockDim.x) Ls[i] = i < N ? lse[(long long)bh * N + i] : INFINITY;
+  const int valid = min(16 * W, N - k0);
+  load_tile(Qs, qkv, row0, ld, h * 64, bias + h * 64, Nl, N);
+  load_grad_tile(dOs, Ds, dO, (long long)sig * R + row0, o, row0, D, h * 64, Nl, N);
+  load_tile(Ks, qkv, row0 + k0, ld, D + h * 64, bias + D + h * 64, 16 * W, valid);
+  load_tile(Vs, qkv, row0 + k0, ld, 2 * D + h * 64, bias + 2 * D + h * 64, 16 * W, valid);
+  for (int i = threadIdx.x; i < Nl; i += blockDim.x) Ls[i] = i < N ? lse[(long long)bh * N + i] : INFINITY;
   __syncthreads();
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3;
   const int kw = k0 + warp * 16;
@@ -397,4 +408,31 @@ extern "C" __global__ void __launch_bounds__(ATT_THREADS)
   const long long out0 = (long long)sig * R + row0 + kw;
   store_rows(dqkv, out0, ld, D + h * 64, dk, scale, scale, N - kw, lane);
   store_rows(dqkv, out0, ld, 2 * D + h * 64, dv, 1.f, 1.f, N - kw, lane);
+}
+
+#define ATT_FWD_ARGS                                                                                  \
+  const bf16 *__restrict__ qkv, const float *__restrict__ bias, bf16 *__restrict__ o, float *__restrict__ lse, \
+      int N, int H, float scaleLog2
+#define ATT_BWD_ARGS                                                                                  \
+  const bf16 *__restrict__ qkv, const float *__restrict__ bias, const bf16 *__restrict__ o,             \
+      const bf16 *__restrict__ dO, const float *__restrict__ lse, bf16 *__restrict__ dqkv, int N, int H, int R, \
+      float scaleLog2, float scale
+
+extern "C" __global__ void __launch_bounds__(128) attn_fwd(ATT_FWD_ARGS) {
+  attn_fwd_body<4>(qkv, bias, o, lse, N, H, scaleLog2);
+}
+extern "C" __global__ void __launch_bounds__(128) attn_bwd_dq(ATT_BWD_ARGS) {
+  attn_bwd_dq_body<4>(qkv, bias, o, dO, lse, dqkv, N, H, R, scaleLog2, scale);
+}
+extern "C" __global__ void __launch_bounds__(128) attn_bwd_dkdv(ATT_BWD_ARGS) {
+  attn_bwd_dkdv_body<4>(qkv, bias, o, dO, lse, dqkv, N, H, R, scaleLog2, scale);
+}
+extern "C" __global__ void __launch_bounds__(256, 2) attn_fwd8(ATT_FWD_ARGS) {
+  attn_fwd_body<8>(qkv, bias, o, lse, N, H, scaleLog2);
+}
+extern "C" __global__ void __launch_bounds__(256, 2) attn_bwd_dq8(ATT_BWD_ARGS) {
+  attn_bwd_dq_body<8>(qkv, bias, o, dO, lse, dqkv, N, H, R, scaleLog2, scale);
+}
+extern "C" __global__ void __launch_bounds__(256, 2) attn_bwd_dkdv8(ATT_BWD_ARGS) {
+  attn_bwd_dkdv_body<8>(qkv, bias, o, dO, lse, dqkv, N, H, R, scaleLog2, scale);
 }

@@ -1,13 +1,15 @@
 #!/usr/bin/env node
-// Bundles the device entry (bench/device/main.ts) with esbuild into <repo>/.gpu/, beside the
-// fatbin, koffi (kept external: it finds its native module next to its own package) and the
-// tiny fixture, so that a GPU machine with only a node binary can run it:
-//   .gpu/main.mjs, .gpu/unmask.fatbin, .gpu/node_modules/{koffi,@koromix/koffi-linux-x64},
-//   .gpu/fixtures/tiny-vit-p8/{hf/model.safetensors,rmt_step.safetensors}
-import { cpSync, existsSync, mkdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+// Bundles the device entries (bench/device/{main,full-run,e2e}.ts) with esbuild into <repo>/.gpu/,
+// beside the fatbin and koffi (kept external: it finds its native module next to its own
+// package), so that a GPU machine with only a node binary can run them:
+//   .gpu/main.mjs, .gpu/run/{full,e2e}.mjs, .gpu/unmask.fatbin,
+//   .gpu/node_modules/{koffi,@koromix/koffi-linux-x64}, with --sharp also .gpu/sharp.tar.xz.
+// The tiny-vit-p8 fixture is not copied: the device unpacks the repository's fixtures bundle
+// (fixtures/index.js fixturesRoot()).
+import { execFileSync } from "node:child_process";
+import { cpSync, mkdirSync, realpathSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { encodeSafetensors, parseSafetensors, planFromHf } from "@unmask/clip";
 import { build } from "esbuild";
 
 const pkg = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -15,7 +17,7 @@ const repo = join(pkg, "..", "..");
 const out = join(repo, ".gpu");
 mkdirSync(out, { recursive: true });
 rmSync(join(out, "node_modules"), { recursive: true, force: true });
-rmSync(join(out, "fixtures"), { recursive: true, force: true });
+rmSync(join(out, "fixtures"), { recursive: true, force: true }); // the device unpacks the repo's bundle
 await build({
   entryPoints: [join(pkg, "bench", "device", "main.ts")],
   bundle: true,
@@ -68,45 +70,34 @@ const nativeDir = realpathSync(join(koffiDir, "..", "@koromix", "koffi-linux-x64
 for (const f of ["package.json", "index.js", "linux_x64/koffi.node"])
   cpSync(join(nativeDir, f), join(nm, "@koromix", "koffi-linux-x64", f));
 
-const fixtures = process.env.UNMASK_FIXTURES ?? "/work/shared/fixtures";
-const tiny = join(fixtures, "tiny-vit-p8");
-if (existsSync(tiny)) {
-  // the vision tower and logit_scale only, under canonical names (the text tower is most of the file)
-  const hf = parseSafetensors(new Uint8Array(readFileSync(join(tiny, "hf", "model.safetensors"))));
-  const bytesOf = (n) => {
-    const e = hf.tensors.get(n);
-    return { e, data: hf.bytes.subarray(e.fileOffset, e.fileOffset + e.byteLength) };
-  };
-  const keep = [];
-  for (const [key, p] of planFromHf(hf.tensors.keys())) {
-    if (!key.startsWith("visual.") && key !== "logit_scale") continue;
-    if (p.op === "copy") {
-      const { e, data } = bytesOf(p.from);
-      keep.push({ name: key, dtype: e.dtype, shape: e.shape, data });
-    } else if (p.op === "concat-rows") {
-      const parts = p.from.map(bytesOf);
-      const data = new Uint8Array(parts.reduce((n, x) => n + x.data.length, 0));
-      let o = 0;
-      for (const x of parts) {
-        data.set(x.data, o);
-        o += x.data.length;
-      }
-      const shape = [parts.reduce((n, x) => n + x.e.shape[0], 0), ...parts[0].e.shape.slice(1)];
-      keep.push({ name: key, dtype: parts[0].e.dtype, shape, data });
-    } else {
-      const { e, data } = bytesOf(p.from);
-      const [r, c] = e.shape;
-      const w = data.length / (r * c);
-      const t = new Uint8Array(data.length);
-      for (let i = 0; i < r; i++)
-        for (let j = 0; j < c; j++)
-          t.set(data.subarray((i * c + j) * w, (i * c + j + 1) * w), (j * r + i) * w);
-      keep.push({ name: key, dtype: e.dtype, shape: [c, r], data: t });
-    }
+// the e2e entry (train() on an image folder, sharp decoding): sharp's JS is bundled, its native
+// module and libvips (@img/sharp-linux-x64, @img/sharp-libvips-linux-x64) travel as one xz tar
+// (libvips compresses from 18 to ~6.6 MB), unpacked on the device into .gpu/node_modules/@img
+await build({
+  entryPoints: [join(pkg, "bench", "device", "e2e.ts")],
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node20",
+  outfile: join(out, "run", "e2e.mjs"),
+  external: ["koffi", "onnxruntime-node", "@img/sharp-*"],
+  banner: {
+    js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
+  },
+  logLevel: "warning",
+});
+if (process.argv.includes("--sharp")) {
+  const sharpDir = realpathSync(join(repo, "node_modules", ".pnpm", "node_modules", "sharp"));
+  const stage = join(out, "sharp-stage");
+  rmSync(stage, { recursive: true, force: true });
+  for (const name of ["sharp-linux-x64", "sharp-libvips-linux-x64"]) {
+    const from = realpathSync(join(sharpDir, "..", "@img", name));
+    cpSync(from, join(stage, "node_modules", "@img", name), { recursive: true, dereference: true });
   }
-  const dir = join(out, "fixtures", "tiny-vit-p8");
-  mkdirSync(join(dir, "hf"), { recursive: true });
-  writeFileSync(join(dir, "hf", "model.safetensors"), encodeSafetensors(keep));
-  cpSync(join(tiny, "rmt_step.safetensors"), join(dir, "rmt_step.safetensors"));
+  execFileSync("sh", [
+    "-c",
+    `tar -C "${stage}" -cf - node_modules | xz -9 -T0 > "${join(out, "sharp.tar.xz")}"`,
+  ]);
+  rmSync(stage, { recursive: true, force: true });
 }
 console.log(`bundle-device: wrote ${out}`);

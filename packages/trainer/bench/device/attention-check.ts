@@ -71,15 +71,33 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
   cu.upload(pQkv, qkv.bits);
   cu.upload(pBias, bias);
   cu.upload(pDo, dO.bits);
-  k.attnFwd(pQkv, pBias, pO, pLse, B, N, H);
-  k.attnBwd({ qkv: pQkv, bias: pBias, o: pO, dO: pDo, lse: pLse, dqkv: pDqkv, S: 2, B, N, H });
-  cu.synchronize(stream);
-  const oBits = new Uint16Array(R * D);
-  cu.download(oBits, pO);
-  const lse = new Float32Array(B * H * N);
-  cu.download(lse, pLse);
-  const dBits = new Uint16Array(2 * R * 3 * D);
-  cu.download(dBits, pDqkv);
+  const runKernels = (warps: string | undefined) => {
+    const saved = process.env.UNMASK_ATTN_WARPS;
+    if (warps === undefined) delete process.env.UNMASK_ATTN_WARPS;
+    else process.env.UNMASK_ATTN_WARPS = warps;
+    cu.fill32(pO, 0, (R * D) / 2, stream);
+    cu.fill32(pDqkv, 0, 3 * R * D, stream);
+    k.attnFwd(pQkv, pBias, pO, pLse, B, N, H);
+    k.attnBwd({ qkv: pQkv, bias: pBias, o: pO, dO: pDo, lse: pLse, dqkv: pDqkv, S: 2, B, N, H });
+    cu.synchronize(stream);
+    if (saved === undefined) delete process.env.UNMASK_ATTN_WARPS;
+    else process.env.UNMASK_ATTN_WARPS = saved;
+    const oBits = new Uint16Array(R * D);
+    cu.download(oBits, pO);
+    const lse = new Float32Array(B * H * N);
+    cu.download(lse, pLse);
+    const dBits = new Uint16Array(2 * R * 3 * D);
+    cu.download(dBits, pDqkv);
+    return { oBits, lse, dBits };
+  };
+  // the first version (4 warps a block) and the default (8 where shared memory allows) must agree
+  // bit for bit: each output row is computed by one warp in the same order in both
+  const first = runKernels("4");
+  const { oBits, lse, dBits } = runKernels(undefined);
+  let differ = 0;
+  for (let i = 0; i < oBits.length; i++) if (oBits[i] !== first.oBits[i]) differ++;
+  for (let i = 0; i < lse.length; i++) if (lse[i] !== first.lse[i]) differ++;
+  for (let i = 0; i < dBits.length; i++) if (dBits[i] !== first.dBits[i]) differ++;
   const o = toF32(oBits);
   const dqkv = toF32(dBits);
   // float64 reference (q, k, v with the bias added and rounded to bf16, as the kernels load them)
@@ -159,6 +177,7 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
     return out;
   };
   const result = {
+    warps4_vs_default_differing: differ,
     o: err(o, refO),
     lse: err(lse, refLse),
     dq: err(part(dqkv, 0), part(refD, 0)),

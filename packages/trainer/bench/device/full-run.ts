@@ -2,11 +2,11 @@
  * Full R-AMT runs on Fashion-MNIST from the prepared uint8 file of prep-fashion.mjs (no sharp
  * needed), for the cuda engine on the device machine and the cpu engine here, with identical
  * datasets (in-memory, the few-shot list's 160 images; the 10,000 test images):
- *   node full.mjs <cpu|cuda> <model.jit.pt> <fashion.bin> <seeds 1,2,3> <epochs> <outDir>
+ *   node full.mjs <cpu|cuda> <model.jit.pt or model dir> <fashion.bin> <seeds 1,2,3> <epochs> <outDir>
  * Prints one JSON line per seed and writes <outDir>/<model>-seed<k>.mask (the raw mask bits of
  * every tensor, concatenated in order) for bit agreement between engines.
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { convert } from "../../../convert/src/index.js";
 import { inMemoryDataset } from "../../src/data/in-memory.js";
@@ -40,9 +40,12 @@ const testData = inMemoryDataset({
   description: "fashion test",
 });
 
+// a checkpoint is converted here; a model directory (config.json + model.safetensors) is used as is
 const name = basename(modelPath).replace(/\.jit\.pt$/, "");
-const modelDir = join(outDir, `${name}-model`);
-await convert(modelPath, modelDir, { overwrite: true, onnx: false } as Parameters<typeof convert>[2]);
+const isDir = existsSync(join(modelPath, "config.json"));
+const modelDir = isDir ? modelPath : join(outDir, `${name}-model`);
+if (!isDir)
+  await convert(modelPath, modelDir, { overwrite: true, onnx: false } as Parameters<typeof convert>[2]);
 for (const seed of seedList.split(",").map(Number)) {
   const data = inMemoryDataset({
     classNames: header.classNames,

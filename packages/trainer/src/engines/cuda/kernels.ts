@@ -21,6 +21,9 @@ const KERNEL_NAMES = [
   "attn_fwd",
   "attn_bwd_dq",
   "attn_bwd_dkdv",
+  "attn_fwd8",
+  "attn_bwd_dq8",
+  "attn_bwd_dkdv8",
   "bias_gelu_fwd",
   "gelu_bwd",
   "head_forward",
@@ -35,9 +38,31 @@ type KernelName = (typeof KERNEL_NAMES)[number];
 /** Rows of at most this many values fit one warp's registers (kernels/common.cuh MAX_PER_LANE). */
 export const MAX_ROW = 1024;
 const ROWS_PER_BLOCK = 4;
-/** kernels/attention.cu: threads per block and shared tile row stride (bf16 elements). */
-const ATT_THREADS = 128;
+/** kernels/attention.cu: shared tile row stride (bf16 elements). */
 const ATT_LD = 72;
+/** Shared memory one block may take (227 KiB on Hopper and Ampere's A100). */
+const SHARED_PER_BLOCK = 227 * 1024;
+
+/**
+ * Warps per attention block (kernels/attention.cu: 4, or 8 for the *8 kernels). Both give
+ * bit-identical results; UNMASK_ATTN_WARPS=4 forces the first version.
+ */
+function attentionWarps(N: number): 4 | 8 {
+  if (process.env.UNMASK_ATTN_WARPS === "4") return 4;
+  const s = attentionShared(8, N);
+  return Math.max(s.fwd, s.dq, s.dkdv) <= SHARED_PER_BLOCK ? 8 : 4;
+}
+
+/** Dynamic shared bytes of the three attention kernels with W warps per block. */
+function attentionShared(W: number, N: number): { fwd: number; dq: number; dkdv: number } {
+  const Np = Math.ceil(N / 32) * 32;
+  const Nl = Math.ceil(N / (4 * W)) * 4 * W;
+  return {
+    fwd: (2 * Np + 16 * W) * ATT_LD * 2,
+    dq: (2 * Np + 32 * W) * ATT_LD * 2 + 64 * W,
+    dkdv: (2 * Nl + 32 * W) * ATT_LD * 2 + 8 * Nl,
+  };
+}
 /** Most tokens the fused attention holds in shared memory (227 KiB per block on Hopper). */
 export const MAX_TOKENS = 704;
 const HEAD_THREADS = 256;
@@ -303,17 +328,14 @@ export class Kernels {
    */
   attnFwd(qkv: number, bias: number, o: number, lse: number, B: number, N: number, H: number): void {
     assert(N <= MAX_TOKENS, `tokens ${N} <= ${MAX_TOKENS}`);
-    const Np = Math.ceil(N / 32) * 32;
-    const shared = (2 * Np + 64) * ATT_LD * 2;
-    this.go("attn_fwd", [Math.ceil(N / 64), B * H, 1], ATT_THREADS, shared, [
-      p(qkv),
-      p(bias),
-      p(o),
-      p(lse),
-      i(N),
-      i(H),
-      f(Math.LOG2E / 8),
-    ]);
+    const W = attentionWarps(N);
+    this.go(
+      W === 8 ? "attn_fwd8" : "attn_fwd",
+      [Math.ceil(N / (16 * W)), B * H, 1],
+      32 * W,
+      attentionShared(W, N).fwd,
+      [p(qkv), p(bias), p(o), p(lse), i(N), i(H), f(Math.LOG2E / 8)],
+    );
   }
 
   /**
@@ -333,7 +355,8 @@ export class Kernels {
     H: number;
   }): void {
     assert(a.N <= MAX_TOKENS, `tokens ${a.N} <= ${MAX_TOKENS}`);
-    const grid: [number, number, number] = [Math.ceil(a.N / 64), a.B * a.H, a.S];
+    const W = attentionWarps(a.N);
+    const grid: [number, number, number] = [Math.ceil(a.N / (16 * W)), a.B * a.H, a.S];
     const args = [
       p(a.qkv),
       p(a.bias),
@@ -347,10 +370,9 @@ export class Kernels {
       f(Math.LOG2E / 8),
       f(1 / 8),
     ];
-    const Np = Math.ceil(a.N / 32) * 32;
-    const Nq = Math.ceil(a.N / 16) * 16;
-    this.go("attn_bwd_dq", grid, ATT_THREADS, (2 * Np + 128) * ATT_LD * 2 + 256, args);
-    this.go("attn_bwd_dkdv", grid, ATT_THREADS, (2 * Nq + 128) * ATT_LD * 2 + 8 * Nq, args);
+    const shared = attentionShared(W, a.N);
+    this.go(W === 8 ? "attn_bwd_dq8" : "attn_bwd_dq", grid, 32 * W, shared.dq, args);
+    this.go(W === 8 ? "attn_bwd_dkdv8" : "attn_bwd_dkdv", grid, 32 * W, shared.dkdv, args);
   }
 
   /** g = QuickGELU(u + bias); u keeps u + bias when keepU (the student's saved activation). */

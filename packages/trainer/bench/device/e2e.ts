@@ -1,0 +1,175 @@
+/**
+ * The end-to-end run of `unmask train --device cuda` on the device machine: train() from a model
+ * directory and an image folder (one subfolder per class, decoded with sharp), the same options
+ * the CLI passes (out file, a checkpoint every epoch), with the time split by phase.
+ *   node e2e.mjs model <outDir>                                  random-weight ViT-B/16 directory
+ *   node e2e.mjs images <outDir> <classes> <perClass> <side>     JPEG image folder (sharp)
+ *   node e2e.mjs train <modelDir> <dataDir> <epochs> <batch|-> <out.umask> [cpu|cuda]
+ * Prints one JSON line. Timing wraps (never changes) what train() calls: the image decoder, the
+ * text encoder and the engine (creation, the image-cache upload, the steps).
+ */
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import sharp from "sharp";
+import { clipImageIo, type ImageIo } from "../../src/data/image-io.js";
+import type { Engine, EngineFactory } from "../../src/engine.js";
+import { type EngineName, engineFactory } from "../../src/engine-factory.js";
+import { encodeTextCpu } from "../../src/text-encoder.js";
+import { train } from "../../src/train.js";
+import { writeVitB16 } from "./make-vitb16.js";
+
+const [cmd, ...args] = process.argv.slice(2);
+const out = (o: unknown) => console.log(JSON.stringify(o));
+
+async function images(dir: string, classes: number, perClass: number, side: number) {
+  const t0 = performance.now();
+  let x = 12345;
+  const rand = () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x & 255;
+  };
+  const jobs: { path: string; seed: Buffer }[] = [];
+  for (let c = 0; c < classes; c++) {
+    const folder = join(dir, `n${String(c).padStart(8, "0")}`);
+    mkdirSync(folder, { recursive: true });
+    for (let k = 0; k < perClass; k++) {
+      const seed = Buffer.alloc(8 * 8 * 3);
+      for (let i = 0; i < seed.length; i++) seed[i] = rand();
+      jobs.push({ path: join(folder, `img_${k}.jpg`), seed });
+    }
+  }
+  // smooth colour fields (an 8 x 8 random image upsampled) as JPEG, 32 encodes in flight
+  let next = 0;
+  let bytes = 0;
+  const worker = async () => {
+    while (next < jobs.length) {
+      const j = jobs[next++];
+      const info = await sharp(j.seed, { raw: { width: 8, height: 8, channels: 3 } })
+        .resize(side, side, { kernel: "cubic" })
+        .jpeg({ quality: 90 })
+        .toFile(j.path);
+      bytes += info.size;
+    }
+  };
+  await Promise.all(Array.from({ length: 32 }, worker));
+  out({
+    images: jobs.length,
+    classes,
+    side,
+    megabytes: +(bytes / 1e6).toFixed(1),
+    seconds: +((performance.now() - t0) / 1000).toFixed(1),
+  });
+}
+
+async function run(
+  modelDir: string,
+  dataDir: string,
+  epochs: number,
+  batch: string,
+  outPath: string,
+  engine: string,
+) {
+  const t0 = performance.now();
+  const since = () => (performance.now() - t0) / 1000;
+  const split = { decode: 0, text: 0, engineCreate: 0, cacheUpload: 0, steps: 0, checkpoints: 0 };
+  let decodeFirst = -1;
+  let decodeLast = 0;
+  let images = 0;
+  const io: ImageIo = {
+    ...clipImageIo,
+    load: async (source) => {
+      if (decodeFirst < 0) decodeFirst = since();
+      const image = await clipImageIo.load(source);
+      decodeLast = since();
+      images++;
+      return image;
+    },
+  };
+  const base = await engineFactory(engine as EngineName);
+  const factory: EngineFactory = async (model, options) => {
+    const a = performance.now();
+    const e: Engine = await base(model, options);
+    split.engineCreate += (performance.now() - a) / 1000;
+    const setImageCache = e.setImageCache.bind(e);
+    const step = e.step.bind(e);
+    e.setImageCache = async (cache) => {
+      const b = performance.now();
+      await setImageCache(cache);
+      split.cacheUpload += (performance.now() - b) / 1000;
+    };
+    e.step = async (batchIn, stepOptions) => {
+      const b = performance.now();
+      const r = await step(batchIn, stepOptions);
+      split.steps += (performance.now() - b) / 1000;
+      return r;
+    };
+    return e;
+  };
+  let lastEpochEnd = 0;
+  const epochSeconds: number[] = [];
+  const result = await train({
+    model: modelDir,
+    data: dataDir,
+    shots: 16,
+    seed: 1,
+    engine: engine as EngineName,
+    engineFactory: factory,
+    preset: "recipe",
+    epochs,
+    ...(batch === "-" ? {} : { batchSize: Number(batch) }),
+    out: outPath,
+    resume: false,
+    io,
+    encodeText: (model) => async (tokens, count) => {
+      const a = performance.now();
+      const r = encodeTextCpu(model, tokens, count);
+      split.text += (performance.now() - a) / 1000;
+      return r;
+    },
+    onProgress: (e) => {
+      if (e.status === "epoch-end") {
+        lastEpochEnd = performance.now();
+        epochSeconds.push(+e.seconds.toFixed(2));
+      } else if (e.status === "checkpoint") split.checkpoints += (performance.now() - lastEpochEnd) / 1000;
+    },
+  });
+  split.decode = decodeLast - decodeFirst;
+  const r = result.report;
+  out({
+    run: "e2e_train",
+    engine,
+    epochs,
+    batch: batch === "-" ? 32 : Number(batch),
+    trainImages: images,
+    samples: r.history.reduce((a, h) => a + h.images, 0),
+    totalSeconds: +since().toFixed(1),
+    split: Object.fromEntries(Object.entries(split).map(([k, v]) => [k, +v.toFixed(2)])),
+    report: {
+      prepareSeconds: +r.time.prepareSeconds.toFixed(1),
+      trainSeconds: +r.time.trainSeconds.toFixed(1),
+      totalSeconds: +r.time.totalSeconds.toFixed(1),
+      imagesPerSecond: +r.imagesPerSecond.toFixed(1),
+      maskedFraction: r.maskedFraction,
+    },
+    epochSeconds,
+    lastLoss: +r.history[r.history.length - 1].loss.toFixed(4),
+  });
+}
+
+if (cmd === "model") {
+  const t0 = performance.now();
+  writeVitB16(args[0]);
+  out({ model: args[0], seconds: +((performance.now() - t0) / 1000).toFixed(1) });
+} else if (cmd === "images") await images(args[0], Number(args[1]), Number(args[2]), Number(args[3]));
+else if (cmd === "train") await run(args[0], args[1], Number(args[2]), args[3], args[4], args[5] ?? "cuda");
+else {
+  console.error(
+    "usage: e2e.mjs model <dir> | images <dir> <classes> <perClass> <side> | train <model> <data> <epochs> <batch|-> <out> [engine]",
+  );
+  process.exit(2);
+}
