@@ -156,7 +156,9 @@ try {
     ),
     fractionOfPeak: Number((gflopsOf(best(visionTimes)) / peakGflops).toFixed(3)),
     fractionOfPeakMedians: Number(
-      (gflopsOf(median(visionTimes)) / Math.max(...peaks.map((p) => p.flops / median(p.times) / 1e9))).toFixed(3),
+      (
+        gflopsOf(median(visionTimes)) / Math.max(...peaks.map((p) => p.flops / median(p.times) / 1e9))
+      ).toFixed(3),
     ),
   };
   console.log(JSON.stringify(result, null, 2));
