@@ -4,7 +4,7 @@
  * float32 cpu engine) to check what the onnxruntime path predicts.
  */
 import { spawn } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { preprocessImages } from "@unmask/clip";
@@ -55,8 +55,18 @@ export function lastJson<T = Record<string, unknown>>(stdout: string): T {
   return JSON.parse(lines[lines.length - 1]) as T;
 }
 
+const created: string[] = [];
+
+/** A new temporary folder, removed after the test file (setup.ts) unless UNMASK_KEEP_TEMP is set. */
 export function tempDir(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), `unmask-e2e-${prefix}-`));
+  const dir = mkdtempSync(join(tmpdir(), `unmask-e2e-${prefix}-`));
+  created.push(dir);
+  return dir;
+}
+
+export function removeTempDirs(): void {
+  if (process.env.UNMASK_KEEP_TEMP) return;
+  for (const dir of created.splice(0)) rmSync(dir, { recursive: true, force: true });
 }
 
 /**
