@@ -2,7 +2,7 @@
  * Element types as safetensors names them, their sizes, and conversions of raw little-endian bytes
  * to Float32Array. fp16 and bf16 are widened exactly (every fp16/bf16 value is a float32 value).
  */
-import { UnmaskError } from "@unmask/mask-format";
+import { f16BitsToF32, f32ToF16Bits, UnmaskError } from "@unmask/mask-format";
 
 export type DType =
   | "F64"
@@ -57,14 +57,7 @@ export function shapeNumel(shape: readonly number[], subject = "tensor"): number
 const f16Table = (() => {
   // All 65,536 half values: a lookup is faster than bit twiddling per element.
   const table = new Float32Array(65536);
-  for (let h = 0; h < 65536; h++) {
-    const sign = h & 0x8000 ? -1 : 1;
-    const exp = (h >> 10) & 0x1f;
-    const frac = h & 0x3ff;
-    if (exp === 0) table[h] = sign * frac * 2 ** -24;
-    else if (exp === 31) table[h] = frac ? Number.NaN : sign * Number.POSITIVE_INFINITY;
-    else table[h] = sign * (1 + frac / 1024) * 2 ** (exp - 15);
-  }
+  for (let h = 0; h < 65536; h++) table[h] = f16BitsToF32(h);
   return table;
 })();
 
@@ -72,34 +65,16 @@ export function f16ToF32(bits: number): number {
   return f16Table[bits & 0xffff];
 }
 
-const scratch = new DataView(new ArrayBuffer(4));
-/** Round-to-nearest-even float32 -> fp16 bits (as numpy and torch do). */
+/**
+ * Round-to-nearest-even float32 -> fp16 bits (as numpy and torch do). Every NaN becomes the quiet
+ * NaN 0x7e00 with its sign, as torch writes it (mask-format's conversion keeps the payload bits).
+ */
 export function f32ToF16(value: number): number {
-  scratch.setFloat32(0, value, true);
-  const x = scratch.getUint32(0, true);
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  let e = exp - 127 + 15;
-  if (e >= 31) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let half = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const mid = 1 << (shift - 1);
-    if (rem > mid || (rem === mid && half & 1)) half++;
-    return sign | half;
-  }
-  let half = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;
-  e = half >>> 10;
-  return sign | half;
+  const half = f32ToF16Bits(value);
+  return (half & 0x7c00) === 0x7c00 && (half & 0x3ff) !== 0 ? half & 0xfe00 : half;
 }
 
+const scratch = new DataView(new ArrayBuffer(4));
 /** Round-to-nearest-even float32 -> bf16 bits. */
 export function f32ToBf16(value: number): number {
   scratch.setFloat32(0, value, true);

@@ -1,6 +1,6 @@
 /**
- * IEEE 754 binary16 <-> binary32 conversions for the classifier head's text features. Kept here
- * (not imported from @unmask/clip) because mask-format has no dependencies.
+ * IEEE 754 binary16 <-> binary32 conversions for the classifier head's text features. They live
+ * here because mask-format has no dependencies; @unmask/clip builds its fp16 helpers on them.
  */
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);

@@ -37,6 +37,7 @@ export {
   fingerprintTensors,
 } from "./fingerprint.js";
 export { MAX_GOLOMB_M } from "./golomb.js";
+export { f16BitsToF32, f32ToF16Bits } from "./half.js";
 export {
   FORMAT_VERSION,
   isFingerprint,
