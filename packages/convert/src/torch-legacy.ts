@@ -8,10 +8,10 @@
  * them are not), and each storage's byte range is located by walking the count headers, which
  * must agree with the counts in the object pickle. Storages are then read lazily.
  */
-import type { FileHandle } from "node:fs/promises";
 import { open } from "node:fs/promises";
 import { fail } from "./errors.js";
 import { PickleDict, type PickleValue, unpickle } from "./pickle-vm.js";
+import { readExactly } from "./read-exactly.js";
 import { torchGlobals } from "./torch-globals.js";
 import type { StorageRef } from "./torch-tensor.js";
 import { MAX_PICKLE_BYTES, parseStoragePid, type TorchPickleFile } from "./torch-zip.js";
@@ -22,34 +22,6 @@ const LEGACY_PROTOCOL = 1001;
 const FIRST_PREFIX_BYTES = 1024 * 1024;
 /** Element-count headers read at once while locating storages. */
 const COUNT_HEADER_BYTES = 8;
-
-async function readAt(
-  handle: FileHandle,
-  position: number,
-  length: number,
-  path: string,
-  into?: Uint8Array,
-): Promise<Uint8Array> {
-  let out: Uint8Array;
-  if (into && into.byteLength >= length) out = into.subarray(0, length);
-  else {
-    // Not zero-filled: every byte is overwritten by the read below (or the read fails).
-    const slow = Buffer.allocUnsafeSlow(length);
-    out = new Uint8Array(slow.buffer, slow.byteOffset, length);
-  }
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await handle.read(out, done, length - done, position + done);
-    if (bytesRead === 0)
-      fail(
-        "PICKLE_TRUNCATED",
-        `${path}: file ends at ${position + done} while reading ${length} bytes at ${position}`,
-        path,
-      );
-    done += bytesRead;
-  }
-  return out;
-}
 
 interface PendingStorage {
   ref: StorageRef & { bytes: { byteLength: number; read: StorageRef["bytes"]["read"] } };
@@ -84,7 +56,14 @@ export async function openTorchLegacy(path: string): Promise<TorchPickleFile> {
               read: async (offset, length, into) => {
                 if (pending.dataOffset === null || offset < 0 || offset + length > byteLength)
                   fail("TORCH_BAD_TENSOR", `${path}: read outside storage ${pid.key}`, pid.key);
-                return readAt(handle, pending.dataOffset + offset, length, path, into);
+                return readExactly(
+                  handle,
+                  pending.dataOffset + offset,
+                  length,
+                  "PICKLE_TRUNCATED",
+                  path,
+                  into,
+                );
               },
             },
           },
@@ -130,7 +109,7 @@ export async function openTorchLegacy(path: string): Promise<TorchPickleFile> {
     let prefixBytes = Math.min(size, FIRST_PREFIX_BYTES);
     let parsed: { root: PickleValue; keys: PickleValue; littleEndian: boolean; end: number } | null = null;
     while (parsed === null) {
-      const prefix = await readAt(handle, 0, prefixBytes, path);
+      const prefix = await readExactly(handle, 0, prefixBytes, "PICKLE_TRUNCATED", path);
       try {
         storages.clear();
         const magic = unpickle(prefix, { source, resolveGlobal });
@@ -167,7 +146,7 @@ export async function openTorchLegacy(path: string): Promise<TorchPickleFile> {
       const storage = storages.get(key);
       if (!storage)
         fail("PICKLE_MALFORMED", `${source}: storage ${key} is written but no tensor uses it`, key);
-      const header = await readAt(handle, at, COUNT_HEADER_BYTES, path);
+      const header = await readExactly(handle, at, COUNT_HEADER_BYTES, "PICKLE_TRUNCATED", path);
       const count = new DataView(header.buffer).getBigInt64(0, parsed.littleEndian);
       if (count !== BigInt(storage.ref.numel))
         fail(

@@ -16,6 +16,7 @@ import type { FileHandle } from "node:fs/promises";
 import { open } from "node:fs/promises";
 import { crc32, inflateRawSync } from "node:zlib";
 import { fail } from "./errors.js";
+import { readExactly } from "./read-exactly.js";
 
 /** Fixed part of the end-of-central-directory record. */
 const EOCD_BYTES = 22;
@@ -91,35 +92,6 @@ class Cursor {
   }
 }
 
-/** Reads exactly `length` bytes at `position`, into `into` when it is given and large enough. */
-async function readExactly(
-  handle: FileHandle,
-  position: number,
-  length: number,
-  source: string,
-  into?: Uint8Array,
-): Promise<Uint8Array> {
-  let out: Uint8Array;
-  if (into && into.byteLength >= length) out = into.subarray(0, length);
-  else {
-    // Not zero-filled: every byte is overwritten by the read below (or the read fails).
-    const slow = Buffer.allocUnsafeSlow(length);
-    out = new Uint8Array(slow.buffer, slow.byteOffset, length);
-  }
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await handle.read(out, done, length - done, position + done);
-    if (bytesRead === 0)
-      fail(
-        "ZIP_TRUNCATED",
-        `${source}: file ended at ${position + done} while reading ${length} bytes`,
-        source,
-      );
-    done += bytesRead;
-  }
-  return out;
-}
-
 export class ZipArchive {
   private readonly dataOffsets = new Map<string, number>();
 
@@ -161,7 +133,7 @@ export class ZipArchive {
         entry.name,
       );
     const header = new Cursor(
-      await readExactly(this.handle, entry.localHeaderOffset, LOCAL_HEADER_BYTES, this.path),
+      await readExactly(this.handle, entry.localHeaderOffset, LOCAL_HEADER_BYTES, "ZIP_TRUNCATED", this.path),
       this.path,
       what,
     );
@@ -205,9 +177,15 @@ export class ZipArchive {
     const whole = offset === 0 && length === entry.uncompressedBytes;
     let bytes: Uint8Array;
     if (entry.method === 0) {
-      bytes = await readExactly(this.handle, start + offset, length, this.path, into);
+      bytes = await readExactly(this.handle, start + offset, length, "ZIP_TRUNCATED", this.path, into);
     } else {
-      const compressed = await readExactly(this.handle, start, entry.compressedBytes, this.path);
+      const compressed = await readExactly(
+        this.handle,
+        start,
+        entry.compressedBytes,
+        "ZIP_TRUNCATED",
+        this.path,
+      );
       let inflated: Uint8Array;
       try {
         const buffer = inflateRawSync(compressed, { maxOutputLength: Math.max(1, entry.uncompressedBytes) });
@@ -245,7 +223,7 @@ async function readCentralDirectory(handle: FileHandle, fileBytes: number, path:
     fail("ZIP_TRUNCATED", `${path}: ${fileBytes} bytes is too short for a zip archive`, path);
   const tailBytes = Math.min(fileBytes, MAX_EOCD_SEARCH_BYTES);
   const tailStart = fileBytes - tailBytes;
-  const tail = await readExactly(handle, tailStart, tailBytes, path);
+  const tail = await readExactly(handle, tailStart, tailBytes, "ZIP_TRUNCATED", path);
   const tailView = new DataView(tail.buffer, tail.byteOffset, tail.byteLength);
   let eocd = -1;
   for (let i = tailBytes - EOCD_BYTES; i >= 0; i--) {
@@ -276,7 +254,7 @@ async function readCentralDirectory(handle: FileHandle, fileBytes: number, path:
     const locatorOffset = eocdOffset - ZIP64_LOCATOR_BYTES;
     if (locatorOffset < 0) fail("ZIP_TRUNCATED", `${path}: ZIP64 locator missing`, path);
     const locator = new Cursor(
-      await readExactly(handle, locatorOffset, ZIP64_LOCATOR_BYTES, path),
+      await readExactly(handle, locatorOffset, ZIP64_LOCATOR_BYTES, "ZIP_TRUNCATED", path),
       path,
       "ZIP64 locator",
     );
@@ -286,7 +264,7 @@ async function readCentralDirectory(handle: FileHandle, fileBytes: number, path:
     if (eocd64Offset + ZIP64_EOCD_BYTES > locatorOffset)
       fail("ZIP_TRUNCATED", `${path}: ZIP64 end record at ${eocd64Offset} overlaps its locator`, path);
     const eocd64 = new Cursor(
-      await readExactly(handle, eocd64Offset, ZIP64_EOCD_BYTES, path),
+      await readExactly(handle, eocd64Offset, ZIP64_EOCD_BYTES, "ZIP_TRUNCATED", path),
       path,
       "ZIP64 end record",
     );
@@ -315,7 +293,11 @@ async function readCentralDirectory(handle: FileHandle, fileBytes: number, path:
       `${path}: central directory [${cdOffset}, ${cdOffset + cdBytes}) runs past its end record at ${cdLimit}`,
       path,
     );
-  const cd = new Cursor(await readExactly(handle, cdOffset, cdBytes, path), path, "central directory");
+  const cd = new Cursor(
+    await readExactly(handle, cdOffset, cdBytes, "ZIP_TRUNCATED", path),
+    path,
+    "central directory",
+  );
   const entries = new Map<string, ZipEntry>();
   const decoder = new TextDecoder("utf-8", { fatal: true });
   let at = 0;
