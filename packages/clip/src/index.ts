@@ -41,6 +41,14 @@ export {
   toRgb,
 } from "./image.js";
 export {
+  type ClassImages,
+  compareCodeUnits,
+  IMAGE_EXTENSIONS,
+  listClassImages,
+  listImageFiles,
+  listSubfolders,
+} from "./image-folder.js";
+export {
   BLOCK_TENSORS,
   defaultMaskedTensors,
   HF_IGNORED_KEYS,

@@ -7,42 +7,21 @@
  *   is evaluated;
  * - with a mask head, the folder classes are matched to the head's classes by name.
  */
-import { readdir, stat } from "node:fs/promises";
-import { extname, join } from "node:path";
+import { stat } from "node:fs/promises";
+import { join } from "node:path";
+import { compareCodeUnits, IMAGE_EXTENSIONS, listClassImages, listSubfolders } from "@unmask/clip";
 import { UnmaskError } from "@unmask/mask-format";
 import type { Classifier } from "./classifier.js";
 
-/** File endings taken as images (what sharp decodes); the trainer's list. */
-export const IMAGE_EXTENSIONS = new Set([".png", ".jpg", ".jpeg", ".webp", ".gif", ".tif", ".tiff", ".avif"]);
+/** File endings taken as images (what sharp decodes); the list lives in @unmask/clip, as the trainer's. */
+export { IMAGE_EXTENSIONS };
+
 const SPLIT_FOLDERS = new Set(["train", "val", "test"]);
 
 export interface LabelledImages {
   classNames: string[];
   items: { path: string; label: number }[];
   root: string;
-}
-
-const byCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
-
-async function listImages(folder: string): Promise<string[]> {
-  const entries = await readdir(folder, { withFileTypes: true });
-  entries.sort((a, b) => byCodeUnits(a.name, b.name));
-  const out: string[] = [];
-  for (const entry of entries) {
-    if (entry.name.startsWith(".")) continue;
-    const path = join(folder, entry.name);
-    if (entry.isDirectory()) out.push(...(await listImages(path)));
-    else if (IMAGE_EXTENSIONS.has(extname(entry.name).toLowerCase())) out.push(path);
-  }
-  return out;
-}
-
-async function subfolders(root: string): Promise<string[]> {
-  const entries = await readdir(root, { withFileTypes: true });
-  return entries
-    .filter((e) => e.isDirectory() && !e.name.startsWith("."))
-    .map((e) => e.name)
-    .sort(byCodeUnits);
 }
 
 /**
@@ -54,7 +33,7 @@ export async function listImageFolder(path: string): Promise<LabelledImages> {
   if (!info?.isDirectory())
     throw new UnmaskError("DATA_NOT_FOUND", `${path}: not a folder of class subfolders`, { subject: path });
   let root = path;
-  const top = await subfolders(path);
+  const top = await listSubfolders(path);
   if (top.length > 0 && top.every((name) => SPLIT_FOLDERS.has(name))) {
     const split = top.includes("test") ? "test" : top.includes("val") ? "val" : null;
     if (!split)
@@ -63,19 +42,7 @@ export async function listImageFolder(path: string): Promise<LabelledImages> {
       });
     root = join(path, split);
   }
-  const classNames = root === path ? top : await subfolders(root);
-  if (classNames.length === 0)
-    throw new UnmaskError("NO_CLASSES", `${root}: no class subfolders (expected one folder per class)`, {
-      subject: root,
-    });
-  const items: LabelledImages["items"] = [];
-  for (let label = 0; label < classNames.length; label++) {
-    const folder = join(root, classNames[label]);
-    const files = await listImages(folder);
-    if (files.length === 0)
-      throw new UnmaskError("EMPTY_CLASS", `${folder}: class folder holds no images`, { subject: folder });
-    for (const file of files) items.push({ path: file, label });
-  }
+  const { classNames, items } = await listClassImages(root);
   return { classNames, items, root };
 }
 
@@ -178,7 +145,8 @@ export async function evaluateImageFolder(options: EvaluateImageFolderOptions): 
           count: confusion[a][p],
         });
   pairs.sort(
-    (x, y) => y.count - x.count || byCodeUnits(x.actual, y.actual) || byCodeUnits(x.predicted, y.predicted),
+    (x, y) =>
+      y.count - x.count || compareCodeUnits(x.actual, y.actual) || compareCodeUnits(x.predicted, y.predicted),
   );
   return {
     images: items.length,

@@ -41,6 +41,4 @@ export function countPerClass(dataset: Dataset): number[] {
 }
 
 /** Plain code-unit order, as Python's `sorted` on str: no locale surprises across machines. */
-export function compareCodeUnits(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
+export { compareCodeUnits } from "@unmask/clip";
