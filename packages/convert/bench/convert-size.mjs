@@ -12,9 +12,8 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { vitConfig } from "@unmask/clip";
 import { convert } from "@unmask/convert";
-import { vitTensorShapes, writeTorchArchive } from "@unmask/convert/testing";
+import { VIT_B16_CONFIG, vitTensorShapes, writeTorchArchive } from "@unmask/convert/testing";
 
 const CHILD = process.argv[2] === "--child";
 const RUNS = 5;
@@ -45,18 +44,7 @@ const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), "unmask-convert-bench-"));
   try {
-    const config = vitConfig({
-      embedDim: 512,
-      imageResolution: 224,
-      visionLayers: 12,
-      visionWidth: 768,
-      visionPatchSize: 16,
-      contextLength: 77,
-      vocabSize: 49408,
-      transformerWidth: 512,
-      transformerLayers: 12,
-    });
-    const tensors = [...vitTensorShapes(config)].map(([name, shape], i) => ({
+    const tensors = [...vitTensorShapes(VIT_B16_CONFIG)].map(([name, shape], i) => ({
       name,
       dtype: "F16",
       shape,

@@ -10,10 +10,9 @@ import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { vitConfig } from "@unmask/clip";
+import { writeRandomVitB16ModelDir } from "@unmask/convert/testing";
 import * as ort from "onnxruntime-node";
-import { encodeModel, GraphBuilder, OnnxDataType, writeOnnxModels } from "../dist/onnx/index.js";
-import { randomCanonicalModel } from "../dist/onnx/testing.js";
+import { encodeModel, GraphBuilder, OnnxDataType } from "../dist/onnx/index.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -27,19 +26,6 @@ const { values: args } = parseArgs({
 const batch = Number(args.batch);
 const iterations = Number(args.iterations);
 const threads = Number(args.threads);
-
-// ViT-B/16 (docs/clip-formats.md 1.2).
-const config = vitConfig({
-  embedDim: 512,
-  imageResolution: 224,
-  visionLayers: 12,
-  visionWidth: 768,
-  visionPatchSize: 16,
-  contextLength: 77,
-  vocabSize: 49408,
-  transformerWidth: 512,
-  transformerLayers: 12,
-});
 
 /** Forward FLOPs of one image (multiply-add = 2): patch conv, 12 blocks, projection. */
 function visionFlopsPerImage(c) {
@@ -98,11 +84,9 @@ const median = (times) => [...times].sort((a, b) => a - b)[Math.floor(times.leng
 const dir = mkdtempSync(join(tmpdir(), "unmask-onnx-speed-"));
 try {
   const t0 = Date.now();
-  await randomCanonicalModel({ modelDir: dir, config, dtype: args.dtype });
-  const { paths } = await writeOnnxModels({
+  const { config, onnxPaths: paths } = await writeRandomVitB16ModelDir({
     modelDir: dir,
-    config,
-    towers: ["vision"],
+    dtype: args.dtype,
     attention: args.attention,
   });
   const setupSeconds = (Date.now() - t0) / 1000;

@@ -1,14 +1,12 @@
 /**
  * Helpers for tests and benches: canonical model directories (model.safetensors with OpenAI names
- * + config.json) made from the Hugging Face fixture or from random weights, without going through
- * convert(). Not part of the package's public API.
+ * + config.json) made from the Hugging Face fixture without going through convert() (random ones:
+ * ../testing/random-model.ts), and the two graphs run on a fixture's inputs. Not part of the
+ * package's public API.
  */
-import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
-  BLOCK_TENSORS,
   type ClipConfig,
-  configToJson,
   DTYPE_BYTES,
   type DType,
   fillTemplate,
@@ -17,17 +15,15 @@ import {
   planFromHf,
   preprocessImages,
   SafetensorsFile,
-  TEXT_BLOCK_PREFIX,
   type TensorToWrite,
   toFloat32,
   tokenize,
-  VISION_BLOCK_PREFIX,
-  writeSafetensors,
 } from "@unmask/clip";
 import * as ort from "onnxruntime-node";
+import { type WeightDtype, writeCanonicalModelDir } from "../testing/random-model.js";
 import { normalizeRows } from "./parity.js";
 
-export type WeightDtype = "F32" | "F16";
+export type { WeightDtype };
 
 /** Inputs and PyTorch outputs of a fixture's expected.safetensors (tiny-vit-p8). */
 export interface ExpectedOutputs {
@@ -84,20 +80,6 @@ function convertBytes(bytes: Uint8Array, from: DType, to: WeightDtype | undefine
   return fromFloat32(toFloat32(bytes, from, name), to);
 }
 
-/** Writes model.safetensors + config.json; returns the safetensors path. */
-export async function writeCanonicalModelDir(
-  modelDir: string,
-  config: ClipConfig,
-  tensors: TensorToWrite[],
-  dtype: WeightDtype,
-): Promise<string> {
-  const safetensorsPath = join(modelDir, "model.safetensors");
-  await writeSafetensors(safetensorsPath, tensors, { metadata: { format: "pt", "unmask.format": "clip" } });
-  const json = configToJson(config, { modelName: null, dtype, sourceSha256: null });
-  await writeFile(join(modelDir, "config.json"), `${JSON.stringify(json, null, 2)}\n`);
-  return safetensorsPath;
-}
-
 /**
  * A canonical model directory from a Hugging Face CLIPModel safetensors file (the tiny fixture):
  * q/k/v rows concatenated into in_proj, projections transposed, names mapped to OpenAI's.
@@ -147,107 +129,6 @@ export async function canonicalFromHf(options: {
   } finally {
     await file.close();
   }
-}
-
-/** Canonical name -> shape of every tensor of a ViT CLIP (docs/clip-formats.md 1.2). */
-export function vitTensorShapes(config: ClipConfig): Map<string, number[]> {
-  const W = config.visionWidth;
-  const p = config.visionPatchSize as number;
-  const grid = config.imageResolution / p;
-  const D = config.transformerWidth;
-  const E = config.embedDim;
-  const block = (width: number): [string, number[]][] =>
-    BLOCK_TENSORS.map((t) => {
-      const shapes: Record<(typeof BLOCK_TENSORS)[number], number[]> = {
-        "attn.in_proj_weight": [3 * width, width],
-        "attn.in_proj_bias": [3 * width],
-        "attn.out_proj.weight": [width, width],
-        "attn.out_proj.bias": [width],
-        "ln_1.weight": [width],
-        "ln_1.bias": [width],
-        "mlp.c_fc.weight": [4 * width, width],
-        "mlp.c_fc.bias": [4 * width],
-        "mlp.c_proj.weight": [width, 4 * width],
-        "mlp.c_proj.bias": [width],
-        "ln_2.weight": [width],
-        "ln_2.bias": [width],
-      };
-      return [t, shapes[t]];
-    });
-  const shapes = new Map<string, number[]>([
-    ["visual.conv1.weight", [W, 3, p, p]],
-    ["visual.class_embedding", [W]],
-    ["visual.positional_embedding", [grid * grid + 1, W]],
-    ["visual.ln_pre.weight", [W]],
-    ["visual.ln_pre.bias", [W]],
-    ["visual.ln_post.weight", [W]],
-    ["visual.ln_post.bias", [W]],
-    ["visual.proj", [W, E]],
-    ["token_embedding.weight", [config.vocabSize, D]],
-    ["positional_embedding", [config.contextLength, D]],
-    ["ln_final.weight", [D]],
-    ["ln_final.bias", [D]],
-    ["text_projection", [D, E]],
-    ["logit_scale", []],
-  ]);
-  for (let i = 0; i < (config.visionLayers as number); i++)
-    for (const [t, s] of block(W)) shapes.set(`${VISION_BLOCK_PREFIX}${i}.${t}`, s);
-  for (let i = 0; i < config.transformerLayers; i++)
-    for (const [t, s] of block(D)) shapes.set(`${TEXT_BLOCK_PREFIX}${i}.${t}`, s);
-  return shapes;
-}
-
-/** xorshift32 -> roughly normal values (sum of 4 uniforms), deterministic per seed. */
-function randomValues(n: number, std: number, mean: number, seed: number): Float32Array {
-  let s = seed >>> 0 || 1;
-  const out = new Float32Array(n);
-  const scale = std * Math.sqrt(3); // the sum of 4 U(-1,1) has variance 4/3
-  for (let i = 0; i < n; i++) {
-    let sum = 0;
-    for (let k = 0; k < 4; k++) {
-      s ^= s << 13;
-      s ^= s >>> 17;
-      s ^= s << 5;
-      sum += (s >>> 0) / 2147483648 - 1;
-    }
-    out[i] = mean + (sum / 2) * scale;
-  }
-  return out;
-}
-
-/**
- * A canonical model directory with random weights of the shapes `config` implies (for benches:
- * e.g. a ViT-B/16-shaped model). LayerNorm weights are ~1, everything else small, as CLIP's init.
- */
-export async function randomCanonicalModel(options: {
-  modelDir: string;
-  config: ClipConfig;
-  dtype: WeightDtype;
-  seed?: number;
-}): Promise<{ safetensorsPath: string }> {
-  let seed = options.seed ?? 1;
-  const tensors: TensorToWrite[] = [];
-  for (const [name, shape] of vitTensorShapes(options.config)) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    const isLnWeight = /ln_\w+\.weight$|ln_final\.weight$/.test(name);
-    const fanIn = shape.length === 2 ? shape[shape.length - 1] : 64;
-    const std = name === "logit_scale" ? 0 : isLnWeight ? 0.1 : fanIn ** -0.5;
-    const mean = isLnWeight ? 1 : name === "logit_scale" ? Math.log(100) : 0;
-    const s = seed++;
-    tensors.push({
-      name,
-      dtype: options.dtype,
-      shape,
-      data: () => fromFloat32(randomValues(n, std, mean, s * 2654435761), options.dtype),
-    });
-  }
-  const safetensorsPath = await writeCanonicalModelDir(
-    options.modelDir,
-    options.config,
-    tensors,
-    options.dtype,
-  );
-  return { safetensorsPath };
 }
 
 /** Runs vision.onnx and text.onnx of `modelDir` on a fixture's inputs (onnxruntime CPU). */

@@ -1,4 +1,5 @@
 export { vitTensorShapes } from "./clip-shapes.js";
+export { randomCanonicalModel, type WeightDtype, writeCanonicalModelDir } from "./random-model.js";
 export {
   type ArchiveTensor,
   modulePickle,
@@ -11,3 +12,4 @@ export {
   writeTorchArchive,
   ZipWriter,
 } from "./torch-writer.js";
+export { type RandomVitB16Options, VIT_B16_CONFIG, writeRandomVitB16ModelDir } from "./vit-b16.js";
