@@ -1,5 +1,5 @@
 /**
- * Recipe presets, defaults and the learning-rate schedule (docs/rmt-method.md sections 3-5).
+ * Recipe presets and defaults (docs/rmt-method.md sections 3-5); the schedule lives in rmt/schedule.ts.
  *
  * - `recipe`: the published configs: lr 8e-5, 30 epochs, batch 32, gradient-dropout lambda 1.0.
  * - `rmt-16shot`: the same with lambda 0.3, the value the published README recommends for 16-shot
@@ -39,12 +39,10 @@ export function presetSettings(name: string): RecipeSettings {
 }
 
 /**
- * Cosine annealing stepped once per epoch, eta_min 0, no warmup (PyTorch CosineAnnealingLR with
- * T_max = epochs): epoch e (0-based) runs at lr * (1 + cos(pi * e / epochs)) / 2.
+ * The learning rate of a 0-based epoch: rmt/schedule.ts's cosineLearningRate under the name the
+ * package has exported since the first release.
  */
-export function cosineLr(baseLr: number, epoch: number, epochs: number): number {
-  return (baseLr * (1 + Math.cos((Math.PI * epoch) / epochs))) / 2;
-}
+export { cosineLearningRate as cosineLr } from "./rmt/schedule.js";
 
 /** Checks a positive number option and names it. */
 export function positive(value: number, name: string, integer = false): number {

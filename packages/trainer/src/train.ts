@@ -25,11 +25,12 @@ import { EpochSampler } from "./data/sampler.js";
 import { DEFAULT_HYPER, type EngineFactory, type RmtHyper } from "./engine.js";
 import { type EngineName, engineFactory } from "./engine-factory.js";
 import { evaluate } from "./evaluate.js";
-import { cosineLr, DEFAULT_EVAL_BATCH, type PresetName, positive, presetSettings } from "./options.js";
+import { DEFAULT_EVAL_BATCH, type PresetName, positive, presetSettings } from "./options.js";
 import { buildRunOutput } from "./output.js";
 import { identityHash, type MaskedTensorsOption, type Prepared, prepareRun } from "./prepare.js";
 import type { OnTrainProgress } from "./progress.js";
 import { type TrainReport, writeReport } from "./report.js";
+import { cosineLearningRate } from "./rmt/schedule.js";
 import { encodeTextCpu } from "./text-encoder.js";
 
 export interface TrainOptions {
@@ -206,7 +207,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         sampler.startEpoch(epoch);
         state.totals = { ...EMPTY_TOTALS };
       }
-      const epochLr = cosineLr(lr, epoch, epochs);
+      const epochLr = cosineLearningRate(lr, epoch, epochs);
       const epochStart = performance.now();
       onProgress?.({ status: "epoch-start", epoch, epochs, lr: epochLr, steps: sampler.steps });
       while (sampler.hasNext) {
