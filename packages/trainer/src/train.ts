@@ -13,6 +13,10 @@
  *
  * An AbortSignal stops the run after the current step: the state is saved to the checkpoint and
  * `train` throws UnmaskError INTERRUPTED; `resume: true` continues it to the identical result.
+ *
+ * Several GPUs (`gpus` > 1): train() launches one worker per GPU (distributed/train-launch.ts),
+ * each running train() with `distributed` set (distributed/train-rank.ts): it steps on its rows
+ * of every batch, and rank 0 alone evaluates and writes checkpoints, the mask and the report.
  */
 import { rm } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
@@ -22,7 +26,9 @@ import type { Dataset } from "./data/dataset.js";
 import type { TrainList } from "./data/few-shot.js";
 import { clipImageIo, type ImageIo } from "./data/image-io.js";
 import { EpochSampler } from "./data/sampler.js";
-import { DEFAULT_HYPER, type EngineFactory, type RmtHyper } from "./engine.js";
+import { launchTraining, trainGpus } from "./distributed/train-launch.js";
+import { joinTrainRank, type TrainRankContext } from "./distributed/train-rank.js";
+import { DEFAULT_HYPER, type EngineFactory, type RmtHyper, type TrainBatch } from "./engine.js";
 import { type EngineName, engineFactory } from "./engine-factory.js";
 import { evaluate } from "./evaluate.js";
 import { DEFAULT_EVAL_BATCH, type PresetName, positive, presetSettings } from "./options.js";
@@ -79,6 +85,15 @@ export interface TrainOptions {
   encodeText?: (model: Prepared["model"]) => EncodeText;
   signal?: AbortSignal;
   onProgress?: OnTrainProgress;
+  /**
+   * GPUs of this host to train on (default 1). Above 1, train() starts one worker process per GPU,
+   * each training on its share of every batch (README "Several GPUs"). Needs the cuda engine and
+   * options that travel to the workers as JSON: no engineFactory, io or encodeText, datasets as
+   * paths or with file sources. @throws UnmaskError BAD_OPTION otherwise
+   */
+  gpus?: number;
+  /** Set inside a worker of a several-GPU run (distributed/train-worker.ts): this rank's world. */
+  distributed?: TrainRankContext;
 }
 
 export interface TrainResult {
@@ -93,6 +108,7 @@ export interface TrainResult {
 const EMPTY_TOTALS: EpochTotals = { steps: 0, images: 0, lossCe: 0, lossKl: 0, lossReg: 0, correct: 0 };
 
 export async function train(options: TrainOptions): Promise<TrainResult> {
+  if (trainGpus(options) > 1 && !options.distributed) return launchTraining(options);
   const started = performance.now();
   const { onProgress, signal } = options;
   const preset = presetSettings(options.preset ?? "recipe");
@@ -127,6 +143,12 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     onProgress,
   }).catch(interrupted(signal, "stopped before training started; nothing was saved"));
   const { engineModel, cache, trainItems } = prepared;
+  // Every step takes min(batch, set size) images (sampler.ts): the global batch the ranks share.
+  const rank = options.distributed
+    ? await joinTrainRank(options.distributed, Math.min(batchSize, cache.sizes.length))
+    : null;
+  const writer = rank?.isWriter ?? true;
+  const outPath = writer ? out : null;
   const shapes = new Map(
     engineModel.maskedTensors.map((n) => [n, engineModel.weights.get(n)?.shape as number[]] as const),
   );
@@ -139,8 +161,14 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     message: `starting the ${engineName} engine`,
   });
   const create = options.engineFactory ?? (await engineFactory(engineName));
-  const engine = await create(engineModel, { maxBatch: Math.max(batchSize, evalBatch), hyper, seed });
+  const engine = await create(engineModel, {
+    maxBatch: Math.max(batchSize, evalBatch),
+    hyper,
+    seed,
+    ...(rank?.dp.engineOptions ? { distributed: rank.dp.engineOptions } : {}),
+  });
   try {
+    rank?.dp.assertEngineJoined(engine.name);
     await engine.setImageCache(cache.cache);
     const sampler = new EpochSampler({ sizes: cache.sizes, batchSize, seed });
     const totalSteps = sampler.steps * epochs;
@@ -179,6 +207,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         await engine.setState(checkpoint.engine);
         sampler.setState(checkpoint.state.sampler);
         state = checkpoint.state;
+        // rank 0's checkpoint holds the world's totals of the unfinished epoch
+        if (!writer) state.totals = { ...EMPTY_TOTALS };
         onProgress?.({
           status: "resume",
           checkpoint: checkpointPath,
@@ -190,11 +220,21 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     const prepareSeconds = (performance.now() - started) / 1000;
 
     const save = async (epoch: number) => {
-      if (!checkpointPath) return;
+      const engineState = rank ? await engine.getState() : null;
+      if (rank && engineState) await rank.dp.checkReplicas(`scores/${state.globalStep}`, engineState.scores);
+      if (!checkpointPath || !writer) return;
       state.sampler = sampler.getState();
-      await saveCheckpoint(checkpointPath, { state, engine: await engine.getState() }, shapes);
+      await saveCheckpoint(
+        checkpointPath,
+        { state, engine: engineState ?? (await engine.getState()) },
+        shapes,
+      );
       onProgress?.({ status: "checkpoint", path: checkpointPath, epoch, globalStep: state.globalStep });
     };
+
+    /** The world's totals on rank 0 (collective with several ranks). */
+    const worldTotals = async () =>
+      rank ? rank.combineTotals(`totals/${state.globalStep}`, state.totals) : state.totals;
 
     // ---- the epochs ----
     const sessionStart = performance.now();
@@ -213,17 +253,20 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       while (sampler.hasNext) {
         const { batchInEpoch, crops } = sampler.next();
         const labels = Int32Array.from(crops.indices, (i) => trainItems[i].label);
-        const result = await engine.step({ labels, crops }, { lr: epochLr, step: state.globalStep });
-        const n = labels.length;
+        const global: TrainBatch = { labels, crops };
+        // this rank's rows, and their share of the batch means (1 in a single process)
+        const { batch, weight } = rank ? rank.shard(global) : { batch: global, weight: 1 };
+        const result = await engine.step(batch, { lr: epochLr, step: state.globalStep });
+        const n = batch.labels.length;
         state.globalStep++;
         const t = state.totals;
         t.steps++;
         t.images += n;
-        t.lossCe += result.lossCe;
-        t.lossKl += result.lossKl;
-        t.lossReg += result.lossReg;
+        t.lossCe += weight * result.lossCe;
+        t.lossKl += weight * result.lossKl;
+        t.lossReg += weight * result.lossReg;
         t.correct += result.correct;
-        sessionImages += n;
+        sessionImages += labels.length;
         const sessionSeconds = (performance.now() - sessionStart) / 1000;
         const secondsPerStep = sessionSeconds / (state.globalStep - stepsAtSessionStart);
         onProgress?.({
@@ -240,8 +283,10 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           imagesPerSecond: sessionImages / sessionSeconds,
           etaSeconds: secondsPerStep * (totalSteps - state.globalStep),
         });
-        if (signal?.aborted) {
+        const aborted = signal?.aborted ?? false;
+        if (rank ? await rank.agreeToStop(state.globalStep, aborted) : aborted) {
           state.trainSeconds += (performance.now() - sessionStart) / 1000;
+          if (rank) state.totals = await worldTotals();
           await save(epoch);
           throw new UnmaskError(
             "INTERRUPTED",
@@ -253,7 +298,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         }
       }
       if (state.history.length === epoch) {
-        const t = state.totals;
+        const t = await worldTotals();
         state.history.push({
           epoch,
           lr: epochLr,
@@ -280,29 +325,31 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       state.trainSeconds = trainSoFar;
     }
     const trainSeconds = state.trainSeconds + (performance.now() - sessionStart) / 1000;
+    rank?.dispose(); // every rank is here: the communicator goes (collective)
 
     // ---- evaluation ----
     const evalStart = performance.now();
-    const evaluation = prepared.test
-      ? await evaluate({
-          engine,
-          dataset: prepared.test,
-          resolution: engineModel.config.imageResolution,
-          io,
-          batchSize: evalBatch,
-          limit: options.evalLimit,
-          models: options.evaluateZeroShot === false ? ["masked"] : ["zero-shot", "masked"],
-          signal,
-          onProgress: (done, total) => onProgress?.({ status: "evaluate", done, total }),
-        }).catch(
-          interrupted(
+    const evaluation =
+      prepared.test && writer
+        ? await evaluate({
+            engine,
+            dataset: prepared.test,
+            resolution: engineModel.config.imageResolution,
+            io,
+            batchSize: evalBatch,
+            limit: options.evalLimit,
+            models: options.evaluateZeroShot === false ? ["masked"] : ["zero-shot", "masked"],
             signal,
-            checkpointPath
-              ? `stopped during the evaluation; training is saved in ${checkpointPath}, --resume evaluates it`
-              : "stopped during the evaluation",
-          ),
-        )
-      : null;
+            onProgress: (done, total) => onProgress?.({ status: "evaluate", done, total }),
+          }).catch(
+            interrupted(
+              signal,
+              checkpointPath
+                ? `stopped during the evaluation; training is saved in ${checkpointPath}, --resume evaluates it`
+                : "stopped during the evaluation",
+            ),
+          )
+        : null;
     const evaluateSeconds = (performance.now() - evalStart) / 1000;
 
     // ---- the mask and the report ----
@@ -316,7 +363,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       seed,
       evaluation,
       history: state.history,
-      out,
+      out: outPath,
       modelPath: options.model,
       time: {
         prepareSeconds,
@@ -325,13 +372,13 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         totalSeconds: (performance.now() - started) / 1000,
       },
     });
-    if (out && reportPath) {
-      await writeFileAtomic(out, maskBytes);
+    if (outPath && reportPath) {
+      await writeFileAtomic(outPath, maskBytes);
       await writeReport(reportPath, report);
       if (checkpointPath) await rm(checkpointPath, { force: true });
     }
-    onProgress?.({ status: "done", report, maskPath: out, reportPath });
-    return { report, maskBytes, masks, maskPath: out, reportPath };
+    onProgress?.({ status: "done", report, maskPath: outPath, reportPath });
+    return { report, maskBytes, masks, maskPath: outPath, reportPath };
   } finally {
     await engine.dispose();
   }

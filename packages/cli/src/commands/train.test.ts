@@ -73,4 +73,15 @@ describe("unmask train", () => {
       /--shots must be an integer/,
     );
   });
+
+  it("refuses --gpus above 1 without the cuda engine, before any work", async () => {
+    await expect(run(["--model", "m", "--data", "d", "--out", "o", "--gpus", "two"])).rejects.toThrow(
+      /--gpus must be an integer/,
+    );
+    await expect(run(["--model", "m", "--data", "d", "--out", "o", "--gpus", "2"])).rejects.toMatchObject({
+      code: "BAD_OPTION",
+      subject: "gpus",
+      message: expect.stringContaining("--device cuda"),
+    });
+  });
 });

@@ -16,6 +16,7 @@ interface TrainFlags {
   shots: number;
   seed: number;
   device: "cpu" | "cuda";
+  gpus?: number;
   preset: PresetName;
   epochs?: number;
   batchSize?: number;
@@ -70,6 +71,11 @@ export function register(program: Command): void {
     .option("--shots <k>", "images per class", integer("--shots"), 16)
     .option("--seed <n>", "seed of sampling, augmentation and gradient dropout", integer("--seed"), 1)
     .addOption(new Option("--device <device>", "engine").choices(["cpu", "cuda"]).default("cpu"))
+    .option(
+      "--gpus <n>",
+      "GPUs of this host to train on, one worker each (needs --device cuda)",
+      integer("--gpus"),
+    )
     .addOption(
       new Option("--preset <name>", "recipe preset (lr, epochs, lambda)")
         .choices(["recipe", "rmt-16shot", "imagenet"])
@@ -214,6 +220,7 @@ async function runTrain(flags: TrainFlags): Promise<void> {
       seed: flags.seed,
       ...(flags.trainList ? { trainList: flags.trainList } : {}),
       engine: flags.device,
+      ...(flags.gpus !== undefined ? { gpus: flags.gpus } : {}),
       preset: flags.preset,
       epochs: flags.epochs,
       batchSize: flags.batchSize,

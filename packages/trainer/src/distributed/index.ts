@@ -54,6 +54,7 @@ export {
   type WorldInfo,
   worldEnv,
 } from "./rendezvous.js";
+export { type RunTrainWorkerOptions, runTrainWorker } from "./run-train-worker.js";
 export {
   combineShardResults,
   reduceWeight,
@@ -71,6 +72,7 @@ export {
   type TcpStoreServer,
   type TcpStoreServerOptions,
 } from "./tcp-store.js";
+export type { TrainRankContext } from "./train-rank.js";
 export {
   INTERRUPTED_EXIT_CODE,
   type RunWorkerOptions,

@@ -175,6 +175,10 @@ export async function launchWorkers<Progress = unknown, Result = unknown>(
         execArgv: options.execArgv ?? process.execArgv,
         stdio: ["ignore", "pipe", "pipe", "ipc"],
         serialization: "json",
+        // Its own process group: a Ctrl-C in the terminal reaches the launcher alone, which sends
+        // one SIGINT (a worker that got the terminal's too would take the second as "quit now"
+        // and exit without its checkpoint). A launcher that dies disconnects IPC: workers exit.
+        detached: true,
       });
       const state: WorkerState = {
         rank: world.rank,

@@ -3,9 +3,10 @@
  * with the world, the store and an AbortSignal, and reports back to the launcher over Node's IPC
  * channel: progress (rank 0's reaches the caller's onProgress), the result, or a typed error.
  *
- * SIGINT / SIGTERM abort the signal (main should save a checkpoint and stop); a second one, or
- * the launcher going away, ends the process at once. Works without a launcher too (torchrun
- * style: the same variables set by hand; rank 0 then hosts the store).
+ * SIGINT / SIGTERM abort the signal (main should save a checkpoint and stop); a second one, one
+ * before main started (during the rendezvous), or the launcher going away, ends the process at
+ * once. Works without a launcher too (torchrun style: the same variables set by hand; rank 0 then
+ * hosts the store).
  */
 import { isUnmaskError } from "@unmask/clip";
 import { type Rendezvous, type RendezvousOptions, rendezvous, type WorldInfo } from "./rendezvous.js";
@@ -50,8 +51,10 @@ export async function runWorker<Result>(
   options: RunWorkerOptions,
 ): Promise<void> {
   const controller = new AbortController();
+  let mainStarted = false;
   const onSignal = () => {
-    if (controller.signal.aborted) process.exit(INTERRUPTED_EXIT_CODE);
+    // Before main runs there is nothing to save (and the rendezvous may wait for a dead peer).
+    if (controller.signal.aborted || !mainStarted) process.exit(INTERRUPTED_EXIT_CODE);
     controller.abort();
   };
   process.on("SIGINT", onSignal);
@@ -69,6 +72,7 @@ export async function runWorker<Result>(
       timeoutMs: options.timeoutMs,
     });
     const { world } = joined;
+    mainStarted = true;
     const value = await main({
       world,
       rendezvous: joined,
