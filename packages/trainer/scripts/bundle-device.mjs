@@ -17,6 +17,7 @@ const repo = join(pkg, "..", "..");
 const out = join(repo, ".gpu");
 mkdirSync(out, { recursive: true });
 rmSync(join(out, "node_modules"), { recursive: true, force: true });
+rmSync(join(out, "assets"), { recursive: true, force: true }); // a run may have made it a link
 rmSync(join(out, "fixtures"), { recursive: true, force: true }); // the device unpacks the repo's bundle
 await build({
   entryPoints: [join(pkg, "bench", "device", "main.ts")],

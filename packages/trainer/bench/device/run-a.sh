@@ -8,7 +8,7 @@ xz -dc .gpu/node.xz > /tmp/node && chmod +x /tmp/node
 N=/tmp/node
 tar -xJf .gpu/sharp.tar.xz -C .gpu
 $N --input-type=module -e "import { fixturesRoot } from './fixtures/index.js'; console.log(fixturesRoot())"
-cd .gpu && export UNMASK_CUDA_FATBIN=$PWD/unmask.fatbin
+cd .gpu && export UNMASK_CUDA_FATBIN=$PWD/../packages/trainer/kernels/unmask.fatbin
 nvidia-smi --query-gpu=name,driver_version,memory.used --format=csv,noheader
 el parity; timeout 120 $N main.mjs parity ../fixtures/.unpacked/tiny-vit-p8 2>&1 | tee $OUT/parity.log
 W=$(grep -o '"warps4_vs_default_differing":[0-9]*' $OUT/parity.log | cut -d: -f2 | sort -n | tail -1)
