@@ -96,16 +96,11 @@ export function listImages(folder: string): { path: string; className: string }[
 }
 
 /**
- * Top-1 class indices of `images` under `mask` (its head gives the classes), computed by the
- * trainer's float32 cpu engine from model.safetensors: an implementation independent of the
- * ONNX graphs and onnxruntime that `predict` and `eval` use. Scores are set from the mask bits
- * (kept: above the threshold; off: 0), so the engine's student is exactly the masked model.
+ * The trainer's float32 cpu engine on model.safetensors with `mask` applied: the student's scores
+ * are set from the mask bits (kept: above the threshold; off: 0), so the student is exactly the
+ * masked model, and the text features are the mask head's (L2-normalised), as infer uses them.
  */
-export async function referencePredictions(
-  modelDir: string,
-  mask: DecodedMask,
-  images: readonly string[],
-): Promise<{ labels: number[]; probabilities: Float32Array[]; classNames: string[] }> {
+export async function maskedCpuEngine(modelDir: string, mask: DecodedMask, maxBatch: number) {
   const model = await loadModelDir(modelDir);
   const head = mask.head;
   if (!head) throw new Error("the mask has no classifier head");
@@ -123,20 +118,35 @@ export async function referencePredictions(
       textFeatures: { shape: [head.classNames.length, head.dim], data: features },
       logitScale: model.logitScale,
     },
-    { maxBatch: images.length, hyper: DEFAULT_HYPER, seed: 1 },
+    { maxBatch, hyper: DEFAULT_HYPER, seed: 1 },
   );
+  const scores = new Map<string, Float32Array>();
+  const zeros = new Map<string, Float32Array>();
+  for (const t of mask.tensors) {
+    const bits = unpackBits(t.bits(), t.numel);
+    scores.set(
+      t.name,
+      Float32Array.from(bits, (b) => (b ? 2 * DEFAULT_HYPER.threshold : 0)),
+    );
+    zeros.set(t.name, new Float32Array(t.numel));
+  }
+  await engine.setState({ scores, adamM: zeros, adamV: new Map(zeros) });
+  return { engine, model, head };
+}
+
+/**
+ * Top-1 class indices of `images` under `mask` (its head gives the classes), computed by the
+ * trainer's float32 cpu engine from model.safetensors: an implementation independent of the
+ * ONNX graphs and onnxruntime that `predict` and `eval` use. Scores are set from the mask bits
+ * (kept: above the threshold; off: 0), so the engine's student is exactly the masked model.
+ */
+export async function referencePredictions(
+  modelDir: string,
+  mask: DecodedMask,
+  images: readonly string[],
+): Promise<{ labels: number[]; probabilities: Float32Array[]; classNames: string[] }> {
+  const { engine, model, head } = await maskedCpuEngine(modelDir, mask, images.length);
   try {
-    const scores = new Map<string, Float32Array>();
-    const zeros = new Map<string, Float32Array>();
-    for (const t of mask.tensors) {
-      const bits = unpackBits(t.bits(), t.numel);
-      scores.set(
-        t.name,
-        Float32Array.from(bits, (b) => (b ? 2 * DEFAULT_HYPER.threshold : 0)),
-      );
-      zeros.set(t.name, new Float32Array(t.numel));
-    }
-    await engine.setState({ scores, adamM: zeros, adamV: new Map(zeros) });
     const resolution = model.config.imageResolution;
     const pixels = await preprocessImages(images, resolution);
     const logits = await engine.forward(pixels, images.length);

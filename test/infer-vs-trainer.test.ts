@@ -8,65 +8,26 @@ import { join } from "node:path";
 import { convert } from "@unmask/convert";
 import { repoRoot } from "@unmask/fixtures";
 import { createClassifier } from "@unmask/infer";
-import { type DecodedMask, decodeMask, unpackBits } from "@unmask/mask-format";
-import {
-  clipImageIo,
-  createCpuEngine,
-  DEFAULT_HYPER,
-  evaluate,
-  loadImageFolder,
-  loadModelDir,
-  train,
-} from "@unmask/trainer";
+import { type DecodedMask, decodeMask } from "@unmask/mask-format";
+import { clipImageIo, evaluate, loadImageFolder, train } from "@unmask/trainer";
 import { describe, expect, it } from "vitest";
-import { tempDir } from "./helpers.js";
+import { maskedCpuEngine, tempDir } from "./helpers.js";
 
 const DEMO = join(repoRoot, "packages", "cli", "assets", "demo");
 const FASHION = join(DEMO, "fashion-mnist");
 const EVAL_BATCH = 100;
 
 /**
- * The trainer's evaluate() of the masked model and of zero-shot CLIP (its teacher): predicted
- * labels index the mask head's classes.
+ * The trainer's evaluate() of the masked model and of zero-shot CLIP (its teacher), on the cpu
+ * engine with the mask's bits and head (helpers.ts): predicted labels index the head's classes.
  */
 async function trainerPredictions(
   modelDir: string,
   mask: DecodedMask,
   testDir: string,
 ): Promise<{ masked: Int32Array; zeroShot: Int32Array }> {
-  const model = await loadModelDir(modelDir);
-  const head = mask.head;
-  if (!head) throw new Error("the mask has no classifier head");
-  // The head's fp16 features, L2-normalised as the engine expects: the features infer uses too.
-  const features = Float32Array.from(head.textFeatures);
-  for (let r = 0; r < head.classNames.length; r++) {
-    const row = features.subarray(r * head.dim, (r + 1) * head.dim);
-    const norm = Math.hypot(...row);
-    for (let i = 0; i < row.length; i++) row[i] /= norm;
-  }
-  const engine = await createCpuEngine(
-    {
-      config: model.config,
-      weights: model.vision,
-      maskedTensors: [...mask.tensorNames],
-      textFeatures: { shape: [head.classNames.length, head.dim], data: features },
-      logitScale: model.logitScale,
-    },
-    { maxBatch: EVAL_BATCH, hyper: DEFAULT_HYPER, seed: 1 },
-  );
+  const { engine, model } = await maskedCpuEngine(modelDir, mask, EVAL_BATCH);
   try {
-    // kept entries above the threshold, switched-off ones at 0: the student is the masked model
-    const scores = new Map<string, Float32Array>();
-    const zeros = new Map<string, Float32Array>();
-    for (const t of mask.tensors) {
-      const bits = unpackBits(t.bits(), t.numel);
-      scores.set(
-        t.name,
-        Float32Array.from(bits, (b) => (b ? 2 * DEFAULT_HYPER.threshold : 0)),
-      );
-      zeros.set(t.name, new Float32Array(t.numel));
-    }
-    await engine.setState({ scores, adamM: zeros, adamV: new Map(zeros) });
     const dataset = await loadImageFolder({ root: testDir });
     const result = await evaluate({
       engine,
