@@ -1,9 +1,9 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { decodeMask, isUnmaskError } from "@unmask/mask-format";
-import sharp from "sharp";
 import { beforeAll, describe, expect, it } from "vitest";
+import { writeColourImageFolder } from "../test/colour-folder.js";
 import { fakeEngineFactory, fakeTextEncoder } from "../test/fake-engine.js";
 import { makeTinyModelDir } from "../test/tiny-model.js";
 import type { TrainProgress } from "./progress.js";
@@ -16,24 +16,7 @@ let dataDir: string;
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), "unmask-train-"));
   modelDir = await makeTinyModelDir(join(work, "model"));
-  dataDir = join(work, "data");
-  // 3 classes, 6 train + 2 test images each, sizes varied so crop boxes differ per image
-  for (const [c, cls] of ["red_things", "green_things", "blue_things"].entries())
-    for (const [split, n] of [
-      ["train", 6],
-      ["test", 2],
-    ] as const) {
-      mkdirSync(join(dataDir, split, cls), { recursive: true });
-      for (let i = 0; i < n; i++) {
-        const w = 20 + 3 * i;
-        const h = 24 + 2 * c;
-        const px = Buffer.alloc(w * h * 3);
-        for (let p = 0; p < w * h; p++) px[p * 3 + c] = 120 + 20 * i + (p % 7);
-        await sharp(px, { raw: { width: w, height: h, channels: 3 } })
-          .png()
-          .toFile(join(dataDir, split, cls, `${i}.png`));
-      }
-    }
+  dataDir = await writeColourImageFolder(join(work, "data"));
 });
 
 function options(extra: Partial<TrainOptions> = {}): TrainOptions {

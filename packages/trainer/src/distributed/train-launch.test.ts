@@ -5,13 +5,13 @@
  * this process, then as two worker processes started by launchTraining. Each must end with the
  * mask of the single-process run on the same global batches, with rank 0 alone writing files.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bundleChild } from "../../test/bundle-child.js";
+import { writeColourImageFolder } from "../../test/colour-folder.js";
 import { dataParallelFakeFactory, fakeNccl } from "../../test/data-parallel-fake.js";
 import { fakeEngineFactory, fakeTextEncoder } from "../../test/fake-engine.js";
 import { makeTinyModelDir } from "../../test/tiny-model.js";
@@ -29,23 +29,7 @@ let dataDir: string;
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), "unmask-train-gpus-"));
   modelDir = await makeTinyModelDir(join(work, "model"));
-  dataDir = join(work, "data");
-  for (const [c, cls] of ["red_things", "green_things", "blue_things"].entries())
-    for (const [split, n] of [
-      ["train", 6],
-      ["test", 2],
-    ] as const) {
-      mkdirSync(join(dataDir, split, cls), { recursive: true });
-      for (let i = 0; i < n; i++) {
-        const w = 20 + 3 * i;
-        const h = 24 + 2 * c;
-        const px = Buffer.alloc(w * h * 3);
-        for (let p = 0; p < w * h; p++) px[p * 3 + c] = 120 + 20 * i + (p % 7);
-        await sharp(px, { raw: { width: w, height: h, channels: 3 } })
-          .png()
-          .toFile(join(dataDir, split, cls, `${i}.png`));
-      }
-    }
+  dataDir = await writeColourImageFolder(join(work, "data"));
 });
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
