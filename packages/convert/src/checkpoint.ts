@@ -74,11 +74,22 @@ async function sniff(input: string): Promise<Sniffed> {
   try {
     info = await stat(input);
   } catch (cause) {
-    return fail("UNKNOWN_FORMAT", `${input}: cannot read (${(cause as Error).message})`, input, cause);
+    const missing = (cause as NodeJS.ErrnoException).code === "ENOENT";
+    return fail(
+      missing ? "FILE_NOT_FOUND" : "FILE_UNREADABLE",
+      `${input}: cannot read (${(cause as Error).message})`,
+      input,
+      cause,
+    );
   }
   const path = info.isDirectory() ? join(input, "model.safetensors") : input;
   const handle = await open(path, "r").catch((cause) =>
-    fail("UNKNOWN_FORMAT", `${path}: cannot open (${(cause as Error).message})`, path, cause),
+    fail(
+      (cause as NodeJS.ErrnoException).code === "ENOENT" ? "FILE_NOT_FOUND" : "FILE_UNREADABLE",
+      `${path}: cannot open (${(cause as Error).message})`,
+      path,
+      cause,
+    ),
   );
   try {
     const head = new Uint8Array(512);

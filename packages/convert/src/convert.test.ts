@@ -503,6 +503,14 @@ describe("convert: hostile input is refused with a typed error and nothing writt
     expectNothingWritten(out);
   });
 
+  it("a path that does not exist: FILE_NOT_FOUND, naming it", async () => {
+    const path = join(work, "no-such-checkpoint.pt");
+    const out = freshOut();
+    const error = await convert(path, out).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: "FILE_NOT_FOUND", message: expect.stringContaining(path) });
+    expectNothingWritten(out);
+  });
+
   it("an HF checkpoint without config.json: UNKNOWN_FORMAT", async () => {
     const dir = join(work, "hf-no-config");
     mkdirSync(dir);

@@ -34,6 +34,10 @@ export type ConvertErrorCode =
   | "TORCH_STORAGE_SIZE"
   /** A tensor's offset/size/stride reach outside its storage, or are not valid numbers. */
   | "TORCH_BAD_TENSOR"
+  /** The input path does not exist. */
+  | "FILE_NOT_FOUND"
+  /** The input exists but cannot be read (permissions, a device, ...). */
+  | "FILE_UNREADABLE"
   /** The file is no checkpoint format we read (or one we refuse, such as the tar-era format). */
   | "UNKNOWN_FORMAT"
   /** No CLIP state dict in the file, or a required CLIP tensor is missing (also thrown by @unmask/clip). */
