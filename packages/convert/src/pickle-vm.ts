@@ -200,7 +200,20 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions, start = 0)
     items.shift(); // the MARK itself
     return items;
   };
-  const readString = (n: number, what: string): string => {
+  /** One byte of an opcode's argument (a length or a small value), checked and consumed. */
+  const u8 = (what: string): number => {
+    need(1, what);
+    return bytes[pos++];
+  };
+  /** A little-endian uint32 argument, checked and consumed. */
+  const u32 = (what: string): number => {
+    need(4, what);
+    const value = view.getUint32(pos, true);
+    pos += 4;
+    return value;
+  };
+  /** A string or bytes payload of `n` bytes: within the limit and inside the pickle. */
+  const needPayload = (n: number, what: string) => {
     if (n > limits.maxStringBytes)
       fail(
         "PICKLE_LIMIT",
@@ -208,6 +221,9 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions, start = 0)
         src,
       );
     need(n, what);
+  };
+  const readString = (n: number, what: string): string => {
+    needPayload(n, what);
     let text: string;
     try {
       text = utf8.decode(bytes.subarray(pos, pos + n));
@@ -218,13 +234,7 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions, start = 0)
     return text!;
   };
   const readBytes = (n: number, what: string): Uint8Array => {
-    if (n > limits.maxStringBytes)
-      fail(
-        "PICKLE_LIMIT",
-        `${src}: ${what} of ${n} bytes exceeds the ${limits.maxStringBytes}-byte limit at offset ${pos}`,
-        src,
-      );
-    need(n, what);
+    needPayload(n, what);
     const out = bytes.slice(pos, pos + n);
     pos += n;
     return out;
@@ -272,8 +282,7 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions, start = 0)
     const op = bytes[pos++];
     switch (op) {
       case OP.PROTO: {
-        need(1, "PROTO");
-        const version = bytes[pos++];
+        const version = u8("PROTO");
         if (version > 5) malformed(`unsupported pickle protocol ${version}`);
         break;
       }
@@ -315,8 +324,7 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions, start = 0)
         break;
       }
       case OP.BINPUT:
-        need(1, "BINPUT");
-        memoPut(bytes[pos++], top());
+        memoPut(u8("BINPUT"), top());
         break;
       case OP.LONG_BINPUT:
         need(4, "LONG_BINPUT");
@@ -327,8 +335,7 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions, start = 0)
         memoPut(memo.size, top());
         break;
       case OP.BINGET:
-        need(1, "BINGET");
-        push(memoGet(bytes[pos++]));
+        push(memoGet(u8("BINGET")));
         break;
       case OP.LONG_BINGET:
         need(4, "LONG_BINGET");
@@ -374,48 +381,32 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions, start = 0)
         push(tuple([a, b, c]));
         break;
       }
-      case OP.BINUNICODE: {
-        need(4, "BINUNICODE length");
-        const n = view.getUint32(pos, true);
-        pos += 4;
-        push(readString(n, "BINUNICODE string"));
+      case OP.BINUNICODE:
+        push(readString(u32("BINUNICODE length"), "BINUNICODE string"));
         break;
-      }
-      case OP.SHORT_BINUNICODE: {
-        need(1, "SHORT_BINUNICODE length");
-        const n = bytes[pos++];
-        push(readString(n, "SHORT_BINUNICODE string"));
+      case OP.SHORT_BINUNICODE:
+        push(readString(u8("SHORT_BINUNICODE length"), "SHORT_BINUNICODE string"));
         break;
-      }
       case OP.SHORT_BINSTRING: {
-        need(1, "SHORT_BINSTRING length");
-        const n = bytes[pos++];
+        const n = u8("SHORT_BINSTRING length");
         need(n, "SHORT_BINSTRING");
         push(new TextDecoder("latin1").decode(bytes.subarray(pos, pos + n)));
         pos += n;
         break;
       }
-      case OP.BINBYTES: {
-        need(4, "BINBYTES length");
-        const n = view.getUint32(pos, true);
-        pos += 4;
-        push(readBytes(n, "BINBYTES"));
+      case OP.BINBYTES:
+        push(readBytes(u32("BINBYTES length"), "BINBYTES"));
         break;
-      }
-      case OP.SHORT_BINBYTES: {
-        need(1, "SHORT_BINBYTES length");
-        const n = bytes[pos++];
-        push(readBytes(n, "SHORT_BINBYTES"));
+      case OP.SHORT_BINBYTES:
+        push(readBytes(u8("SHORT_BINBYTES length"), "SHORT_BINBYTES"));
         break;
-      }
       case OP.BININT:
         need(4, "BININT");
         push(view.getInt32(pos, true));
         pos += 4;
         break;
       case OP.BININT1:
-        need(1, "BININT1");
-        push(bytes[pos++]);
+        push(u8("BININT1"));
         break;
       case OP.BININT2:
         need(2, "BININT2");
@@ -423,8 +414,7 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions, start = 0)
         pos += 2;
         break;
       case OP.LONG1: {
-        need(1, "LONG1 length");
-        const n = bytes[pos++];
+        const n = u8("LONG1 length");
         if (n > limits.maxLongBytes)
           fail(
             "PICKLE_LIMIT",
