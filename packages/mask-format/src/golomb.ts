@@ -17,9 +17,10 @@ import { MaskFormatError } from "./errors.js";
 /** Largest Golomb parameter a file may declare: keeps the remainder within 24 bits. */
 export const MAX_GOLOMB_M = 1 << 24;
 
-/** b = ceil(log2 m): the long remainder width. */
-function remainderBits(m: number): number {
-  return m <= 1 ? 0 : 32 - Math.clz32(m - 1);
+/** The truncated binary code of remainders mod m: b = ceil(log2 m), u = 2^b - m (0 when m = 1). */
+function truncatedBinary(m: number): { b: number; u: number } {
+  const b = m <= 1 ? 0 : 32 - Math.clz32(m - 1);
+  return { b, u: b === 0 ? 0 : 2 ** b - m };
 }
 
 /** Which bit value is stored by position: 0 when zeros <= numel / 2, else 1. */
@@ -62,8 +63,7 @@ export function positionsOf(bits: Uint8Array, numel: number, value: 0 | 1, count
 
 /** Exact length in bits of the Golomb code of these positions' gaps with parameter m. */
 export function golombBitLength(positions: Uint32Array, m: number): number {
-  const b = remainderBits(m);
-  const u = b === 0 ? 0 : 2 ** b - m;
+  const { b, u } = truncatedBinary(m);
   const short = b - 1;
   // Integer arithmetic throughout (gaps < 2^31, m <= 2^24) so the loop stays in int32.
   let quotients = 0;
@@ -105,8 +105,7 @@ export function chooseGolombM(positions: Uint32Array, numel: number): { m: numbe
 /** Writes the gaps of `positions` with parameter m into exactly ceil(bitLength / 8) bytes. */
 export function writeGolomb(positions: Uint32Array, m: number, bitLength: number): Uint8Array {
   const out = new Uint8Array(Math.ceil(bitLength / 8));
-  const b = remainderBits(m);
-  const u = b === 0 ? 0 : 2 ** b - m;
+  const { b, u } = truncatedBinary(m);
   // acc holds accBits pending bits, right-aligned (only the low accBits matter); accBits < 8
   // between codes, so appending up to 24 bits never overflows 32.
   let acc = 0;
@@ -192,8 +191,7 @@ function walkGolomb(
   const fail = (why: string) =>
     new MaskFormatError("BAD_PAYLOAD", `${subject}: golomb payload ${why}`, { subject });
   const len = payload.length;
-  const b = remainderBits(m);
-  const u = b === 0 ? 0 : 2 ** b - m;
+  const { b, u } = truncatedBinary(m);
   const shortBits = b - 1;
   // acc holds the next n stream bits left-aligned in 32 bits; i is the next byte to load. Bytes
   // past the end load as 0 and are caught by the consumed-bits check after each gap.
