@@ -3,25 +3,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { encodeSafetensors, SafetensorsFile } from "@unmask/clip";
 import { fixturePath } from "@unmask/fixtures";
-import { Command } from "commander";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { runProgram } from "../../test/run-program.js";
 import { register as registerConvert } from "./convert.js";
 import { register as registerImportMask } from "./import-mask.js";
 
-/** Runs `unmask ...args` through a fresh program and returns what it printed on stdout. */
-async function run(args: string[]): Promise<string> {
-  let out = "";
-  vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    out += chunk.toString();
-    return true;
-  });
-  vi.spyOn(process.stderr, "write").mockImplementation(() => true);
-  const program = new Command("unmask").exitOverride();
-  registerConvert(program);
-  registerImportMask(program);
-  await program.parseAsync(args, { from: "user" });
-  return out;
-}
+/** Runs `unmask ...args` (convert and import-mask) and returns what it printed on stdout. */
+const run = (args: string[]) => runProgram([registerConvert, registerImportMask], args);
 
 afterEach(() => vi.restoreAllMocks());
 

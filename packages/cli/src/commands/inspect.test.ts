@@ -2,22 +2,12 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { encodeMask, packBits } from "@unmask/mask-format";
-import { Command } from "commander";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { runProgram } from "../../test/run-program.js";
 import { register } from "./inspect.js";
 
-/** Runs `unmask inspect ...args` through a fresh program and returns what it printed on stdout. */
-async function run(args: string[]): Promise<string> {
-  let out = "";
-  vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    out += chunk.toString();
-    return true;
-  });
-  const program = new Command("unmask").exitOverride();
-  register(program);
-  await program.parseAsync(["inspect", ...args], { from: "user" });
-  return out;
-}
+/** Runs `unmask inspect ...args` and returns what it printed on stdout. */
+const run = (args: string[]) => runProgram([register], ["inspect", ...args]);
 
 function maskFile(): string {
   const dir = mkdtempSync(join(tmpdir(), "unmask-inspect-"));

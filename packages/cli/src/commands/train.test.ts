@@ -4,25 +4,14 @@ import { join } from "node:path";
 import { convert } from "@unmask/convert";
 import { fixturePath, repoRoot } from "@unmask/fixtures";
 import { decodeMask } from "@unmask/mask-format";
-import { Command } from "commander";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { runProgram } from "../../test/run-program.js";
 import { register } from "./train.js";
 
 const demo = join(repoRoot, "packages", "cli", "assets", "demo", "fashion-mnist");
 
-/** Runs `unmask train ...args` through a fresh program; returns stdout. */
-async function run(args: string[]): Promise<string> {
-  let out = "";
-  vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    out += chunk.toString();
-    return true;
-  });
-  vi.spyOn(process.stderr, "write").mockImplementation(() => true);
-  const program = new Command("unmask").exitOverride();
-  register(program);
-  await program.parseAsync(["train", ...args], { from: "user" });
-  return out;
-}
+/** Runs `unmask train ...args` and returns what it printed on stdout. */
+const run = (args: string[]) => runProgram([register], ["train", ...args]);
 
 afterEach(() => vi.restoreAllMocks());
 
