@@ -72,9 +72,8 @@ export async function joinTrainRank(context: TrainRankContext, globalBatch: numb
         return (await store.getText(stopKey(step))) === "1";
       }
       const stop = aborted || (await store.add(STOP_REQUESTS, 0)) > 0;
+      // Kept, not deleted: a rank may still be on its way to reading it (one small key per step).
       await store.set(stopKey(step), stop ? "1" : "0");
-      // Every rank has read the previous decision: it took part in this step's all-reduce since.
-      if (step > 0) await store.delete(stopKey(step - 1));
       return stop;
     },
     async combineTotals(key, totals) {
