@@ -20,10 +20,9 @@
  * Handles (ncclComm_t, cudaStream_t = CUstream) and device pointers are plain numbers, as in
  * engines/cuda/driver.ts.
  */
-import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { UnmaskError } from "@unmask/clip";
-import type { Koffi, Library } from "../engines/cuda/libraries.js";
+import { type Koffi, type Library, librarySearchDirs, loadFirstLibrary } from "../native-library.js";
 import { NCCL_UNIQUE_ID_BYTES } from "./rendezvous.js";
 
 const NCCL_NAMES = ["libnccl.so.2", "libnccl.so"];
@@ -68,12 +67,10 @@ export interface OpenNcclOptions {
 
 /** The folders searched for libnccl, in order. */
 export function ncclSearchDirs(env: Record<string, string | undefined> = process.env): string[] {
-  const dirs: string[] = [];
-  if (env.NCCL_HOME) dirs.push(join(env.NCCL_HOME, "lib"));
-  if (env.CUDA_PATH) dirs.push(join(env.CUDA_PATH, "lib64"), join(env.CUDA_PATH, "lib"));
-  for (const d of (env.LD_LIBRARY_PATH ?? "").split(":")) if (d) dirs.push(d);
-  dirs.push(...STANDARD_DIRS);
-  return [...new Set(dirs)];
+  return librarySearchDirs(env, {
+    first: env.NCCL_HOME ? [join(env.NCCL_HOME, "lib")] : [],
+    last: STANDARD_DIRS,
+  });
 }
 
 async function loadKoffi(): Promise<Koffi> {
@@ -90,35 +87,22 @@ async function loadKoffi(): Promise<Koffi> {
 function openLibrary(koffi: Koffi, options: OpenNcclOptions): Library {
   const env = options.env ?? process.env;
   const names = options.names ?? NCCL_NAMES;
-  const candidates: string[] = [];
-  if (env.UNMASK_NCCL_LIBRARY) candidates.push(env.UNMASK_NCCL_LIBRARY);
+  const paths: string[] = [];
+  if (env.UNMASK_NCCL_LIBRARY) paths.push(env.UNMASK_NCCL_LIBRARY);
   for (const dir of options.dirs ?? ncclSearchDirs(env))
-    for (const name of names) candidates.push(join(dir, name));
-  const tried: string[] = [];
-  for (const path of candidates) {
-    if (!existsSync(path)) {
-      tried.push(`${path} (absent)`);
-      continue;
-    }
-    try {
-      return koffi.load(path);
-    } catch (error) {
-      tried.push(`${path} (${String((error as Error).message ?? error)})`);
-    }
-  }
-  if (options.loaderSearch ?? true)
-    for (const name of names) {
-      try {
-        return koffi.load(name);
-      } catch (error) {
-        tried.push(`${name} via the loader (${String((error as Error).message ?? error)})`);
-      }
-    }
-  throw new UnmaskError(
-    "NCCL_UNAVAILABLE",
-    `NCCL (libnccl.so.2) not found; tried: ${tried.join("; ")}. Install NCCL (apt libnccl2, or pip nvidia-nccl-cu12 and point UNMASK_NCCL_LIBRARY at its libnccl.so.2), set NCCL_HOME, CUDA_PATH or LD_LIBRARY_PATH, or train on one GPU.`,
-    { subject: "libnccl.so.2" },
-  );
+    for (const name of names) paths.push(join(dir, name));
+  return loadFirstLibrary(koffi, {
+    paths,
+    names,
+    loaderSearch: options.loaderSearch,
+    notFound(tried) {
+      throw new UnmaskError(
+        "NCCL_UNAVAILABLE",
+        `NCCL (libnccl.so.2) not found; tried: ${tried.join("; ")}. Install NCCL (apt libnccl2, or pip nvidia-nccl-cu12 and point UNMASK_NCCL_LIBRARY at its libnccl.so.2), set NCCL_HOME, CUDA_PATH or LD_LIBRARY_PATH, or train on one GPU.`,
+        { subject: "libnccl.so.2" },
+      );
+    },
+  });
 }
 
 const uniqueIdTypes = new WeakMap<Koffi, unknown>();
