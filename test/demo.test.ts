@@ -1,7 +1,7 @@
 /**
  * `unmask demo` on its bundled assets, shortened (2 shots, 1 epoch) so CI stays fast: every step
  * runs, the table on stdout agrees with the files written, and --json carries the same numbers.
- * The full demo (16 shots, 12 epochs, zero-shot 11.10% -> about 30%) is measured by hand; see
+ * The full demo (16 shots, the recipe's 30 epochs, zero-shot 11.10% -> about 28%) is measured by hand; see
  * the README.
  */
 import { readFileSync, statSync } from "node:fs";

@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { convert } from "@unmask/convert";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClassifier } from "./classifier.js";
-import { alignToClasses, evaluateImageFolder, listImageFolder } from "./evaluate.js";
+import { alignToClasses, evaluateImageFolder, findClass, listImageFolder } from "./evaluate.js";
 
 const repo = fileURLToPath(new URL("../../../", import.meta.url));
 const cifar = join(repo, "fixtures/cifar10");
@@ -33,6 +33,22 @@ describe("evaluateImageFolder", () => {
     expect(data.items).toHaveLength(1000);
     expect(relative(cifar, data.items[0].path)).toBe("test/airplane/00000.jpg");
     expect(() => alignToClasses(data, ["airplane"])).toThrow(/not among/);
+  });
+
+  it("matches folder names to a head's cleaned class names (ankle_boot is 'ankle boot')", () => {
+    const data = {
+      root: "/data",
+      classNames: ["ankle_boot", "T-shirt"],
+      items: [
+        { path: "a.png", label: 0 },
+        { path: "b.png", label: 1 },
+      ],
+    };
+    const aligned = alignToClasses(data, ["t-shirt", "ankle boot"]);
+    expect(aligned.items.map((i) => i.label)).toEqual([1, 0]);
+    expect(findClass(["ankle boot"], "ankle_boot")).toBe(0);
+    expect(findClass(["ankle_boot", "ankle boot"], "ankle boot")).toBe(1);
+    expect(findClass(["sandal"], "ankle_boot")).toBeUndefined();
   });
 
   it("agrees with PyTorch's zero-shot predictions on 1000 CIFAR-10 images (>= 99.9% identical)", async () => {

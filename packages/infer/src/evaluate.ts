@@ -5,11 +5,18 @@
  *   recursively and sorted, dot-files skipped;
  * - a folder whose subfolders are only train/val/test is a split layout: `test` (else `val`)
  *   is evaluated;
- * - with a mask head, the folder classes are matched to the head's classes by name.
+ * - with a mask head, the folder classes are matched to the head's classes by name, exactly or
+ *   after the recipe's cleaning (folder `ankle_boot` is the head's class `ankle boot`).
  */
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
-import { compareCodeUnits, IMAGE_EXTENSIONS, listClassImages, listSubfolders } from "@unmask/clip";
+import {
+  cleanClassName,
+  compareCodeUnits,
+  IMAGE_EXTENSIONS,
+  listClassImages,
+  listSubfolders,
+} from "@unmask/clip";
 import { UnmaskError } from "@unmask/mask-format";
 import type { Classifier } from "./classifier.js";
 
@@ -46,11 +53,19 @@ export async function listImageFolder(path: string): Promise<LabelledImages> {
   return { classNames, items, root };
 }
 
+/** The position of `name` in `classNames`: an exact match first, else a match after cleanClassName. */
+export function findClass(classNames: readonly string[], name: string): number | undefined {
+  const exact = classNames.indexOf(name);
+  if (exact >= 0) return exact;
+  const cleaned = cleanClassName(name);
+  const found = classNames.findIndex((c) => cleanClassName(c) === cleaned);
+  return found >= 0 ? found : undefined;
+}
+
 /** Relabels `data` onto `classNames` by name (the classifier's order). */
 export function alignToClasses(data: LabelledImages, classNames: readonly string[]): LabelledImages {
-  const index = new Map(classNames.map((c, i) => [c, i]));
   const map = data.classNames.map((c) => {
-    const label = index.get(c);
+    const label = findClass(classNames, c);
     if (label === undefined)
       throw new UnmaskError(
         "CLASS_MISMATCH",

@@ -22,6 +22,7 @@ export {
   type EvaluateProgress,
   type EvaluationResult,
   evaluateImageFolder,
+  findClass,
   IMAGE_EXTENSIONS,
   type LabelledImages,
   listImageFolder,

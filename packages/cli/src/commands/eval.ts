@@ -5,7 +5,7 @@
  * with the trainer's evaluation. With --json the last line of stdout is
  * { accuracy, images, correct, perClass, topConfusions, ... }.
  */
-import { createClassifier, evaluateImageFolder, listImageFolder } from "@unmask/infer";
+import { createClassifier, evaluateImageFolder, findClass, listImageFolder } from "@unmask/infer";
 import { decodeMask } from "@unmask/mask-format";
 import { readBytes } from "@unmask/mask-format/node";
 import type { Command } from "commander";
@@ -35,7 +35,7 @@ export function register(program: Command): void {
       const sameSet =
         headClasses !== undefined &&
         headClasses.length === data.classNames.length &&
-        data.classNames.every((c) => headClasses.includes(c));
+        data.classNames.every((c) => findClass(headClasses, c) !== undefined);
       const classes =
         (await readClassList({ classesFile: options.classesFile })) ??
         (sameSet ? undefined : data.classNames);
