@@ -3,8 +3,18 @@
  * launches (TowerModel.encodeStep) captured once per batch size into a CUDA graph and replayed;
  * per step only the batch (labels, pixels or crop parameters) and {lr, step} move to the GPU,
  * and the losses come back.
+ *
+ * One rank of several (EngineOptions.distributed, README "Several GPUs"): the engine builds the
+ * gradient reducer once its gradient buffers exist and hands it to the tower, whose step calls
+ * it (model.ts). Such a step is NOT captured into a CUDA graph: it is issued eagerly every
+ * time, so the reducer's NCCL all-reduces (on its own stream, joined by events) and its per-step
+ * bookkeeping run outside stream capture. Capturing NCCL needs NCCL >= 2.9, cross-stream capture
+ * of the communication stream, and would run the reducer's host-side checks only once, at
+ * capture. The eager step costs the host's launch time (bench/device/NOTES.md, one GPU: batch 32
+ * 16.07 ms replayed vs 17.4 ms eager with events around every launch; batch 256 118.8 vs 119.2).
  */
 import { UnmaskError } from "@unmask/clip";
+import type { ReducerContext } from "../../distributed/gradient-reducer.js";
 import type {
   Engine,
   EngineFactory,
@@ -58,10 +68,28 @@ export const createCudaEngine: EngineFactory = async (
   blas = new Cublas(libs.cublas, cu, stream, tower.workspace);
   const { D, E, C } = tower.dims;
   kernels.prepareHead(D, E, C);
+  // One rank of several: the reducer (and the NCCL communicator behind it) binds to the context
+  // made current by CudaDriver.open; undefined on a single GPU, where nothing below changes.
+  tower.reducer = options.distributed?.createReducer(
+    reducerContext(tower, { koffi: libs.koffi, driver: libs.driver }),
+  );
   return new CudaEngine(cu, stream, kernels, blas, tower, model, options);
 };
 
-class CudaEngine implements Engine {
+/** What EngineOptions.distributed.createReducer gets: every masked tensor's fp32 [2, numel] gradient. */
+export function reducerContext(
+  tower: Pick<TowerModel, "masked">,
+  cuda: ReducerContext["cuda"],
+): ReducerContext {
+  return {
+    tensors: tower.masked.map((m) => ({ name: m.name, numel: m.numel })),
+    gradientPointers: tower.masked.map((m) => m.grads.ptr),
+    cuda,
+  };
+}
+
+/** Exported for tests (with stand-ins for the driver, kernels and cuBLAS); use createCudaEngine. */
+export class CudaEngine implements Engine {
   readonly name = "cuda" as const;
   private readonly graphs = new Map<string, Graph>();
   private cache: { ptr: number; H: number; W: number; count: number } | null = null;
@@ -159,8 +187,10 @@ class CudaEngine implements Engine {
     let uniformPtrs: number[] | undefined;
     if (options.uniforms) uniformPtrs = this.uploadUniforms(options.uniforms);
 
-    if (options.debug || uniformPtrs) {
-      t.encodeStep(B, crops, uniformPtrs); // eager: the draws' pointers are not part of the graph
+    if (options.debug || uniformPtrs || t.reducer) {
+      // eager: the draws' pointers are not part of the graph; a reducer's NCCL calls stay out of
+      // stream capture (see the header)
+      t.encodeStep(B, crops, uniformPtrs);
     } else {
       const key = `${B}:${crops ? "crops" : "pixels"}`;
       let g = this.graphs.get(key);
@@ -322,6 +352,7 @@ class CudaEngine implements Engine {
     this.cu.synchronize(this.stream);
     for (const g of this.graphs.values()) this.cu.destroyGraph(g);
     this.graphs.clear();
+    this.tower.reducer?.dispose();
     if (this.cache) this.cu.free(this.cache.ptr);
     if (this.uniformBuffer) this.cu.free(this.uniformBuffer);
     this.blas.dispose();
@@ -351,6 +382,8 @@ class CudaEngine implements Engine {
    * last step()); per-name milliseconds, largest first.
    */
   profileStep(B: number): ProfileRow[] {
+    // a step run by one rank alone would wait inside NCCL for the others
+    if (this.tower.reducer) throw new Error("profileStep runs on a single GPU only");
     const profiler = new LaunchProfiler(this.cu, this.stream);
     this.kernels.profiler = profiler;
     this.blas.profiler = profiler;

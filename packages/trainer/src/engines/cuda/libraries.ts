@@ -3,16 +3,15 @@
  * install: a machine without a GPU, a driver or cuBLAS gets one typed error, CUDA_UNAVAILABLE,
  * that lists every path tried, and the cpu engine stays usable.
  *
- * Search order: CUDA_PATH/lib64, each LD_LIBRARY_PATH entry, the driver's usual folders, the
- * CUDA toolkit's usual folders, then the bare soname (the dynamic loader's own search).
+ * Search order (native-library.ts, as for NCCL): CUDA_PATH/lib64 and /lib, each LD_LIBRARY_PATH
+ * entry, the driver's usual folders (libcuda) or the CUDA toolkit's (cuBLAS), then the bare
+ * soname (the dynamic loader's own search).
  */
-import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { UnmaskError } from "@unmask/clip";
-import type koffiType from "koffi";
+import { type Koffi, type Library, librarySearchDirs, loadFirstLibrary } from "../../native-library.js";
 
-export type Koffi = typeof koffiType;
-export type Library = ReturnType<Koffi["load"]>;
+export type { Koffi, Library };
 
 /** sonames in order of preference (cuBLAS 13 ships with CUDA 13, 12 with CUDA 12). */
 const DRIVER_NAMES = ["libcuda.so.1", "libcuda.so"];
@@ -50,42 +49,36 @@ export async function loadKoffi(): Promise<Koffi> {
   return koffiModule;
 }
 
-function searchDirs(extra: string[]): string[] {
-  const dirs: string[] = [];
-  if (process.env.CUDA_PATH)
-    dirs.push(join(process.env.CUDA_PATH, "lib64"), join(process.env.CUDA_PATH, "lib"));
-  for (const d of (process.env.LD_LIBRARY_PATH ?? "").split(":")) if (d) dirs.push(d);
-  dirs.push(...extra);
-  return [...new Set(dirs)];
+/** Tests: where to look instead of the defaults. */
+export interface OpenCudaOptions {
+  env?: Record<string, string | undefined>;
+  /** Folders searched for libcuda (default: CUDA_PATH, LD_LIBRARY_PATH, the driver's folders). */
+  driverDirs?: string[];
+  /** Folders searched for cuBLAS (default: CUDA_PATH, LD_LIBRARY_PATH, the toolkit's folders). */
+  cublasDirs?: string[];
+  /** Also ask the dynamic loader for the bare sonames (default true). */
+  loaderSearch?: boolean;
 }
 
-function openFirst(koffi: Koffi, what: string, names: string[], dirs: string[]): Library {
-  const tried: string[] = [];
-  for (const dir of dirs)
-    for (const name of names) {
-      const path = join(dir, name);
-      if (!existsSync(path)) {
-        tried.push(`${path} (absent)`);
-        continue;
-      }
-      try {
-        return koffi.load(path);
-      } catch (error) {
-        tried.push(`${path} (${String((error as Error).message ?? error)})`);
-      }
-    }
-  for (const name of names) {
-    try {
-      return koffi.load(name);
-    } catch (error) {
-      tried.push(`${name} via the loader (${String((error as Error).message ?? error)})`);
-    }
-  }
-  throw new UnmaskError(
-    "CUDA_UNAVAILABLE",
-    `${what} not found; tried: ${tried.join("; ")}. Install the NVIDIA driver / CUDA toolkit, set CUDA_PATH or LD_LIBRARY_PATH, or use the cpu engine.`,
-    { subject: what },
-  );
+function openFirst(
+  koffi: Koffi,
+  what: string,
+  names: string[],
+  dirs: string[],
+  loaderSearch: boolean | undefined,
+): Library {
+  return loadFirstLibrary(koffi, {
+    paths: dirs.flatMap((dir) => names.map((name) => join(dir, name))),
+    names,
+    loaderSearch,
+    notFound(tried) {
+      throw new UnmaskError(
+        "CUDA_UNAVAILABLE",
+        `${what} not found; tried: ${tried.join("; ")}. Install the NVIDIA driver / CUDA toolkit, set CUDA_PATH or LD_LIBRARY_PATH, or use the cpu engine.`,
+        { subject: what },
+      );
+    },
+  });
 }
 
 export interface CudaLibraries {
@@ -95,9 +88,22 @@ export interface CudaLibraries {
 }
 
 /** Opens libcuda and libcublas. @throws UnmaskError CUDA_UNAVAILABLE naming every path tried. */
-export async function openCudaLibraries(): Promise<CudaLibraries> {
+export async function openCudaLibraries(options: OpenCudaOptions = {}): Promise<CudaLibraries> {
   const koffi = await loadKoffi();
-  const driver = openFirst(koffi, "the CUDA driver library (libcuda)", DRIVER_NAMES, searchDirs(DRIVER_DIRS));
-  const cublas = openFirst(koffi, "cuBLAS (libcublas)", CUBLAS_NAMES, searchDirs(TOOLKIT_DIRS));
+  const env = options.env ?? process.env;
+  const driver = openFirst(
+    koffi,
+    "the CUDA driver library (libcuda)",
+    DRIVER_NAMES,
+    options.driverDirs ?? librarySearchDirs(env, { last: DRIVER_DIRS }),
+    options.loaderSearch,
+  );
+  const cublas = openFirst(
+    koffi,
+    "cuBLAS (libcublas)",
+    CUBLAS_NAMES,
+    options.cublasDirs ?? librarySearchDirs(env, { last: TOOLKIT_DIRS }),
+    options.loaderSearch,
+  );
   return { koffi, driver, cublas };
 }

@@ -5,8 +5,14 @@
  *
  * Shapes: B images, N = G*G + 1 tokens, R = B*N rows, D width, H = D/64 heads, F = 4D, E embed,
  * C classes, K = 3*p*p patch length. Signal s = 0 (ce) and 1 (kl) stacked: [2R, width].
+ *
+ * Several GPUs (README "Several GPUs"): with a `reducer`, the backward hands each masked
+ * tensor's [2, numel] gradient over right after the GEMM that writes it (tensorReady), and the
+ * update waits for the all-reduced gradients (wait) before its kernels. Without one (a single
+ * GPU) both calls are skipped and the launch sequence is unchanged.
  */
 import { CLIP_MEAN, CLIP_STD, f32ToBf16, UnmaskError } from "@unmask/clip";
+import type { GradientReducer } from "../../distributed/gradient-reducer.js";
 import type { EngineModel, RmtHyper } from "../../engine.js";
 import { ArenaPlan, type Region } from "./arena.js";
 import { CUBLAS_WORKSPACE_BYTES, type Cublas } from "./cublas.js";
@@ -86,6 +92,8 @@ export class TowerModel {
   private convMask?: MaskedTensor;
   private convWp!: Region;
   private readonly uploads: (() => void)[] = [];
+  /** Set by the engine when it is one rank of several (EngineOptions.distributed). */
+  reducer?: GradientReducer;
 
   constructor(
     private readonly cu: CudaDriver,
@@ -500,6 +508,7 @@ export class TowerModel {
           C: { ptr: w.outMask.grads.ptr, ld: D, stride: D * D, type: "f32" },
           batch: 2,
         });
+      if (w.outMask) this.reducer?.tensorReady(w.outMask.index, this.stream);
       gemm.gemm({
         M: 2 * R,
         N: D,
@@ -538,6 +547,8 @@ export class TowerModel {
             B: { ptr: h, ld: D },
             C: { ptr: w.inMask.grads.ptr + s * 3 * D * D * F4, ld: D, type: "f32" },
           });
+        // both rows (ce, kl) written: hand the tensor over (also at block 0, before the break below)
+        if (w.inMask && s === 1) this.reducer?.tensorReady(w.inMask.index, this.stream);
         if (below)
           gemm.gemm({
             M: R,
@@ -587,14 +598,20 @@ export class TowerModel {
         C: { ptr: this.convMask.grads.ptr, ld: K, stride: D * K, type: "f32" },
         batch: 2,
       });
+      this.reducer?.tensorReady(this.convMask.index, this.stream);
     }
   }
 
-  /** ||S|| per tensor (pre-update), then the fused update of every masked tensor. */
+  /**
+   * ||S|| per tensor (pre-update), then the fused update of every masked tensor. The norms read
+   * the scores only (identical on every rank), not the gradients, so they need not wait for the
+   * all-reduce; the update kernels add the regulariser's reg * S to the reduced gradients.
+   */
   update(uniforms: number[] | undefined): void {
     const h = this.hyper;
     for (const m of this.masked) this.k.maskSumsq(m.S.ptr, m.numel, this.ptr("partials"), m.index);
     this.k.maskNorms(this.ptr("partials"), this.ptr("sumsqBlocks"), this.ptr("norms"), this.masked.length);
+    this.reducer?.wait(this.stream);
     for (const m of this.masked)
       this.k.maskUpdate({
         S: m.S.ptr,

@@ -1,0 +1,267 @@
+/**
+ * The tower's calls into the gradient reducer (several GPUs), without a GPU: the driver, the
+ * kernels and cuBLAS are stand-ins that record what the step would launch, in order, so the
+ * test sees where tensorReady and wait fall among the launches. What it cannot see: that the
+ * launches compute the right thing (cuda-engine.gpu.test.ts) or that NCCL reduces on a device.
+ */
+import { describe, expect, it } from "vitest";
+import { backwardOrder } from "../../distributed/buckets.js";
+import {
+  type GradientReducer,
+  identityReducer,
+  NcclGradientReducer,
+  type ReducerStreams,
+} from "../../distributed/gradient-reducer.js";
+import { DEFAULT_HYPER, type EngineModel } from "../../engine.js";
+import { randomVitModel } from "../cpu/random-model.js";
+import type { Cublas, GemmCall } from "./cublas.js";
+import type { CudaDriver } from "./driver.js";
+import { CudaEngine, reducerContext } from "./engine.js";
+import type { Kernels } from "./kernels.js";
+import { TowerModel } from "./model.js";
+
+type Entry =
+  | { kind: "gemm"; C: number }
+  | { kind: "kernel"; name: string }
+  | { kind: "driver"; name: string }
+  | { kind: "ready"; tensor: number; stream: number }
+  | { kind: "wait"; stream: number }
+  | { kind: "dispose" };
+
+const STREAM = 7;
+/** Where the stand-in driver "allocates" the arena. */
+const BASE = 2 ** 32;
+const MAX_BATCH = 2;
+
+/** An object whose every method records its name (and does nothing else). */
+function recording(log: Entry[], kind: "kernel" | "driver", special: Record<string, unknown> = {}) {
+  return new Proxy(
+    {},
+    {
+      get(_, name) {
+        if (typeof name !== "string" || name === "then") return undefined;
+        if (name in special) return special[name];
+        return () => log.push({ kind, name });
+      },
+    },
+  );
+}
+
+function standIns(log: Entry[]) {
+  const cu = recording(log, "driver", {
+    alloc: () => BASE,
+    endCapture: () => ({ exec: 1, graph: 2 }),
+  }) as unknown as CudaDriver;
+  const kernels = recording(log, "kernel") as unknown as Kernels;
+  const blas = {
+    gemm: (c: GemmCall) => log.push({ kind: "gemm", C: c.C.ptr }),
+    dispose: () => {},
+  } as unknown as Cublas;
+  return { cu, kernels, blas };
+}
+
+function tinyModel(maskedTensors?: string[]): EngineModel {
+  return randomVitModel({
+    resolution: 16,
+    patch: 8,
+    width: 64,
+    layers: 2,
+    embed: 8,
+    classes: 3,
+    ...(maskedTensors ? { maskedTensors } : {}),
+  });
+}
+
+function tower(model: EngineModel, log: Entry[]) {
+  const { cu, kernels, blas } = standIns(log);
+  const t = new TowerModel(cu, kernels, blas, STREAM, model, MAX_BATCH, DEFAULT_HYPER, 1);
+  return { tower: t, cu, kernels, blas };
+}
+
+/** A reducer that records the engine's calls in the launch log. */
+function recordingReducer(log: Entry[]): GradientReducer {
+  return {
+    worldSize: 2,
+    plan: { buckets: [], totalElements: 0, slots: [], bucketOf: [] },
+    tensorReady: (tensor, stream) => log.push({ kind: "ready", tensor, stream }),
+    wait: (stream) => log.push({ kind: "wait", stream }),
+    dispose: () => log.push({ kind: "dispose" }),
+  };
+}
+
+/** Whether a GEMM's output starts inside masked tensor `index`'s gradient buffer. */
+function writesGrads(t: TowerModel, entry: Entry, index: number): boolean {
+  const g = t.masked[index].grads;
+  return entry.kind === "gemm" && entry.C >= g.ptr && entry.C < g.ptr + g.bytes;
+}
+
+const launches = (log: Entry[]) => log.filter((e) => e.kind !== "ready" && e.kind !== "wait");
+
+describe("TowerModel with a gradient reducer", () => {
+  it("hands each tensor over right after the GEMM that completes its gradient, and waits before the update", () => {
+    const model = tinyModel();
+    const log: Entry[] = [];
+    const { tower: t } = tower(model, log);
+    t.reducer = recordingReducer(log);
+    log.length = 0;
+    t.encodeStep(MAX_BATCH, null);
+
+    const ready = log.flatMap((e, i) => (e.kind === "ready" ? [{ ...e, at: i }] : []));
+    // every masked tensor once, in the order the bucket plan expects (last block first, conv1 last)
+    expect(ready.map((r) => r.tensor)).toEqual(backwardOrder(model.maskedTensors));
+    expect(model.maskedTensors.length).toBe(5);
+    for (const r of ready) {
+      expect(r.stream).toBe(STREAM);
+      // the launch just before is the GEMM writing this gradient; nothing writes it afterwards
+      expect(writesGrads(t, log[r.at - 1], r.tensor)).toBe(true);
+      expect(log.slice(r.at + 1).some((e) => writesGrads(t, e, r.tensor))).toBe(false);
+      // in_proj: one GEMM per signal (both before the hand-over); out_proj, conv1: one batched GEMM
+      const writers = log.slice(0, r.at).filter((e) => writesGrads(t, e, r.tensor)).length;
+      expect(writers).toBe(model.maskedTensors[r.tensor].endsWith("in_proj_weight") ? 2 : 1);
+    }
+
+    const waits = log.flatMap((e, i) => (e.kind === "wait" ? [i] : []));
+    expect(waits).toHaveLength(1);
+    const [wait] = waits;
+    expect(log[wait]).toEqual({ kind: "wait", stream: STREAM });
+    const kernelAt = (name: string) =>
+      log.flatMap((e, i) => (e.kind === "kernel" && e.name === name ? [i] : []));
+    // the score norms (scores only) may run before it; every update kernel runs after it
+    expect(Math.max(...kernelAt("maskSumsq"), ...kernelAt("maskNorms"))).toBeLessThan(wait);
+    expect(kernelAt("maskUpdate")).toHaveLength(5);
+    expect(Math.min(...kernelAt("maskUpdate"))).toBeGreaterThan(wait);
+    expect(Math.max(...ready.map((r) => r.at))).toBeLessThan(wait);
+  });
+
+  it("launches exactly the same sequence with and without a reducer (the single-GPU path)", () => {
+    const model = tinyModel();
+    const plain: Entry[] = [];
+    const a = tower(model, plain).tower;
+    plain.length = 0;
+    a.encodeStep(MAX_BATCH, null);
+    const withReducer: Entry[] = [];
+    const b = tower(model, withReducer).tower;
+    b.reducer = recordingReducer(withReducer);
+    withReducer.length = 0;
+    b.encodeStep(MAX_BATCH, null);
+    expect(plain.some((e) => e.kind === "ready" || e.kind === "wait")).toBe(false);
+    expect(launches(withReducer)).toEqual(plain);
+  });
+
+  it("hands over block 0's in_proj when it is the only masked tensor (the backward stops early there)", () => {
+    const name = "visual.transformer.resblocks.0.attn.in_proj_weight";
+    const log: Entry[] = [];
+    const { tower: t } = tower(tinyModel([name]), log);
+    const reducer = identityReducer([{ name, numel: 3 * 64 * 64 }]);
+    t.reducer = reducer;
+    for (let step = 0; step < 2; step++) t.encodeStep(MAX_BATCH, null); // wait() throws if one is missing
+    expect(reducer.reducedBuckets).toEqual([0, 0]);
+  });
+
+  it("drives the NCCL reducer: each bucket's all-reduce starts when its last tensor is ready", () => {
+    const model = tinyModel();
+    const log: Entry[] = [];
+    const { tower: t } = tower(model, log);
+    const calls: string[] = [];
+    let nextHandle = 100;
+    const streams: ReducerStreams = {
+      createStream: () => nextHandle++,
+      createEvent: () => nextHandle++,
+      join: (waiter, signaller) => calls.push(`join ${waiter}<-${signaller}`),
+      destroyEvent: () => {},
+      destroyStream: () => {},
+    };
+    const context = reducerContext(t, { koffi: undefined as never, driver: undefined as never });
+    const reduced: number[] = [];
+    const reducer = new NcclGradientReducer({
+      comm: {
+        worldSize: 2,
+        allReduce: (args) => {
+          reduced.push(args.send);
+          calls.push(`allReduce ${args.count} on ${args.stream}`);
+        },
+        group: (enqueue) => enqueue(),
+      },
+      context,
+      streams,
+      // in_proj (3 x 64 x 64 x 2 signals x 4 bytes = 96 KiB) and out_proj (32 KiB) of a block together
+      bucketBytes: 128 * 1024,
+    });
+    t.reducer = reducer;
+    for (let step = 0; step < 2; step++) {
+      calls.length = 0;
+      reduced.length = 0;
+      t.encodeStep(MAX_BATCH, null);
+      // buckets: [1.out, 1.in], [0.out, 0.in], [conv1]; the compute stream joins the comm stream once
+      const comm = 100;
+      expect(calls).toEqual([
+        `join ${comm}<-${STREAM}`,
+        `allReduce ${2 * 64 * 64} on ${comm}`,
+        `allReduce ${2 * 3 * 64 * 64} on ${comm}`,
+        `join ${comm}<-${STREAM}`,
+        `allReduce ${2 * 64 * 64} on ${comm}`,
+        `allReduce ${2 * 3 * 64 * 64} on ${comm}`,
+        `join ${comm}<-${STREAM}`,
+        `allReduce ${2 * 64 * 3 * 8 * 8} on ${comm}`,
+        `join ${STREAM}<-${comm}`,
+      ]);
+      expect(reduced).toEqual([4, 3, 2, 1, 0].map((i) => t.masked[i].grads.ptr));
+    }
+  });
+});
+
+describe("reducerContext", () => {
+  it("lists the masked tensors and their gradient buffers in EngineModel.maskedTensors order", () => {
+    const model = tinyModel();
+    const { tower: t } = tower(model, []);
+    const cuda = { koffi: undefined as never, driver: undefined as never };
+    const context = reducerContext(t, cuda);
+    expect(context.tensors.map((x) => x.name)).toEqual(model.maskedTensors);
+    expect(context.tensors.map((x) => x.numel)).toEqual(
+      model.maskedTensors.map((n) => model.weights.get(n)?.data.length),
+    );
+    expect(context.gradientPointers).toEqual(t.masked.map((m) => m.grads.ptr));
+    expect(t.masked.every((m) => m.grads.bytes === 2 * m.numel * 4)).toBe(true);
+    expect(context.cuda).toBe(cuda);
+  });
+});
+
+describe("CudaEngine steps", () => {
+  const batch = { labels: Int32Array.from([0, 2]), pixels: new Float32Array(MAX_BATCH * 3 * 16 * 16) };
+  const options = { maxBatch: MAX_BATCH, hyper: DEFAULT_HYPER, seed: 1 };
+
+  function engine(withReducer: boolean) {
+    const model = tinyModel();
+    const log: Entry[] = [];
+    const { tower: t, cu, kernels, blas } = tower(model, log);
+    if (withReducer) t.reducer = recordingReducer(log);
+    const e = new CudaEngine(cu, STREAM, kernels, blas, t, model, options);
+    log.length = 0;
+    return { e, log };
+  }
+  const count = (log: Entry[], pick: (e: Entry) => boolean) => log.filter(pick).length;
+  const driverCalls = (log: Entry[], name: string) =>
+    count(log, (e) => e.kind === "driver" && e.name === name);
+
+  it("on one GPU: captures the step into a graph once and replays it", async () => {
+    const { e, log } = engine(false);
+    for (let step = 0; step < 3; step++) await e.step(batch, { lr: 1e-3, step });
+    expect(driverCalls(log, "beginCapture")).toBe(1);
+    expect(driverCalls(log, "launchGraph")).toBe(3);
+    expect(count(log, (x) => x.kind === "kernel" && x.name === "maskUpdate")).toBe(5); // encoded once
+  });
+
+  it("as one rank of several: issues every step eagerly, with its reducer calls, and disposes the reducer", async () => {
+    const { e, log } = engine(true);
+    for (let step = 0; step < 3; step++) await e.step(batch, { lr: 1e-3, step });
+    expect(driverCalls(log, "beginCapture")).toBe(0);
+    expect(driverCalls(log, "launchGraph")).toBe(0);
+    expect(count(log, (x) => x.kind === "wait")).toBe(3);
+    expect(count(log, (x) => x.kind === "ready")).toBe(3 * 5);
+    expect(count(log, (x) => x.kind === "kernel" && x.name === "maskUpdate")).toBe(3 * 5);
+    expect(() => e.profileStep(MAX_BATCH)).toThrow(/single GPU/);
+    await e.dispose();
+    await e.dispose();
+    expect(count(log, (x) => x.kind === "dispose")).toBe(1);
+  });
+});
