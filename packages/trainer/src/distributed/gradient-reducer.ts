@@ -8,8 +8,9 @@
  * Engine side, per step (docs: README "Several GPUs"):
  *   backward: after the GEMM that writes tensor t's gradient:  reducer.tensorReady(t, stream)
  *   before update():                                           reducer.wait(stream)
- * Both only enqueue work on streams (no host synchronisation), so they are captured into the
- * engine's CUDA graph like any launch.
+ * Both only enqueue work on streams (no host synchronisation). The cuda engine issues a
+ * distributed step eagerly rather than replaying its CUDA graph, so the NCCL calls never run
+ * under graph capture (capturing them needs NCCL >= 2.9 and capture across the second stream).
  *
  * NcclGradientReducer: when a bucket's last tensor is ready, an event recorded on the compute
  * stream makes a communication stream wait, and the bucket's all-reduce runs there while the
