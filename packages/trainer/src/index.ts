@@ -85,5 +85,5 @@ export { GDR_EPS, gdrKeepProbability, gradientDropout } from "./rmt/gradient-dro
 export { type LogitLossInput, type LogitLossOutput, logitLosses } from "./rmt/losses.js";
 export { l2Norm, regularizerGradientScale, regularizerLoss } from "./rmt/regularizer.js";
 export { cosineLearningRate } from "./rmt/schedule.js";
-export { encodeTextCpu, type TextTowerModel } from "./text-encoder.js";
+export { type EncodeTextCpuOptions, encodeTextCpu, type TextTowerModel } from "./text-encoder.js";
 export { type TrainOptions, type TrainResult, train } from "./train.js";

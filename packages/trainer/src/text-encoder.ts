@@ -5,24 +5,37 @@
  *   x = block_l(x) for each text block, causal attention (position i sees positions <= i)
  *   x = ln_final(x);  out[n] = x[n, argmax(ids[n])] @ text_projection      [count, E]
  *
- * The pooled token is the end-of-text token (the largest id, 49407). Because attention is causal,
- * positions after the last pooled token of a chunk cannot change it, so each chunk is cut after
- * its longest prompt: the result is identical and short prompts cost little. Output embeddings
- * are not normalised.
+ * The pooled token is the end-of-text token (the largest id, 49407). Attention is causal, so the
+ * output at a position depends only on the positions up to it: the prompts of a call are sorted by
+ * their end-of-text position and run in chunks cut after the chunk's longest prompt ("a photo of
+ * a goldfish." runs 8 of the 77 positions), and the last block computes its attention output, MLP
+ * and everything after only for the pooled rows. Both give the same bits as running all 77
+ * positions (`fullContext: true`, tested): every GEMM, LayerNorm and elementwise kernel computes a
+ * row from that row alone, in an order that does not depend on the other rows, and the softmax of
+ * row i never sees the entries after i (they are exact zeros in P V).
+ *
+ * Everything runs in the cpu engine's WebAssembly SIMD kernels inside one Arena (engines/cpu):
+ * the GEMMs split by rows over worker threads (`threads`, default all cores; bit-identical for
+ * any count). The arena, holding a float32 copy of the text weights (151 MB for ViT-B/16), is kept
+ * per weights Map between calls (train() encodes 256 prompts a call; text-tower.ts). Output
+ * embeddings are not normalised.
  */
+import { availableParallelism } from "node:os";
 import { type ClipConfig, UnmaskError } from "@unmask/clip";
 import type { FloatTensor } from "./engine.js";
 import { Arena } from "./engines/cpu/arena.js";
+import { attentionForward } from "./engines/cpu/attention.js";
 import {
-  allocBlockActivations,
+  type BlockActivations,
   type BlockDims,
   type BlockWeights,
   blockForward,
 } from "./engines/cpu/block.js";
+import { gemm } from "./engines/cpu/gemm.js";
 import { layernormForward } from "./engines/cpu/layernorm.js";
-
-/** Prompts per chunk: bounds the arena (activations of CHUNK x 77 tokens). */
-const CHUNK = 64;
+import { matmulForward } from "./engines/cpu/matmul.js";
+import { quickGeluForward } from "./engines/cpu/quick-gelu.js";
+import { type Tower, withTower } from "./text-tower.js";
 
 export interface TextTowerModel {
   /** Canonical (OpenAI) names; the text tower's tensors at least. */
@@ -30,130 +43,161 @@ export interface TextTowerModel {
   config: ClipConfig;
 }
 
-export function encodeTextCpu(model: TextTowerModel, ids: Int32Array, count: number): Float32Array;
+export interface EncodeTextCpuOptions {
+  /** Threads for the large GEMMs (worker_threads); default os.availableParallelism(). */
+  threads?: number;
+  /**
+   * Run all contextLength positions of every prompt through every block, as OpenAI's encode_text
+   * does, instead of stopping at the end-of-text token: slower, the same result (for checking).
+   */
+  fullContext?: boolean;
+}
+
+export function encodeTextCpu(
+  model: TextTowerModel,
+  ids: Int32Array,
+  count: number,
+  options?: EncodeTextCpuOptions,
+): Float32Array;
 export function encodeTextCpu(
   weights: Map<string, FloatTensor>,
   config: ClipConfig,
   ids: Int32Array,
   count: number,
+  options?: EncodeTextCpuOptions,
 ): Float32Array;
 export function encodeTextCpu(
   first: TextTowerModel | Map<string, FloatTensor>,
   second: ClipConfig | Int32Array,
   third: Int32Array | number,
-  fourth?: number,
+  fourth?: number | EncodeTextCpuOptions,
+  fifth?: EncodeTextCpuOptions,
 ): Float32Array {
-  const [weights, config, ids, count] =
+  const [weights, config, ids, count, options] =
     first instanceof Map
-      ? [first, second as ClipConfig, third as Int32Array, fourth as number]
-      : [first.text, first.config, second as Int32Array, third as number];
+      ? [first, second as ClipConfig, third as Int32Array, fourth as number, fifth]
+      : [first.text, first.config, second as Int32Array, third as number, fourth as EncodeTextCpuOptions];
   const L = config.contextLength;
-  const W = config.transformerWidth;
-  const E = config.embedDim;
   if (!Number.isSafeInteger(count) || count < 0 || ids.length !== count * L)
     throw new UnmaskError(
       "BAD_SHAPE",
       `encodeTextCpu: ${ids.length} token ids for ${count} prompts of ${L}`,
-      {
-        subject: "ids",
-      },
+      { subject: "ids" },
     );
-  const tensor = (name: string, numel: number): Float32Array => {
-    const t = weights.get(name);
-    if (!t)
-      throw new UnmaskError("TENSOR_NOT_FOUND", `encodeTextCpu: the model has no tensor ${name}`, {
-        subject: name,
-      });
-    if (t.data.length !== numel)
-      throw new UnmaskError(
-        "BAD_SHAPE",
-        `encodeTextCpu: tensor ${name} has shape [${t.shape}], expected ${numel} values`,
-        {
-          subject: name,
-        },
-      );
-    return t.data;
-  };
-  const tokenEmbedding = tensor("token_embedding.weight", config.vocabSize * W);
-  const positional = tensor("positional_embedding", L * W);
-  const projection = tensor("text_projection", W * E);
-  const lnFinalWeight = tensor("ln_final.weight", W);
-  const lnFinalBias = tensor("ln_final.bias", W);
-  const arena = new Arena();
-  const blocks: BlockWeights[] = [];
-  for (let l = 0; l < config.transformerLayers; l++) {
-    const p = `transformer.resblocks.${l}.`;
-    const load = (name: string, numel: number) => arena.copyOf(tensor(p + name, numel), p + name);
-    blocks.push({
-      ln1Weight: load("ln_1.weight", W),
-      ln1Bias: load("ln_1.bias", W),
-      inProjWeight: load("attn.in_proj_weight", 3 * W * W),
-      inProjBias: load("attn.in_proj_bias", 3 * W),
-      outProjWeight: load("attn.out_proj.weight", W * W),
-      outProjBias: load("attn.out_proj.bias", W),
-      ln2Weight: load("ln_2.weight", W),
-      ln2Bias: load("ln_2.bias", W),
-      fcWeight: load("mlp.c_fc.weight", 4 * W * W),
-      fcBias: load("mlp.c_fc.bias", 4 * W),
-      projWeight: load("mlp.c_proj.weight", 4 * W * W),
-      projBias: load("mlp.c_proj.bias", W),
-    });
+  const threads = Math.max(1, Math.floor(options?.threads ?? availableParallelism()));
+  return withTower(weights, config, threads, (tower) =>
+    encode(tower, ids, count, options?.fullContext === true),
+  );
+}
+
+function encode(tower: Tower, ids: Int32Array, count: number, fullContext: boolean): Float32Array {
+  const { config, blocks, acts } = tower;
+  const L = config.contextLength;
+  const W = config.transformerWidth;
+  const E = config.embedDim;
+  // pooled position per prompt: first occurrence of the largest id (torch.argmax)
+  const eot = new Int32Array(count);
+  for (let i = 0; i < count; i++) {
+    const row = i * L;
+    for (let t = 1; t < L; t++) if (ids[row + t] > ids[row + eot[i]]) eot[i] = t;
   }
-  const maxDims: BlockDims = {
-    batch: Math.min(CHUNK, Math.max(1, count)),
-    tokens: L,
-    width: W,
-    heads: config.transformerHeads,
-    mlp: 4 * W,
-  };
-  const acts = allocBlockActivations(arena, maxDims, "text activations");
-  const xs = [
-    arena.floats(maxDims.batch * L * W, "text stream"),
-    arena.floats(maxDims.batch * L * W, "text stream"),
-  ];
+  const tokensOf = (i: number) => (fullContext ? L : eot[i] + 1);
+  // shortest prompts first, so that a chunk's rows are mostly real tokens
+  const order = Array.from({ length: count }, (_, i) => i).sort((a, b) => eot[a] - eot[b] || a - b);
   const out = new Float32Array(count * E);
-  const pooled = new Float32Array(W);
-  const pooledIn = new Float32Array(W);
-  for (let start = 0; start < count; start += CHUNK) {
-    const n = Math.min(CHUNK, count - start);
-    // pooled position per prompt: first occurrence of the largest id (torch.argmax)
-    const eot = new Int32Array(n);
-    for (let i = 0; i < n; i++) {
-      const row = (start + i) * L;
-      for (let t = 1; t < L; t++) if (ids[row + t] > ids[row + eot[i]]) eot[i] = t;
-    }
-    const tokens = Math.max(...eot) + 1;
-    let x = xs[0];
-    for (let i = 0; i < n; i++) {
+  for (let first = 0; first < count; ) {
+    let end = first + 1;
+    while (end < count && (end + 1 - first) * tokensOf(order[end]) <= tower.maxRows) end++;
+    const n = end - first;
+    const tokens = tokensOf(order[end - 1]);
+    const prompts = order.slice(first, end);
+    let x = tower.xs[0];
+    let y = tower.xs[1];
+    prompts.forEach((p, i) => {
       for (let t = 0; t < tokens; t++) {
-        const id = ids[(start + i) * L + t];
+        const id = ids[p * L + t];
         if (!(id >= 0 && id < config.vocabSize))
           throw new UnmaskError(
             "BAD_TOKEN",
-            `encodeTextCpu: token id ${id} is outside the vocabulary of ${config.vocabSize}`,
-            {
-              subject: "ids",
-            },
+            `encodeTextCpu: token id ${id} (prompt ${p}, position ${t}) is outside the vocabulary of ${config.vocabSize}`,
+            { subject: "ids" },
           );
         const dst = (i * tokens + t) * W;
-        for (let d = 0; d < W; d++) x[dst + d] = tokenEmbedding[id * W + d] + positional[t * W + d];
+        const e = tower.tokenEmbedding.subarray(id * W, (id + 1) * W);
+        for (let d = 0; d < W; d++) x[dst + d] = e[d] + tower.positional[t * W + d];
       }
-    }
-    const dims: BlockDims = { ...maxDims, batch: n, tokens };
-    for (let l = 0; l < blocks.length; l++) {
-      const y = xs[(l + 1) % 2];
+    });
+    const dims: BlockDims = { batch: n, tokens, width: W, heads: config.transformerHeads, mlp: 4 * W };
+    const tail = !fullContext && blocks.length > 0; // the last block on the pooled rows only
+    const full = tail ? blocks.length - 1 : blocks.length;
+    for (let l = 0; l < full; l++) {
       blockForward(y, x, blocks[l], acts, dims, true);
-      x = y;
+      [x, y] = [y, x];
     }
-    for (let i = 0; i < n; i++) {
-      pooledIn.set(x.subarray((i * tokens + eot[i]) * W, (i * tokens + eot[i] + 1) * W));
-      layernormForward(pooled, null, null, pooledIn, lnFinalWeight, lnFinalBias, 1, W);
-      for (let e = 0; e < E; e++) {
-        let sum = 0;
-        for (let d = 0; d < W; d++) sum += pooled[d] * projection[d * E + e];
-        out[(start + i) * E + e] = sum;
-      }
-    }
+    // the pooled rows after the last block, [n, W] (in buffers the blocks no longer need)
+    const rowOf = (i: number) => i * tokens + eot[prompts[i]];
+    const last = tail
+      ? lastBlockPooled(y, x, blocks[blocks.length - 1], acts, dims, rowOf)
+      : gatherRows(acts.h1, x, n, W, rowOf);
+    layernormForward(acts.h2, null, null, last, tower.lnFinalWeight, tower.lnFinalBias, n, W);
+    gemm(false, false, n, E, W, acts.h2, W, tower.projection, E, tower.projected, E, false);
+    prompts.forEach((p, i) => {
+      out.set(tower.projected.subarray(i * E, (i + 1) * E), p * E);
+    });
+    first = end;
   }
   return out;
+}
+
+/** dst[i] = src[rowOf(i)] for i < n (rows of `width`); returns dst. */
+function gatherRows(
+  dst: Float32Array,
+  src: Float32Array,
+  n: number,
+  width: number,
+  rowOf: (i: number) => number,
+): Float32Array {
+  for (let i = 0; i < n; i++) dst.set(src.subarray(rowOf(i) * width, (rowOf(i) + 1) * width), i * width);
+  return dst;
+}
+
+/**
+ * The last block (block.ts blockForward) for the pooled rows only: LN1, in_proj and attention over
+ * every row (keys and values need them), then out_proj, the residual, LN2 and the MLP on the n
+ * gathered pooled rows: the same kernels on the same rows, so the same bits. Returns y [n, W]
+ * (written to `y`); the activation buffers serve as scratch.
+ */
+function lastBlockPooled(
+  y: Float32Array,
+  x: Float32Array,
+  w: BlockWeights,
+  a: BlockActivations,
+  dims: BlockDims,
+  rowOf: (i: number) => number,
+): Float32Array {
+  const { batch: n, tokens, width: D, heads, mlp: F } = dims;
+  const rows = n * tokens;
+  layernormForward(a.h1, a.ln1Mean, a.ln1Rstd, x, w.ln1Weight, w.ln1Bias, rows, D);
+  matmulForward(a.qkv, a.h1, w.inProjWeight, w.inProjBias, rows, D, 3 * D);
+  attentionForward(a.o, a.probs, a.qkv, n, tokens, D, heads, true);
+  const o = gatherRows(a.x2, a.o, n, D, rowOf);
+  const xp = gatherRows(a.h2, x, n, D, rowOf);
+  const x2 = a.h1;
+  matmulForward(x2, o, w.outProjWeight, w.outProjBias, n, D, D);
+  addInto(x2, xp, n * D);
+  const h2 = a.o;
+  layernormForward(h2, a.ln2Mean, a.ln2Rstd, x2, w.ln2Weight, w.ln2Bias, n, D);
+  matmulForward(a.u, h2, w.fcWeight, w.fcBias, n, D, F);
+  quickGeluForward(a.g, a.u, n * F);
+  matmulForward(y, a.g, w.projWeight, w.projBias, n, F, D);
+  addInto(y, x2, n * D);
+  return y;
+}
+
+/** dst += src over count floats: the residual add of block.ts (SIMD in an arena). */
+function addInto(dst: Float32Array, src: Float32Array, count: number): void {
+  const arena = Arena.common(dst, src);
+  const vectorised = arena ? count & ~3 : 0;
+  if (arena && vectorised) arena.kernels.addInto(dst.byteOffset, src.byteOffset, vectorised);
+  for (let i = vectorised; i < count; i++) dst[i] += src[i];
 }

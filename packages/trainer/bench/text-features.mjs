@@ -1,0 +1,154 @@
+// Class text features as train() computes them (buildClassTextFeatures over encodeTextCpu, 256
+// prompts a call), before and after the text tower's shortcuts and threads, in one run:
+//   - "before": src/text-encoder.ts of commit BASELINE (one thread, every block on every row of
+//     chunks of 64 prompts in input order), compiled from git into a temp file;
+//   - "after, 1 thread" and "after, N threads" (N = os.availableParallelism()): this build.
+// Models: ViT-B/16's text tower (VIT_B16_CONFIG of @unmask/convert/testing: width 512, 8 heads,
+// 12 layers; seeded random weights) with 1,000 classes x 1 template, the class names of the device
+// end-to-end run (n00000000..n00000999: 16 tokens a prompt); and nano-clip (converted from
+// packages/cli/assets/demo/nano-clip.jit.pt) with the same 1,000 prompts and its 10 Fashion-MNIST
+// classes. Prints wall and CPU seconds (all threads), prompts/s, the speed-up and the largest
+// difference between the normalised features before and after. The machine should be otherwise
+// idle: the threads' figure needs free cores.
+// Run after building this package and @unmask/convert:
+//   node bench/text-features.mjs [classes=1000]
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { buildClassTextFeatures, DEFAULT_TEMPLATE } from "@unmask/clip";
+import { transform } from "esbuild";
+import { encodeTextCpu, loadModelDir } from "../dist/index.js";
+
+const BASELINE = "5ce378b";
+const classes = Number(process.argv[2] ?? 1000);
+const here = dirname(fileURLToPath(import.meta.url));
+const scratch = mkdtempSync(join(tmpdir(), "unmask-text-bench-"));
+
+/** The baseline's encodeTextCpu, its imports pointed at this build's dist. */
+async function baselineEncoder() {
+  const source = execFileSync("git", ["show", `${BASELINE}:packages/trainer/src/text-encoder.ts`], {
+    cwd: here,
+    encoding: "utf8",
+  });
+  const { code } = await transform(source, { loader: "ts", format: "esm" });
+  const dist = pathToFileURL(join(here, "../dist/")).href;
+  const rewritten = code
+    .replace(/from "\.\/(.+?)"/g, (_, path) => `from "${dist}${path}"`)
+    .replace(/from "@unmask\/clip"/g, `from "${import.meta.resolve("@unmask/clip")}"`);
+  const file = join(scratch, "text-encoder-baseline.mjs");
+  writeFileSync(file, rewritten);
+  return (await import(pathToFileURL(file).href)).encodeTextCpu;
+}
+
+/** Seeded normal draws (LCG + Box-Muller). */
+function normals(seed) {
+  let s = seed >>> 0 || 1;
+  const uniform = () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return (s + 0.5) / 2 ** 32;
+  };
+  return () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+}
+
+/** ViT-B/16's text tower with OpenAI's init scales (LayerNorms at 1 / 0). */
+async function vitB16Text() {
+  const { VIT_B16_CONFIG: config, vitTensorShapes } = await import(
+    pathToFileURL(join(here, "../../convert/dist/testing/index.js")).href
+  );
+  const W = config.transformerWidth;
+  const random = normals(1);
+  const text = new Map();
+  for (const [name, shape] of vitTensorShapes(config)) {
+    if (name.startsWith("visual.") || name === "logit_scale") continue;
+    const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    if (/ln_.*\.weight$/.test(name)) data.fill(1);
+    else if (!name.endsWith(".bias")) {
+      const std = name.includes("c_proj")
+        ? (4 * W) ** -0.5
+        : name === "token_embedding.weight"
+          ? 0.02
+          : W ** -0.5;
+      for (let i = 0; i < data.length; i++) data[i] = std * random();
+    }
+    text.set(name, { shape, data });
+  }
+  return { text, config };
+}
+
+async function nanoClip() {
+  const { convert } = await import(pathToFileURL(join(here, "../../convert/dist/index.js")).href);
+  const dir = join(scratch, "nano-clip");
+  await convert(join(here, "../../cli/assets/demo/nano-clip.jit.pt"), dir, { overwrite: true, onnx: false });
+  const model = await loadModelDir(dir);
+  return { text: model.text, config: model.config };
+}
+
+function maxRelativeDifference(a, b) {
+  let err = 0;
+  let scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    err = Math.max(err, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return err / scale;
+}
+
+async function features(model, classNames, encode, options) {
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const data = await buildClassTextFeatures({
+    classNames,
+    templates: [DEFAULT_TEMPLATE],
+    contextLength: model.config.contextLength,
+    encodeText: async (ids, count) => encode(model, ids, count, options),
+  });
+  const cpu = process.cpuUsage(cpu0);
+  return { data, seconds: (performance.now() - t0) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
+}
+
+const before = await baselineEncoder();
+const threads = availableParallelism();
+const names = Array.from({ length: classes }, (_, i) => `n${String(i).padStart(8, "0")}`);
+const fashion = [
+  "T-shirt/top",
+  "Trouser",
+  "Pullover",
+  "Dress",
+  "Coat",
+  "Sandal",
+  "Shirt",
+  "Sneaker",
+  "Bag",
+  "Ankle boot",
+];
+try {
+  for (const [label, load, sets] of [
+    ["ViT-B/16 text tower (random weights)", vitB16Text, [names]],
+    ["nano-clip", nanoClip, [names, fashion]],
+  ]) {
+    const model = await load();
+    const { transformerWidth: W, transformerLayers: layers, transformerHeads: heads } = model.config;
+    for (const classNames of sets) {
+      console.log(
+        `${label} (width ${W}, ${heads} heads, ${layers} layers): ${classNames.length} classes x 1 template ("${DEFAULT_TEMPLATE}")`,
+      );
+      const runs = [
+        ["before", await features(model, classNames, before)],
+        ["after, 1 thread", await features(model, classNames, encodeTextCpu, { threads: 1 })],
+        [`after, ${threads} threads`, await features(model, classNames, encodeTextCpu, { threads })],
+      ];
+      const base = runs[0][1];
+      for (const [name, run] of runs)
+        console.log(
+          `  ${name.padEnd(20)} ${run.seconds.toFixed(2).padStart(7)} s (CPU ${run.cpuSeconds.toFixed(2).padStart(6)} s)  ${(classNames.length / run.seconds).toFixed(1).padStart(8)} prompts/s  x${(base.seconds / run.seconds).toFixed(2)}` +
+            (run === base
+              ? ""
+              : `  max |diff| / max |before| ${maxRelativeDifference(run.data, base.data).toExponential(1)}`),
+        );
+    }
+  }
+} finally {
+  rmSync(scratch, { recursive: true, force: true });
+}
