@@ -3,26 +3,40 @@
 // Writes a ViT-B/16-shaped TorchScript archive (fp16, random weights, ~300 MB) to the OS temp
 // dir with the package's own test writer, then compares:
 //   - `cp` of the file (warm page cache; also cp + `sync FILE`, since convert() fsyncs its output)
-//     vs convert() (weights only, no ONNX), 5 alternating runs each, min and median,
+//     vs convert() (weights only, no ONNX), RUNS (default 9) alternating runs each, min and median,
+//     (convert() is timed inside its child process: process start and imports are not counted),
+//   - phase marks of convert() from its progress events (source opened, copied, hashed),
 //   - peak RSS of a child process that runs one conversion (process.resourceUsage().maxRSS)
 //     vs the file size.
 // Targets (issue 3): conversion <= 2x the copy time, peak RSS <= 1.5x the file size.
 // Usage: pnpm --filter @unmask/convert build && node packages/convert/bench/convert-size.mjs
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { convert } from "@unmask/convert";
 import { VIT_B16_CONFIG, vitTensorShapes, writeTorchArchive } from "@unmask/convert/testing";
 
 const CHILD = process.argv[2] === "--child";
-const RUNS = 5;
+const RUNS = Number(process.env.RUNS ?? 9);
 
 async function child(input, out) {
   const started = performance.now();
-  await convert(input, out, { onnx: false });
+  // Phase marks (ms from the call): source opened, hash finished, last tensor written.
+  const phases = {};
+  const mark = (name) => {
+    phases[name] ??= performance.now() - started;
+  };
+  await convert(input, out, {
+    onnx: false,
+    onProgress: (e) => {
+      if (e.status === "read-header") mark("opened");
+      else if (e.status === "hashing" && e.bytesDone === e.bytesTotal) mark("hashed");
+      else if (e.status === "tensor" && e.index === e.count - 1) mark("copied");
+    },
+  });
   const ms = performance.now() - started;
-  process.stdout.write(JSON.stringify({ ms, maxRssBytes: process.resourceUsage().maxRSS * 1024 }));
+  process.stdout.write(JSON.stringify({ ms, phases, maxRssBytes: process.resourceUsage().maxRSS * 1024 }));
 }
 
 /** Random fp16 bits in (-2, 2): no infinities or NaNs. xorshift32, seeded per tensor. */
@@ -60,6 +74,11 @@ async function main() {
     const input = join(dir, "ViT-B-16-shaped.pt");
     await writeTorchArchive(input, { layout: "torchscript", archiveName: "ViT-B-16", tensors });
     const fileBytes = statSync(input).size;
+    console.log(
+      `load average: ${loadavg()
+        .map((x) => x.toFixed(2))
+        .join(", ")}`,
+    );
     console.log(`checkpoint: ${input} (${mb(fileBytes)}, ${tensors.length} tensors, TorchScript layout)`);
 
     execFileSync("cp", [input, join(dir, "warm.pt")]); // warm the page cache
@@ -95,6 +114,11 @@ async function main() {
     console.log(line("cp:              ", copyMs));
     console.log(line("cp + sync FILE:  ", copySyncMs));
     console.log(line("convert():       ", convertMs));
+    const phase = (name) => median(runs.map((r) => r.phases[name])).toFixed(0);
+    console.log(
+      `convert() phases (median ms from the call): source opened ${phase("opened")}, tensors copied ${phase("copied")}, ` +
+        `source hashed ${phase("hashed")}, done (fsynced, renamed) ${median(convertMs).toFixed(0)}`,
+    );
     console.log(
       `convert / cp: ${(Math.min(...convertMs) / Math.min(...copyMs)).toFixed(2)}x (min), ${(median(convertMs) / median(copyMs)).toFixed(2)}x (median); ` +
         `convert / (cp + sync): ${(Math.min(...convertMs) / Math.min(...copySyncMs)).toFixed(2)}x (min), ${(median(convertMs) / median(copySyncMs)).toFixed(2)}x (median)  [target <= 2x]`,

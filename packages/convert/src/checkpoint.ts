@@ -29,8 +29,9 @@ import { fail } from "./errors.js";
 import { checkHfConfig, plannedShape, readHfConfig, transpose2d } from "./hf-layout.js";
 import { extractStateDict } from "./state-dict.js";
 import { openTorchLegacy } from "./torch-legacy.js";
-import { readTensorBytes, type TensorRef } from "./torch-tensor.js";
-import { openTorchZip, type TorchPickleFile } from "./torch-zip.js";
+import { isContiguous, readTensorBytes, type TensorRef } from "./torch-tensor.js";
+import { isSequential, openTorchZip, type TorchPickleFile } from "./torch-zip.js";
+import type { RangeReader } from "./zip-reader.js";
 
 export type CheckpointFormat =
   | "torchscript"
@@ -49,6 +50,12 @@ export interface CheckpointTensor {
   shape: number[];
   byteLength: number;
   read(into?: Uint8Array): Promise<Uint8Array>;
+  /**
+   * The same bytes in consecutive pieces, into the caller's buffers, when the reader can (a
+   * contiguous little-endian tensor over a stored zip entry); integrity checks that cover the
+   * whole tensor (the entry's CRC-32) fail on the last piece at the latest.
+   */
+  stream?(): RangeReader | undefined;
 }
 
 export interface Checkpoint {
@@ -68,6 +75,15 @@ export interface Checkpoint {
 export const MAX_TENSOR_ALIAS_FACTOR = 2;
 
 type Sniffed = { kind: "zip" | "legacy" | "safetensors"; path: string };
+
+/**
+ * The file `openCheckpoint(input)` reads: `input`, or a directory's model.safetensors. Never
+ * throws (an unreadable input is reported by openCheckpoint); lets a caller start hashing early.
+ */
+export async function checkpointFilePath(input: string): Promise<string> {
+  const info = await stat(input).catch(() => undefined);
+  return info?.isDirectory() ? join(input, "model.safetensors") : input;
+}
 
 async function sniff(input: string): Promise<Sniffed> {
   let info: Awaited<ReturnType<typeof stat>>;
@@ -148,6 +164,19 @@ function torchCheckpoint(path: string, file: TorchPickleFile): Checkpoint {
       shape: t.shape,
       byteLength: shapeNumel(t.shape) * DTYPE_BYTES[t.dtype],
       read: (into) => readTensorBytes(t, file.byteOrder, into),
+      stream: () => {
+        const bytes = t.storage.bytes;
+        const elementBytes = DTYPE_BYTES[t.dtype];
+        const numel = shapeNumel(t.shape);
+        if (
+          file.byteOrder !== "little" ||
+          numel === 0 ||
+          !isContiguous(t.shape, t.stride) ||
+          !isSequential(bytes)
+        )
+          return undefined;
+        return bytes.sequential(t.storageOffset * elementBytes, numel * elementBytes);
+      },
     })),
     close: file.close,
   };

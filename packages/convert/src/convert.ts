@@ -7,9 +7,10 @@
  *   OUT/config.json        configToJson() of @unmask/clip
  *   OUT/...                whatever `afterWeights` steps add (the ONNX export plugs in there)
  *
- * Steps: open the source (headers and pickles only, so bad input fails first), hash it (SHA-256,
- * recognising OpenAI's nine releases) on a worker thread while each tensor streams from the
- * source into model.safetensors (one tensor in memory at a time; the header, which records the
+ * Steps: start hashing the source (SHA-256, recognising OpenAI's nine releases) on a worker
+ * thread, open it (headers and pickles only, so bad input fails first; the hash is cancelled),
+ * stream the tensors from the source into model.safetensors through two 8 MiB staging buffers
+ * (weights-writer.ts; large tensors in pieces, small ones packed; the header, which records the
  * hash, is written last), write config.json, run the after-weights steps, then rename the
  * finished temporary directory into place. Any error or abort removes the temporary directory.
  *
@@ -28,7 +29,7 @@ import {
 } from "@unmask/clip";
 import { checkOutputDir, writeDirAtomic } from "./atomic-dir.js";
 import { castTensorBytes, type OutputDType, outputDtypeOf } from "./cast-dtype.js";
-import { type Checkpoint, type CheckpointFormat, openCheckpoint } from "./checkpoint.js";
+import { type Checkpoint, type CheckpointFormat, checkpointFilePath, openCheckpoint } from "./checkpoint.js";
 import { fail } from "./errors.js";
 import { OFFICIAL_RELEASES, officialReleaseFor } from "./official-models.js";
 import { type OnnxExportOptions, onnxExportStep } from "./onnx/convert-step.js";
@@ -129,17 +130,37 @@ export async function convert(
   const overwrite = options.overwrite ?? false;
   await checkOutputDir(outDir, overwrite); // fail fast, before hashing a large file
 
-  // Open first (headers and pickles only): hostile or unknown input fails before any long work.
-  const checkpoint = await openCheckpoint(input);
-  // Hash on a worker thread while the tensors stream; cancelled if anything below fails.
+  // Hash on a worker thread, started before anything is parsed so that its start-up and the
+  // whole pass overlap the parsing and the tensor copy; cancelled if anything below fails.
   const hashControl = new AbortController();
   const stopHashing = () => hashControl.abort();
   signal?.addEventListener("abort", stopHashing, { once: true });
-  const hashing = sha256FileInWorker(checkpoint.path, {
-    signal: hashControl.signal,
-    onProgress: (bytesDone, bytesTotal) => onProgress?.({ status: "hashing", bytesDone, bytesTotal }),
-  });
-  hashing.catch(() => {}); // observed below; a failure before then must not be "unhandled"
+  // Hashing events are held back until the read-header event, which they follow as before.
+  let opened = false;
+  let heldBack: [number, number] | undefined;
+  const startHashing = (path: string) => {
+    const hashing = sha256FileInWorker(path, {
+      signal: hashControl.signal,
+      onProgress: (bytesDone, bytesTotal) => {
+        if (opened) onProgress?.({ status: "hashing", bytesDone, bytesTotal });
+        else heldBack = [bytesDone, bytesTotal];
+      },
+    });
+    hashing.catch(() => {}); // observed below; a failure before then must not be "unhandled"
+    return hashing;
+  };
+  const hashPath = await checkpointFilePath(input);
+  let hashing = startHashing(hashPath);
+  let checkpoint: Checkpoint;
+  try {
+    // Headers and pickles only: hostile or unknown input fails before any long work.
+    checkpoint = await openCheckpoint(input);
+  } catch (error) {
+    signal?.removeEventListener("abort", stopHashing);
+    hashControl.abort();
+    throw error;
+  }
+  if (checkpoint.path !== hashPath) hashing = startHashing(checkpoint.path); // replaced meanwhile
   try {
     onProgress?.({
       status: "read-header",
@@ -147,6 +168,8 @@ export async function convert(
       path: checkpoint.path,
       tensorCount: checkpoint.tensors.length,
     });
+    opened = true;
+    if (heldBack) onProgress?.({ status: "hashing", bytesDone: heldBack[0], bytesTotal: heldBack[1] });
     const dtype = chooseDtype(checkpoint, options.dtype);
     const config = checkpoint.config;
     const identify = (sourceSha256: string) => {
@@ -179,21 +202,38 @@ export async function convert(
     const { files, weightsBytes } = await writeDirAtomic(outDir, overwrite, async (dir) => {
       const weightsPath = join(dir, WEIGHTS_FILE);
       let index = 0;
-      // Two reused read buffers: the writer holds at most the tensor being written and the next
-      // (weights-writer.ts), so alternating them is safe, and 300 MB of reads make no garbage.
-      const largest = Math.max(0, ...checkpoint.tensors.map((t) => t.byteLength));
-      const scratch = [Buffer.allocUnsafeSlow(largest), Buffer.allocUnsafeSlow(largest)];
-      let reads = 0;
+      // Tensors that keep their dtype are read straight into the writer's staging buffers (in
+      // pieces when large); a cast reads into one reused scratch buffer (allocated only if some
+      // tensor is cast).
+      let castScratch: Buffer | undefined;
+      const castScratchBytes = () =>
+        Math.max(
+          0,
+          ...checkpoint.tensors.filter((t, i) => t.dtype !== written[i].dtype).map((t) => t.byteLength),
+        );
       await writeWeightsFile(
         weightsPath,
         checkpoint.tensors.map((t, i) => ({
           name: t.name,
           dtype: written[i].dtype,
           shape: t.shape,
-          data: async () => {
+          stream:
+            t.dtype === written[i].dtype && t.stream
+              ? () => {
+                  checkAbort(signal, `reading ${t.name}`);
+                  return t.stream?.();
+                }
+              : undefined,
+          data: async (into?: Uint8Array) => {
             checkAbort(signal, `reading ${t.name}`);
-            const into = scratch[reads++ % 2];
-            return castTensorBytes(await t.read(into), t.dtype, dtype, `${checkpoint.path}: ${t.name}`);
+            if (t.dtype === written[i].dtype) return t.read(into);
+            castScratch ??= Buffer.allocUnsafeSlow(castScratchBytes());
+            return castTensorBytes(
+              await t.read(castScratch),
+              t.dtype,
+              dtype,
+              `${checkpoint.path}: ${t.name}`,
+            );
           },
         })),
         {

@@ -9,8 +9,8 @@ import { DTYPE_BYTES } from "@unmask/clip";
 import { fail } from "./errors.js";
 import { type PickleValue, unpickle } from "./pickle-vm.js";
 import { isStorageTypeMarker, torchGlobals } from "./torch-globals.js";
-import { STORAGE_DTYPES, type StorageRef } from "./torch-tensor.js";
-import { ZipArchive, type ZipEntry } from "./zip-reader.js";
+import { STORAGE_DTYPES, type StorageBytes, type StorageRef } from "./torch-tensor.js";
+import { type RangeReader, ZipArchive, type ZipEntry } from "./zip-reader.js";
 
 /** data.pkl of OpenAI's ViT-L/14 is ~130 KB; a mask checkpoint of ViT-L packs ~40 MB into strings. */
 export const MAX_PICKLE_BYTES = 512 * 1024 * 1024;
@@ -54,16 +54,22 @@ function storageFromEntry(
       `${archive.path}: storage ${entry.name} holds ${entry.uncompressedBytes} bytes, its record says ${pid.numel} x ${pid.elementBytes} = ${expected}`,
       entry.name,
     );
-  return {
-    kind: "torch-storage",
-    key: pid.key,
-    dtype: pid.dtype,
-    numel: pid.numel,
-    bytes: {
-      byteLength: expected,
-      read: (offset, length, into) => archive.read(entry, offset, length, into),
-    },
+  const bytes: SequentialStorageBytes = {
+    byteLength: expected,
+    read: (offset, length, into) => archive.read(entry, offset, length, into),
+    sequential: (offset, length) => archive.sequential(entry, offset, length),
   };
+  return { kind: "torch-storage", key: pid.key, dtype: pid.dtype, numel: pid.numel, bytes };
+}
+
+/** Storage bytes that can also be read in consecutive pieces (stored zip entries). */
+export interface SequentialStorageBytes extends StorageBytes {
+  /** A piecewise reader of [byteOffset, byteOffset + byteLength), or undefined (deflated entry). */
+  sequential(byteOffset: number, byteLength: number): RangeReader | undefined;
+}
+
+export function isSequential(bytes: StorageBytes): bytes is SequentialStorageBytes {
+  return typeof (bytes as Partial<SequentialStorageBytes>).sequential === "function";
 }
 
 /** Opens a PyTorch zip archive and unpickles its data.pkl (storages stay on disk). */

@@ -39,6 +39,14 @@ const SIG_ZIP64_EOCD = 0x06064b50;
 const SIG_CENTRAL = 0x02014b50;
 const SIG_LOCAL = 0x04034b50;
 
+/** Consecutive pieces of a byte range, each read into the caller's buffer. */
+export interface RangeReader {
+  /** Bytes not yet read. */
+  readonly remaining: number;
+  /** Reads min(into.byteLength, remaining) bytes into `into` and returns that view of it. */
+  next(into: Uint8Array): Promise<Uint8Array>;
+}
+
 export interface ZipEntry {
   name: string;
   /** 0 = stored, 8 = deflated. */
@@ -211,6 +219,60 @@ export class ZipArchive {
     if (whole && crc32(bytes) >>> 0 !== entry.crc32)
       fail("ZIP_CRC_MISMATCH", `${this.path}: entry ${entry.name} fails its CRC-32 check`, entry.name);
     return bytes;
+  }
+
+  /**
+   * Reads `length` bytes of a stored entry from `offset` in consecutive pieces into the caller's
+   * buffers (so a large entry needs no buffer of its size). A range that is the whole entry is
+   * checked against the CRC-32, computed piece by piece and compared when the last piece is read:
+   * as safe as `read`, provided the caller uses no piece before the last has been read.
+   * Deflated entries return undefined (they are inflated whole by `read`).
+   */
+  sequential(
+    entry: ZipEntry,
+    offset = 0,
+    length = entry.uncompressedBytes - offset,
+  ): RangeReader | undefined {
+    if (entry.method !== 0) return undefined;
+    if (
+      !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(length) ||
+      offset < 0 ||
+      length < 0 ||
+      offset + length > entry.uncompressedBytes
+    )
+      fail(
+        "ZIP_TRUNCATED",
+        `${this.path}: read of ${length} bytes at ${offset} is outside entry ${entry.name} (${entry.uncompressedBytes} bytes)`,
+        entry.name,
+      );
+    const whole = offset === 0 && length === entry.uncompressedBytes;
+    let done = 0;
+    let crc = 0;
+    return {
+      get remaining() {
+        return length - done;
+      },
+      next: async (into: Uint8Array) => {
+        const start = await this.dataOffset(entry);
+        const n = Math.min(into.byteLength, length - done);
+        const bytes = await readExactly(
+          this.handle,
+          start + offset + done,
+          n,
+          "ZIP_TRUNCATED",
+          this.path,
+          into,
+        );
+        done += n;
+        if (whole) {
+          crc = crc32(bytes, crc);
+          if (done === length && crc >>> 0 !== entry.crc32)
+            fail("ZIP_CRC_MISMATCH", `${this.path}: entry ${entry.name} fails its CRC-32 check`, entry.name);
+        }
+        return bytes;
+      },
+    };
   }
 
   async close(): Promise<void> {
