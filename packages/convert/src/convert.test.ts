@@ -4,6 +4,7 @@ import { copyFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
+  type ClipConfig,
   configFromJson,
   configToJson,
   type DType,
@@ -501,6 +502,41 @@ describe("convert: hostile input is refused with a typed error and nothing writt
     const out = freshOut();
     expect(await codeOf(() => convert(path, out))).toBe("UNKNOWN_FORMAT");
     expectNothingWritten(out);
+  });
+
+  it("streams tensors larger than its 8 MiB buffers unchanged, and refuses one that fails its CRC", async () => {
+    // A text width of 192 makes the token embedding 49,408 x 192 fp16 = 19 MB: it is read and
+    // written in pieces, with the zip CRC checked on the last piece.
+    const config = { ...TINY_CONFIG, transformerWidth: 192, transformerHeads: 3 } as ClipConfig;
+    let seed = 7;
+    const tensors = [...vitTensorShapes(config)].map(([name, shape]) => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const data = new Uint8Array(n * 2);
+      for (let i = 0; i < data.length; i++) data[i] = (seed = (seed * 1103515245 + 12345) >>> 0) >>> 24;
+      for (let i = 1; i < data.length; i += 2) data[i] &= 0x3b; // finite fp16 values
+      return { name, dtype: "F16" as DType, shape, data };
+    });
+    const big = tensors.find((t) => t.name === "token_embedding.weight")!;
+    expect(big.data.byteLength).toBeGreaterThan(8 * 1024 * 1024);
+    const path = join(work, "big.pt");
+    await writeTorchArchive(path, { layout: "torchscript", tensors });
+    const out = freshOut();
+    await convert(path, out);
+    const converted = await readAll(join(out, "model.safetensors"));
+    for (const t of tensors) {
+      const got = converted.tensors.find((c) => c.name === t.name)!;
+      expect(Buffer.from(got.data).equals(Buffer.from(t.data)), t.name).toBe(true);
+    }
+    // Corrupt one byte in the middle of the big tensor's storage: the CRC check fails, nothing is written.
+    const bytes = readFileSync(path);
+    const at = bytes.indexOf(Buffer.from(big.data.subarray(0, 64)));
+    expect(at).toBeGreaterThan(0);
+    bytes[at + 10_000_000] ^= 0x01;
+    const corrupt = join(work, "big-corrupt.pt");
+    writeFileSync(corrupt, bytes);
+    const out2 = freshOut();
+    expect(await codeOf(() => convert(corrupt, out2))).toBe("ZIP_CRC_MISMATCH");
+    expectNothingWritten(out2);
   });
 
   it("a path that does not exist: FILE_NOT_FOUND, naming it", async () => {

@@ -102,6 +102,46 @@ describe("ZipArchive", () => {
     }
   });
 
+  it("streams a stored entry in pieces, checking its CRC-32 on the last piece", async () => {
+    const a = payload(10_000, 9);
+    const path = await writeZip("pieces.zip", [
+      ["arc/a", a],
+      ["arc/z", payload(500, 10), true],
+    ]);
+    const readInPieces = async (zip: ZipArchive) => {
+      const reader = zip.sequential(zip.entry("arc/a")!)!;
+      const parts: Uint8Array[] = [];
+      while (reader.remaining > 0) parts.push(Uint8Array.from(await reader.next(new Uint8Array(3000))));
+      return parts;
+    };
+    let zip = await ZipArchive.open(path);
+    try {
+      const parts = await readInPieces(zip);
+      expect(parts.map((p) => p.length)).toEqual([3000, 3000, 3000, 1000]);
+      expect(Buffer.concat(parts)).toEqual(Buffer.from(a));
+      expect(zip.sequential(zip.entry("arc/z")!)).toBeUndefined(); // deflated: read whole instead
+    } finally {
+      await zip.close();
+    }
+    const bytes = readFileSync(path);
+    bytes[
+      (await ZipArchive.open(path).then(async (z) => {
+        const offset = await z.dataOffset(z.entry("arc/a")!);
+        await z.close();
+        return offset;
+      })) + 5
+    ] ^= 0xff; // first piece corrupted: only the last piece can tell
+    writeFileSync(path, bytes);
+    zip = await ZipArchive.open(path);
+    try {
+      const reader = zip.sequential(zip.entry("arc/a")!)!;
+      for (let i = 0; i < 3; i++) await reader.next(new Uint8Array(3000));
+      expect(await codeOf(() => reader.next(new Uint8Array(3000)))).toBe("ZIP_CRC_MISMATCH");
+    } finally {
+      await zip.close();
+    }
+  });
+
   it("throws ZIP_TRUNCATED for an archive cut at any length", async () => {
     const path = await writeZip("cut.zip", [
       ["arc/a", payload(300, 6)],
