@@ -512,7 +512,10 @@ describe("convert: hostile input is refused with a typed error and nothing writt
     const tensors = [...vitTensorShapes(config)].map(([name, shape]) => {
       const n = shape.reduce((a, b) => a * b, 1);
       const data = new Uint8Array(n * 2);
-      for (let i = 0; i < data.length; i++) data[i] = (seed = (seed * 1103515245 + 12345) >>> 0) >>> 24;
+      for (let i = 0; i < data.length; i++) {
+        seed = (seed * 1103515245 + 12345) >>> 0;
+        data[i] = seed >>> 24;
+      }
       for (let i = 1; i < data.length; i += 2) data[i] &= 0x3b; // finite fp16 values
       return { name, dtype: "F16" as DType, shape, data };
     });

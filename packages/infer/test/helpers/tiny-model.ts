@@ -6,12 +6,7 @@ import { mkdtempSync } from "node:fs";
 import { copyFile, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  defaultMaskedTensors,
-  readSafetensorsFloat32,
-  SafetensorsFile,
-  writeSafetensors,
-} from "@unmask/clip";
+import { defaultMaskedTensors, readSafetensorsFloat32, SafetensorsFile } from "@unmask/clip";
 import { convert } from "@unmask/convert";
 import { fixturePath } from "@unmask/fixtures";
 import {
