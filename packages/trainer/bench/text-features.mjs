@@ -1,7 +1,7 @@
 // Class text features as train() computes them (buildClassTextFeatures over encodeTextCpu, 256
 // prompts a call), before and after the text tower's shortcuts and threads, in one run:
 //   - "before": src/text-encoder.ts of commit BASELINE (one thread, every block on every row of
-//     chunks of 64 prompts in input order), compiled from git into a temp file;
+//     chunks of 64 prompts in input order), compiled from git (bench/lib/baseline.mjs);
 //   - "after, 1 thread" and "after, N threads" (N = os.availableParallelism()): this build.
 // Models: ViT-B/16's text tower (VIT_B16_CONFIG of @unmask/convert/testing: width 512, 8 heads,
 // 12 layers; seeded random weights) with 1,000 classes x 1 template, the class names of the device
@@ -12,35 +12,18 @@
 // idle: the threads' figure needs free cores.
 // Run after building this package and @unmask/convert:
 //   node bench/text-features.mjs [classes=1000]
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { buildClassTextFeatures, DEFAULT_TEMPLATE } from "@unmask/clip";
-import { transform } from "esbuild";
 import { encodeTextCpu, loadModelDir } from "../dist/index.js";
+import { importAtRevision } from "./lib/baseline.mjs";
 
 const BASELINE = "5ce378b";
 const classes = Number(process.argv[2] ?? 1000);
 const here = dirname(fileURLToPath(import.meta.url));
 const scratch = mkdtempSync(join(tmpdir(), "unmask-text-bench-"));
-
-/** The baseline's encodeTextCpu, its imports pointed at this build's dist. */
-async function baselineEncoder() {
-  const source = execFileSync("git", ["show", `${BASELINE}:packages/trainer/src/text-encoder.ts`], {
-    cwd: here,
-    encoding: "utf8",
-  });
-  const { code } = await transform(source, { loader: "ts", format: "esm" });
-  const dist = pathToFileURL(join(here, "../dist/")).href;
-  const rewritten = code
-    .replace(/from "\.\/(.+?)"/g, (_, path) => `from "${dist}${path}"`)
-    .replace(/from "@unmask\/clip"/g, `from "${import.meta.resolve("@unmask/clip")}"`);
-  const file = join(scratch, "text-encoder-baseline.mjs");
-  writeFileSync(file, rewritten);
-  return (await import(pathToFileURL(file).href)).encodeTextCpu;
-}
 
 /** Seeded normal draws (LCG + Box-Muller). */
 function normals(seed) {
@@ -108,7 +91,7 @@ async function features(model, classNames, encode, options) {
   return { data, seconds: (performance.now() - t0) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
 }
 
-const before = await baselineEncoder();
+const before = (await importAtRevision(BASELINE, "text-encoder.ts")).encodeTextCpu;
 const threads = availableParallelism();
 const names = Array.from({ length: classes }, (_, i) => `n${String(i).padStart(8, "0")}`);
 const fashion = [
