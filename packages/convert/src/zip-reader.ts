@@ -158,17 +158,8 @@ export class ZipArchive {
     return start;
   }
 
-  /**
-   * Reads `length` bytes of an entry's uncompressed content from `offset`. A read of the whole
-   * entry is checked against the CRC-32; partial reads of stored entries go straight to the file.
-   * `into` (optional) is a scratch buffer to read into instead of allocating one.
-   */
-  async read(
-    entry: ZipEntry,
-    offset = 0,
-    length = entry.uncompressedBytes - offset,
-    into?: Uint8Array,
-  ): Promise<Uint8Array> {
+  /** Refuses a byte range that is not inside the entry's uncompressed bytes. */
+  private checkRange(entry: ZipEntry, offset: number, length: number): void {
     if (
       !Number.isSafeInteger(offset) ||
       !Number.isSafeInteger(length) ||
@@ -181,6 +172,20 @@ export class ZipArchive {
         `${this.path}: read of ${length} bytes at ${offset} is outside entry ${entry.name} (${entry.uncompressedBytes} bytes)`,
         entry.name,
       );
+  }
+
+  /**
+   * Reads `length` bytes of an entry's uncompressed content from `offset`. A read of the whole
+   * entry is checked against the CRC-32; partial reads of stored entries go straight to the file.
+   * `into` (optional) is a scratch buffer to read into instead of allocating one.
+   */
+  async read(
+    entry: ZipEntry,
+    offset = 0,
+    length = entry.uncompressedBytes - offset,
+    into?: Uint8Array,
+  ): Promise<Uint8Array> {
+    this.checkRange(entry, offset, length);
     const start = await this.dataOffset(entry);
     const whole = offset === 0 && length === entry.uncompressedBytes;
     let bytes: Uint8Array;
@@ -234,18 +239,7 @@ export class ZipArchive {
     length = entry.uncompressedBytes - offset,
   ): RangeReader | undefined {
     if (entry.method !== 0) return undefined;
-    if (
-      !Number.isSafeInteger(offset) ||
-      !Number.isSafeInteger(length) ||
-      offset < 0 ||
-      length < 0 ||
-      offset + length > entry.uncompressedBytes
-    )
-      fail(
-        "ZIP_TRUNCATED",
-        `${this.path}: read of ${length} bytes at ${offset} is outside entry ${entry.name} (${entry.uncompressedBytes} bytes)`,
-        entry.name,
-      );
+    this.checkRange(entry, offset, length);
     const whole = offset === 0 && length === entry.uncompressedBytes;
     let done = 0;
     let crc = 0;
