@@ -20,7 +20,13 @@ import { type ConvertOptions, type ConvertProgress, convert as convertWithOnnx }
 import { canonicalToHf, type LayoutTensor } from "./hf-layout.js";
 import { OFFICIAL_RELEASES, officialReleaseFor } from "./official-models.js";
 import { vitTensorShapes } from "./testing/clip-shapes.js";
-import { PickleWriter, writeRawTorchZip, writeTensor, writeTorchArchive } from "./testing/torch-writer.js";
+import {
+  type ArchiveTensor,
+  PickleWriter,
+  writeRawTorchZip,
+  writeTensor,
+  writeTorchArchive,
+} from "./testing/torch-writer.js";
 
 /** These tests cover the weights; the ONNX step has its own tests (onnx/), so it is off here. */
 const convert = (input: string, outDir: string, options: ConvertOptions = {}) =>
@@ -289,6 +295,90 @@ describe("convert: other layouts of the same weights", () => {
     const out = freshOut();
     expect(await codeOf(() => convert(dir, out))).toBe("UNSUPPORTED_MODEL");
     expectNothingWritten(out);
+  });
+});
+
+describe("convert: ResNet (RN50-family) checkpoints", () => {
+  /** OpenAI's ModifiedResNet state dict at toy size: stem of 3 convs, one bottleneck per stage, attention pool. */
+  function resnetTensors(): ArchiveTensor[] {
+    const width = 8;
+    const embed = width * 32; // the attention pool's width
+    const tensors: [string, DType, number[]][] = [];
+    const bn = (prefix: string, channels: number) => {
+      for (const p of ["weight", "bias", "running_mean", "running_var"])
+        tensors.push([`${prefix}.${p}`, "F16", [channels]]);
+      tensors.push([`${prefix}.num_batches_tracked`, "I64", []]);
+    };
+    tensors.push(["visual.conv1.weight", "F16", [width / 2, 3, 3, 3]]);
+    bn("visual.bn1", width / 2);
+    tensors.push(["visual.conv2.weight", "F16", [width / 2, width / 2, 3, 3]]);
+    bn("visual.bn2", width / 2);
+    tensors.push(["visual.conv3.weight", "F16", [width, width / 2, 3, 3]]);
+    bn("visual.bn3", width);
+    let inplanes = width;
+    for (let stage = 1; stage <= 4; stage++) {
+      const planes = width * 2 ** (stage - 1);
+      const p = `visual.layer${stage}.0`;
+      tensors.push([`${p}.conv1.weight`, "F16", [planes, inplanes, 1, 1]]);
+      bn(`${p}.bn1`, planes);
+      tensors.push([`${p}.conv2.weight`, "F16", [planes, planes, 3, 3]]);
+      bn(`${p}.bn2`, planes);
+      tensors.push([`${p}.conv3.weight`, "F16", [planes * 4, planes, 1, 1]]);
+      bn(`${p}.bn3`, planes * 4);
+      tensors.push([`${p}.downsample.0.weight`, "F16", [planes * 4, inplanes, 1, 1]]);
+      bn(`${p}.downsample.1`, planes * 4);
+      inplanes = planes * 4;
+    }
+    tensors.push(["visual.attnpool.positional_embedding", "F16", [2 * 2 + 1, embed]]);
+    for (const proj of ["q_proj", "k_proj", "v_proj"])
+      tensors.push(
+        [`visual.attnpool.${proj}.weight`, "F16", [embed, embed]],
+        [`visual.attnpool.${proj}.bias`, "F16", [embed]],
+      );
+    tensors.push(
+      ["visual.attnpool.c_proj.weight", "F16", [64, embed]],
+      ["visual.attnpool.c_proj.bias", "F16", [64]],
+    );
+    for (const [name, shape] of vitTensorShapes(TINY_CONFIG as ClipConfig))
+      if (!name.startsWith("visual.")) tensors.push([name, name === "logit_scale" ? "F32" : "F16", shape]);
+    let seed = 3;
+    return tensors.map(([name, dtype, shape]) => {
+      const data = new Uint8Array(
+        shape.reduce((a, b) => a * b, 1) * (dtype === "I64" ? 8 : dtype === "F32" ? 4 : 2),
+      );
+      for (let i = 0; i < data.length; i++) {
+        seed = (seed * 1103515245 + 12345) >>> 0;
+        data[i] = dtype === "F16" && i % 2 === 1 ? (seed >>> 24) & 0x3b : seed >>> 24;
+      }
+      if (dtype === "I64") data.fill(0).set([7]); // num_batches_tracked = 7
+      return { name, dtype, shape, data };
+    });
+  }
+
+  it("recognises the architecture and converts every tensor as is (no ONNX towers yet)", async () => {
+    const tensors = resnetTensors();
+    const path = join(work, "rn-toy.pt");
+    await writeTorchArchive(path, { layout: "torchscript", tensors });
+    const out = freshOut();
+    const events: ConvertProgress[] = [];
+    const result = await convertWithOnnx(path, out, { onProgress: (e) => events.push(e) });
+    expect(result.config).toMatchObject({
+      architecture: "resnet",
+      visionLayers: [1, 1, 1, 1],
+      visionWidth: 8,
+      imageResolution: 64,
+      embedDim: 64,
+    });
+    expect(events.some((e) => e.status === "onnx-skipped")).toBe(true);
+    expect(existsSync(join(out, "vision.onnx"))).toBe(false);
+    const converted = await readAll(join(out, "model.safetensors"));
+    for (const t of tensors) {
+      const got = converted.tensors.find((c) => c.name === t.name);
+      expect(got, t.name).toBeDefined();
+      if (t.dtype !== "F32")
+        expect(Buffer.from(got!.data).equals(Buffer.from(t.data as Uint8Array)), t.name).toBe(true);
+    }
+    expect(JSON.parse(readFileSync(join(out, "config.json"), "utf8")).architecture).toBe("resnet");
   });
 });
 
