@@ -4,12 +4,13 @@
  *   node main.mjs bench <batch>...           ViT-B/16 R-AMT step throughput (random weights)
  * Prints one JSON line per result.
  */
-import { type ClipConfig, vitConfig } from "@unmask/clip";
+import type { ClipConfig } from "@unmask/clip";
 import { DEFAULT_HYPER, type EngineModel, type EngineState, type FloatTensor } from "../../src/engine.js";
 import { createCudaEngine } from "../../src/engines/cuda/engine.js";
 import { philoxUniforms } from "../../src/random/philox.js";
 import { attentionCheck } from "./attention-check.js";
 import { agreement, loadTinyFixture, normError, relError } from "./fixture.js";
+import { VIT_B16 } from "./make-vitb16.js";
 
 const out = (o: unknown) => console.log(JSON.stringify(o));
 
@@ -106,17 +107,7 @@ function gaussian(seed: number) {
 }
 
 function vitB16(classes: number): EngineModel {
-  const config: ClipConfig = vitConfig({
-    embedDim: 512,
-    imageResolution: 224,
-    visionLayers: 12,
-    visionWidth: 768,
-    visionPatchSize: 16,
-    contextLength: 77,
-    vocabSize: 49408,
-    transformerWidth: 512,
-    transformerLayers: 12,
-  });
+  const config: ClipConfig = VIT_B16;
   const g = gaussian(42);
   const D = 768;
   const weights = new Map<string, FloatTensor>();
