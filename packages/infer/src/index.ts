@@ -60,6 +60,16 @@ export {
   DEFAULT_SERVER_LIMITS,
   type InferenceServer,
   type InferenceServerOptions,
+  type ServedClassifier,
   type ServerLimits,
 } from "./server/inference-server.js";
 export { ConcurrencyLimiter, QueueFullError } from "./server/limiter.js";
+export {
+  type CreateWorkerClassifiersOptions,
+  createWorkerClassifiers,
+  type MaskSummary,
+  type WorkerClassifier,
+  type WorkerClassifiers,
+  type WorkerImage,
+  type WorkerPoolEvent,
+} from "./worker-classifier.js";

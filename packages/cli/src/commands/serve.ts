@@ -1,9 +1,13 @@
 /**
  * `unmask serve --model DIR --mask NAME=FILE ... [--classes a,b] [--port 8080] [--host 127.0.0.1]`
- * Serves classification over HTTP (see @unmask/infer createInferenceServer). All masks share one
- * base model's weights. SIGTERM / SIGINT: stop accepting, finish in-flight requests, exit 0.
+ * Serves classification over HTTP (see @unmask/infer createInferenceServer). Inference runs on
+ * `--workers` worker threads (createWorkerClassifiers), so the event loop keeps accepting
+ * connections, answering /healthz and timing requests out during a classification. Within a
+ * worker all masks share one base model's weights. SIGTERM / SIGINT: stop accepting, finish
+ * in-flight requests, stop the workers, exit 0.
  */
-import { BaseModel, type Classifier, createClassifier, createInferenceServer } from "@unmask/infer";
+import { availableParallelism } from "node:os";
+import { createInferenceServer, createWorkerClassifiers } from "@unmask/infer";
 import { UnmaskError } from "@unmask/mask-format";
 import type { Command } from "commander";
 import { note } from "../ui.js";
@@ -30,10 +34,15 @@ export function register(program: Command): void {
     .option("--queue <n>", "requests waiting before 429", positiveInt("--queue"))
     .option("--timeout-ms <ms>", "per-request time budget", positiveInt("--timeout-ms"))
     .option("--device <ep>", "execution provider: cpu or cuda", "cpu")
+    .option(
+      "--workers <n>",
+      "inference worker threads, each with its own copy of the model; onnxruntime already uses every core within one run, so more workers mostly add memory",
+      positiveInt("--workers"),
+      1,
+    )
     .action(async (options) => {
       const classes = await readClassList(options);
-      const model = await BaseModel.load({ model: options.model, executionProvider: options.device });
-      const classifiers = new Map<string, Classifier>();
+      const specs: { name: string; mask?: string }[] = [];
       for (const spec of options.mask as string[]) {
         const eq = spec.indexOf("=");
         if (eq <= 0 || eq === spec.length - 1)
@@ -41,22 +50,12 @@ export function register(program: Command): void {
             subject: "--mask",
           });
         const name = spec.slice(0, eq);
-        if (classifiers.has(name))
+        if (specs.some((s) => s.name === name))
           throw new UnmaskError("BAD_OPTION", `mask name ${name} is given twice`, { subject: "--mask" });
-        classifiers.set(
-          name,
-          await createClassifier({
-            model,
-            mask: spec.slice(eq + 1),
-            maskName: name,
-            classes,
-            template: options.template,
-          }),
-        );
+        specs.push({ name, mask: spec.slice(eq + 1) });
       }
-      if (classes)
-        classifiers.set("zero-shot", await createClassifier({ model, classes, template: options.template }));
-      if (classifiers.size === 0)
+      if (classes) specs.push({ name: "zero-shot" });
+      if (specs.length === 0)
         throw new UnmaskError(
           "BAD_OPTION",
           "give at least one --mask NAME=FILE, or --classes for zero-shot",
@@ -64,6 +63,28 @@ export function register(program: Command): void {
             subject: "--mask",
           },
         );
+      const workers: number = options.workers;
+      // Each worker's onnxruntime gets its share of the cores, so N workers do not oversubscribe.
+      const intraOpNumThreads =
+        workers > 1 ? Math.max(1, Math.floor(availableParallelism() / workers)) : undefined;
+      const pool = await createWorkerClassifiers({
+        model: options.model,
+        classifiers: specs,
+        classes,
+        template: options.template,
+        executionProvider: options.device,
+        intraOpNumThreads,
+        workers,
+        onEvent: (event) => {
+          if (event.type === "worker-exit")
+            note(
+              `unmask serve: classifier worker ${event.worker} died (${event.reason}); ${event.failedRequests} request(s) answered 503`,
+            );
+          else if (event.type === "worker-restart")
+            note(`unmask serve: restarting classifier worker ${event.worker} in ${event.delayMs} ms`);
+        },
+      });
+      const classifiers = pool.classifiers;
       const limits = Object.fromEntries(
         Object.entries({
           maxBodyBytes: options.maxBodyBytes,
@@ -86,7 +107,7 @@ export function register(program: Command): void {
           note(`unmask serve: ${signal}, draining`);
           server
             .close()
-            .then(() => model.dispose())
+            .then(() => pool.dispose())
             .then(resolve, resolve);
         };
         process.once("SIGTERM", () => stop("SIGTERM"));

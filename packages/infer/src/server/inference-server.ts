@@ -8,14 +8,17 @@
  * Every failure is a JSON `{ error: { code, message } }` with a 4xx for bad input (400 corrupt
  * image or bad parameter, 404 unknown mask or route, 405, 413 body or image too large, 415 media
  * type, 429 queue full with Retry-After); an unexpected failure is a 500 that never takes the
- * process down. Image dimensions are checked from the header (sharp metadata) before decoding.
+ * process down; a classifier worker that died or is restarting (createWorkerClassifiers) is a 503
+ * with Retry-After. Image dimensions are checked from the header (sharp metadata) before decoding.
+ * With worker-backed classifiers inference never blocks this thread, so /healthz, new connections
+ * and request timeouts are served during a classification.
  * close() stops accepting connections, lets in-flight requests finish, then resolves.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { isUnmaskError } from "@unmask/mask-format";
 import sharp from "sharp";
-import type { Classifier } from "../classifier.js";
+import type { Classification, Classifier } from "../classifier.js";
 import { HttpError } from "./http-error.js";
 import { ConcurrencyLimiter, QueueFullError } from "./limiter.js";
 import { readImageBody } from "./request-body.js";
@@ -47,9 +50,26 @@ export const DEFAULT_SERVER_LIMITS: ServerLimits = {
   maxTopK: 100,
 };
 
+/**
+ * What the server needs of a classifier: an in-process Classifier (createClassifier) or a
+ * worker-backed one (createWorkerClassifiers, which keeps inference off the event loop).
+ */
+export interface ServedClassifier {
+  readonly classNames: readonly string[];
+  readonly headSource: Classifier["headSource"];
+  readonly mask: {
+    readonly maskedBytes: number;
+    readonly mask: { readonly baseModel: unknown; readonly tensorNames: readonly string[] };
+  } | null;
+  classify(images: readonly Uint8Array[], options?: { topK?: number }): Promise<Classification[]>;
+}
+
+/** Worker faults (createWorkerClassifiers): the server's fault, answered 503 with Retry-After. */
+const WORKER_FAULTS = new Set(["WORKER_CRASHED", "WORKER_UNAVAILABLE", "WORKER_CLOSED"]);
+
 export interface InferenceServerOptions {
   /** Classifiers by mask name; the first is the default when a request names none. */
-  classifiers: ReadonlyMap<string, Classifier>;
+  classifiers: ReadonlyMap<string, ServedClassifier>;
   limits?: Partial<ServerLimits>;
   /** Called for each answered request (access logs, metrics); never for the library to print. */
   onRequest?: (event: { method: string; path: string; status: number; ms: number; code?: string }) => void;
@@ -157,6 +177,8 @@ export function createInferenceServer(options: InferenceServerOptions): Inferenc
     } catch (error) {
       if (isUnmaskError(error) && (error.code === "IMAGE_DECODE_FAILED" || error.code === "BAD_IMAGE"))
         throw new HttpError(400, "INVALID_IMAGE", error.message);
+      if (isUnmaskError(error) && WORKER_FAULTS.has(error.code))
+        throw new HttpError(503, error.code, error.message, { "retry-after": "1" });
       throw error;
     } finally {
       release();
