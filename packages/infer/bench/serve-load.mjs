@@ -1,13 +1,15 @@
 // `unmask serve` under load on loopback: 16 concurrent clients for 30 s (argv: clients, seconds,
 // mode) sending a mix of valid, corrupt and oversized images and an unknown mask name, while a
 // probe GETs /healthz every 50 ms. Reports status counts, p50/p99 latency per kind, any 5xx, and
-// the /healthz latency during the load. Uses the tiny fixture model.
+// the /healthz latency during the load. argv[5] picks the model: "tiny" (default, the fixture;
+// runs take about a millisecond) or "vit-b16" (random weights with ViT-B/16's shapes, where a
+// run takes long enough to show what inference on the event loop does to /healthz).
 //   mode "workers" (default): the CLI, inference on a worker thread (--workers 1).
 //   mode "in-process": the same server with in-process classifiers (inference on the event loop),
 //   run by this file as a child process, for comparison.
 // Bounded: the clients stop after `seconds`, and the server is killed 60 s later at the latest.
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -23,29 +25,23 @@ if (process.argv[2] === "--in-process-server") {
 }
 
 /** The child of mode "in-process": createInferenceServer over createClassifier, as before workers. */
-async function inProcessServer([model, a, b]) {
+async function inProcessServer([model, a, b, classList]) {
   const { BaseModel, createClassifier, createInferenceServer } = await import("@unmask/infer");
   const base = await BaseModel.load({ model });
-  const classes = ["cat", "dog", "car"];
+  const classes = classList ? classList.split(",") : undefined;
   const classifiers = new Map([
     ["a", await createClassifier({ model: base, mask: a, maskName: "a", classes })],
     ["b", await createClassifier({ model: base, mask: b, maskName: "b", classes })],
-    ["zero-shot", await createClassifier({ model: base, classes })],
   ]);
+  if (classes) classifiers.set("zero-shot", await createClassifier({ model: base, classes }));
   const server = createInferenceServer({ classifiers, limits: { maxBodyBytes: 2_000_000 } });
   const port = await server.listen(0);
   process.stderr.write(`listening on http://127.0.0.1:${port}\n`);
   process.once("SIGTERM", () => server.close().then(() => base.dispose()));
 }
 
-async function main() {
-  const clients = Number(process.argv[2] ?? 16);
-  const seconds = Number(process.argv[3] ?? 30);
-  const mode = process.argv[4] ?? "workers";
-  if (!["workers", "in-process"].includes(mode))
-    throw new Error(`mode is workers or in-process, not ${mode}`);
-  const root = mkdtempSync(join(tmpdir(), "unmask-serve-bench-"));
-  const model = join(root, "model");
+/** The tiny fixture model and two masks over it (b masks one tensor fewer). */
+async function writeTinyModel(root, model) {
   await convert(fixturePath("tiny-vit-p8/model.jit.pt"), model);
   const file = await SafetensorsFile.open(join(model, "model.safetensors"));
   const names = [0, 1].flatMap((b) => [
@@ -70,6 +66,28 @@ async function main() {
     join(root, "b.umask"),
     encodeMask({ baseModel: { name: "tiny", fingerprint: fingerprintB }, tensors: tensors.slice(1) }),
   );
+}
+
+async function main() {
+  const clients = Number(process.argv[2] ?? 16);
+  const seconds = Number(process.argv[3] ?? 30);
+  const mode = process.argv[4] ?? "workers";
+  if (!["workers", "in-process"].includes(mode))
+    throw new Error(`mode is workers or in-process, not ${mode}`);
+  const root = mkdtempSync(join(tmpdir(), "unmask-serve-bench-"));
+  const model = join(root, "model");
+  const modelKind = process.argv[5] ?? "tiny";
+  if (!["tiny", "vit-b16"].includes(modelKind)) throw new Error(`model is tiny or vit-b16, not ${modelKind}`);
+  // vit-b16 has no text tower: its masks carry heads, and there is no zero-shot classifier.
+  const classList = modelKind === "tiny" ? "cat,dog,car" : null;
+  if (modelKind === "vit-b16") {
+    const { makeMaskBytes, makeVitB16Dir } = await import("./vit-b16-model.mjs");
+    await makeVitB16Dir(model);
+    const file = await SafetensorsFile.open(join(model, "model.safetensors"));
+    writeFileSync(join(root, "a.umask"), await makeMaskBytes(file, 1));
+    writeFileSync(join(root, "b.umask"), await makeMaskBytes(file, 2));
+    await file.close();
+  } else await writeTinyModel(root, model);
 
   const cli = fileURLToPath(new URL("../../cli/bin/unmask.js", import.meta.url));
   if (!existsSync(cli)) throw new Error("build the cli first");
@@ -84,14 +102,13 @@ async function main() {
           `a=${join(root, "a.umask")}`,
           "--mask",
           `b=${join(root, "b.umask")}`,
-          "--classes",
-          "cat,dog,car",
           "--port",
           "0",
           "--max-body-bytes",
           "2000000",
           "--workers",
           "1",
+          ...(classList ? ["--classes", classList] : []),
         ]
       : [
           fileURLToPath(import.meta.url),
@@ -99,6 +116,7 @@ async function main() {
           model,
           join(root, "a.umask"),
           join(root, "b.umask"),
+          ...(classList ? [classList] : []),
         ];
   const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"] });
   const killer = setTimeout(() => child.kill("SIGKILL"), (seconds + 60) * 1000);
@@ -207,7 +225,7 @@ async function main() {
   await probe;
   const pct = (a, p) =>
     a.length ? a.sort((x, y) => x - y)[Math.min(a.length - 1, Math.floor((p / 100) * a.length))] : NaN;
-  console.log(`${clients} clients, ${seconds} s, loopback, ${mode}`);
+  console.log(`${clients} clients, ${seconds} s, loopback, ${mode}, ${modelKind} model`);
   for (const [kind, s] of stats)
     console.log(
       `  ${kind.padEnd(13)} ${String(s.latencies.length).padStart(6)} requests  statuses ${JSON.stringify(s.statuses)}  unexpected ${s.wrong}  p50 ${pct(s.latencies, 50).toFixed(1)} ms  p99 ${pct(s.latencies, 99).toFixed(1)} ms`,
@@ -225,4 +243,5 @@ async function main() {
   const code = await new Promise((r) => child.on("exit", r));
   console.log(`  SIGTERM -> exit ${code}`);
   clearTimeout(killer);
+  rmSync(root, { recursive: true, force: true });
 }
