@@ -182,17 +182,7 @@ export function addRowsFunction(f: FunctionBuilder): FunctionBuilder {
     1,
     () => {
       f.get(c).get(r).get(ldc).mul().add().set(row);
-      f.forLoop(
-        j,
-        () => f.i32(0),
-        end,
-        16,
-        () => {
-          f.get(row).get(j).add();
-          f.get(row).get(j).add().v128Load().get(bias).get(j).add().v128Load().f32x4Add();
-          f.v128Store();
-        },
-      );
+      emitVectorAddLoop(f, row, bias, j, end);
     },
   );
   return f;
@@ -204,6 +194,12 @@ export function addIntoFunction(f: FunctionBuilder): FunctionBuilder {
   const i = f.local("i32");
   const end = f.local("i32");
   f.get(count).i32(4).mul().set(end);
+  emitVectorAddLoop(f, dst, src, i, end);
+  return f;
+}
+
+/** Emits: for (i = 0; i < end; i += 16) *(dst + i) += *(src + i), four floats at a time (byte offsets). */
+function emitVectorAddLoop(f: FunctionBuilder, dst: number, src: number, i: number, end: number): void {
   f.forLoop(
     i,
     () => f.i32(0),
@@ -215,7 +211,6 @@ export function addIntoFunction(f: FunctionBuilder): FunctionBuilder {
       f.v128Store();
     },
   );
-  return f;
 }
 
 /**
