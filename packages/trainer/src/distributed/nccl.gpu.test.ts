@@ -10,24 +10,13 @@ import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { bundleChild } from "../../test/bundle-child.js";
-import { openCudaLibraries } from "../engines/cuda/libraries.js";
+import { multiGpuUnavailable } from "../../test/multi-gpu-probe.js";
 import { launchWorkers } from "./launcher.js";
-import { Nccl } from "./nccl.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const GPUS = 2;
 
-let unavailable = "";
-try {
-  const libs = await openCudaLibraries();
-  const init = libs.driver.func("int cuInit(unsigned int flags)") as (flags: number) => number;
-  const count = libs.driver.func("int cuDeviceGetCount(_Out_ int *count)") as (out: number[]) => number;
-  const n = [0];
-  if (init(0) !== 0 || count(n) !== 0 || n[0] < GPUS) unavailable = `needs ${GPUS} GPUs, found ${n[0]}`;
-  else await Nccl.open();
-} catch (error) {
-  unavailable = (error as Error).message;
-}
+const unavailable = await multiGpuUnavailable(GPUS);
 if (unavailable) console.warn(`NCCL reducer tests skipped: ${unavailable}`);
 
 const WORKER = `

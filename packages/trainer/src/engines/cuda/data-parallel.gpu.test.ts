@@ -21,24 +21,13 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { agreement, normError } from "../../../bench/device/fixture.js";
 import { bundleChild } from "../../../test/bundle-child.js";
+import { multiGpuUnavailable } from "../../../test/multi-gpu-probe.js";
 import { launchWorkers } from "../../distributed/launcher.js";
-import { Nccl } from "../../distributed/nccl.js";
-import { openCudaLibraries } from "./libraries.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const GPUS = 2;
 
-let unavailable = "";
-try {
-  const libs = await openCudaLibraries();
-  const init = libs.driver.func("int cuInit(unsigned int flags)") as (flags: number) => number;
-  const count = libs.driver.func("int cuDeviceGetCount(_Out_ int *count)") as (out: number[]) => number;
-  const n = [0];
-  if (init(0) !== 0 || count(n) !== 0 || n[0] < GPUS) unavailable = `needs ${GPUS} GPUs, found ${n[0]}`;
-  else await Nccl.open();
-} catch (error) {
-  unavailable = (error as Error).message;
-}
+const unavailable = await multiGpuUnavailable(GPUS);
 if (unavailable) console.warn(`cuda data-parallel tests skipped: ${unavailable}`);
 
 const WORKER = `
