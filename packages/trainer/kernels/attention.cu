@@ -11,6 +11,11 @@
 //   attn_bwd_dkdv  dk = scale * dS^T q, dv = P^T dO: per 64 keys, all queries in shared memory
 // Both backward kernels recompute P from lse2 (no atomics: each output row has one owner), and
 // carry S signals (blockIdx.z): gradient rows s * R + r read saved row r.
+//   attn_bwd_fused one block per (image, head, signal) while every token fits in shared memory
+//                  (N <= 208, ViT-B/16 at 224 px): the dk/dv pass of attn_bwd_dkdv, which also
+//                  keeps dS^T (bf16) in shared memory, then dq = scale * dS k from it. S and dP are
+//                  computed once instead of twice (10 of the split kernels' 14 matmul units), and
+//                  q, k, v, dO are loaded once per (image, head) instead of once per 128 rows.
 //
 // Layout: a block of 4 warps, each warp owns 16 rows (queries, or keys for dkdv). Shared tiles
 // are [rows][72] bf16 (64 + 8 padding: conflict-free ldmatrix). Fragment layouts are the PTX
@@ -435,4 +440,107 @@ extern "C" __global__ void __launch_bounds__(256, 2) attn_bwd_dq8(ATT_BWD_ARGS) 
 }
 extern "C" __global__ void __launch_bounds__(256, 2) attn_bwd_dkdv8(ATT_BWD_ARGS) {
   attn_bwd_dkdv_body<8>(qkv, bias, o, dO, lse, dqkv, N, H, R, scaleLog2, scale);
+}
+// One block for all the queries of an (image, head): K and V are loaded once instead of once per
+// 128 queries. 16 warps of at most 128 registers; warps past the last query exit at once.
+extern "C" __global__ void __launch_bounds__(512, 1) attn_fwd16(ATT_FWD_ARGS) {
+  attn_fwd_body<16>(qkv, bias, o, lse, N, H, scaleLog2);
+}
+
+// attn_bwd_fused: grid (B * H, S), block 32 * Nq / 16 threads (Nq = roundup(N, 16) <= 208: one warp
+// per 16 rows); dynamic shared 4 * Nq * ATT_LD * 2 + Nq * (Nq + 8) * 2 + 8 * Nq bytes. dk and dv are
+// bit-identical to attn_bwd_dkdv's (the same per-warp sequence, keys past N masked); dq sums the
+// same bf16 dS values over the keys in 16-key steps, in the order attn_bwd_dq does. One block an SM
+// (206 KB of shared memory at N = 197); 13 warps of 152 registers fill the register file, set by
+// __maxnreg__ (a launch bound of 416 threads would cap them at 128 and spill).
+__device__ __forceinline__ void attn_bwd_fused_body(ATT_BWD_ARGS) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int Nq = (N + 15) & ~15, LDS = Nq + 8;  // dS^T row stride: an odd number of 16-byte units
+  bf16* Qs = (bf16*)smem;
+  bf16* Ks = Qs + Nq * ATT_LD;
+  bf16* Vs = Ks + Nq * ATT_LD;
+  bf16* dOs = Vs + Nq * ATT_LD;
+  bf16* dSt = dOs + Nq * ATT_LD;  // [key][query]
+  float* Ls = (float*)(dSt + Nq * LDS);
+  float* Ds = Ls + Nq;
+  const int bh = blockIdx.x, b = bh / H, h = bh % H, D = H * 64, ld = 3 * D, sig = blockIdx.y;
+  const long long row0 = (long long)b * N;
+  load_tile(Qs, qkv, row0, ld, h * 64, bias + h * 64, Nq, N);
+  load_tile(Ks, qkv, row0, ld, D + h * 64, bias + D + h * 64, Nq, N);
+  load_tile(Vs, qkv, row0, ld, 2 * D + h * 64, bias + 2 * D + h * 64, Nq, N);
+  load_grad_tile(dOs, Ds, dO, (long long)sig * R + row0, o, row0, D, h * 64, Nq, N);
+  for (int i = threadIdx.x; i < Nq; i += blockDim.x) Ls[i] = i < N ? lse[(long long)bh * N + i] : INFINITY;
+  __syncthreads();
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3, g = lane >> 2;
+  const int r0 = warp * 16;  // this warp's keys in pass 1, its queries in pass 2
+  {
+    uint32_t kf[4][4], vf[4][4];
+    load_a_frags(kf, Ks, r0, lane);
+    load_a_frags(vf, Vs, r0, lane);
+    const bool key0 = r0 + g < N, key1 = r0 + g + 8 < N;
+    float dk[8][4], dv[8][4];
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+      dk[i][0] = dk[i][1] = dk[i][2] = dk[i][3] = 0.f;
+      dv[i][0] = dv[i][1] = dv[i][2] = dv[i][3] = 0.f;
+    }
+    for (int qc = 0; qc < Nq; qc += 16) {
+      float st[2][4], dpt[2][4];
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        st[i][0] = st[i][1] = st[i][2] = st[i][3] = 0.f;
+        dpt[i][0] = dpt[i][1] = dpt[i][2] = dpt[i][3] = 0.f;
+      }
+#pragma unroll
+      for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+        for (int kp = 0; kp < 2; kp++) {
+          uint32_t bq[4], bd[4];
+          ldsm_x4(bq, Qs + (qc + nt * 8 + (lane & 7)) * ATT_LD + kp * 32 + (lane >> 3) * 8);
+          ldsm_x4(bd, dOs + (qc + nt * 8 + (lane & 7)) * ATT_LD + kp * 32 + (lane >> 3) * 8);
+          mma16816(st[nt], kf[2 * kp], bq[0], bq[1]);
+          mma16816(st[nt], kf[2 * kp + 1], bq[2], bq[3]);
+          mma16816(dpt[nt], vf[2 * kp], bd[0], bd[1]);
+          mma16816(dpt[nt], vf[2 * kp + 1], bd[2], bd[3]);
+        }
+#pragma unroll
+      for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+        for (int c = 0; c < 4; c++) {
+          const int q = qc + nt * 8 + 2 * t + (c & 1);
+          // keys past N: zero, so that dq's sum over all Nq keys sees nothing of them
+          const float p = (c < 2 ? key0 : key1) ? exp2f(st[nt][c] * scaleLog2 - Ls[q]) : 0.f;
+          st[nt][c] = p;
+          dpt[nt][c] = p * (dpt[nt][c] - Ds[q]);
+        }
+      uint32_t pa[4], da[4];
+      c_to_a(pa, st[0], st[1]);
+      c_to_a(da, dpt[0], dpt[1]);
+      mma_tile(dv, pa, dOs, qc, lane);
+      mma_tile(dk, da, Qs, qc, lane);
+      // da is dS^T for keys r0 + g (+ 8), queries qc + 2t (+ 1) (+ 8): 4-byte stores, no conflicts
+      *(uint32_t*)(dSt + (r0 + g) * LDS + qc + 2 * t) = da[0];
+      *(uint32_t*)(dSt + (r0 + g + 8) * LDS + qc + 2 * t) = da[1];
+      *(uint32_t*)(dSt + (r0 + g) * LDS + qc + 8 + 2 * t) = da[2];
+      *(uint32_t*)(dSt + (r0 + g + 8) * LDS + qc + 8 + 2 * t) = da[3];
+    }
+    // r0 < N for every warp: Nq - 16 < N
+    const long long out0 = (long long)sig * R + row0 + r0;
+    store_rows(dqkv, out0, ld, D + h * 64, dk, scale, scale, N - r0, lane);
+    store_rows(dqkv, out0, ld, 2 * D + h * 64, dv, 1.f, 1.f, N - r0, lane);
+  }
+  __syncthreads();
+  // dq rows r0..r0 + 15: A = dS (queries x keys) read transposed out of dS^T by ldmatrix.trans
+  float dq[8][4];
+#pragma unroll
+  for (int i = 0; i < 8; i++) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.f;
+  for (int kc = 0; kc < Nq; kc += 16) {
+    uint32_t a[4];
+    ldsm_x4_t(a, dSt + (kc + (lane & 7) + ((lane >> 4) << 3)) * LDS + r0 + ((lane >> 3) & 1) * 8);
+    mma_tile(dq, a, Ks, kc, lane);
+  }
+  store_rows(dqkv, (long long)sig * R + row0 + r0, ld, h * 64, dq, scale, scale, N - r0, lane);
+}
+extern "C" __global__ void __maxnreg__(152) attn_bwd_fused(ATT_BWD_ARGS) {
+  attn_bwd_fused_body(qkv, bias, o, dO, lse, dqkv, N, H, R, scaleLog2, scale);
 }

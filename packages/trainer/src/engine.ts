@@ -156,6 +156,7 @@ export interface Engine {
     count: number,
     options?: { teacher?: boolean; output?: "logits" | "features" },
   ): Promise<Float32Array>;
+  /** Scores and Adam moments, copied: later steps do not change what it returned. */
   getState(): Promise<EngineState>;
   setState(state: EngineState): Promise<void>;
   dispose(): Promise<void>;

@@ -1,7 +1,8 @@
 /**
  * Device check of the fused attention kernels (kernels/attention.cu) at ViT-B/16 shape (N = 197,
  * 12 heads, several 32-key chunks, partial tiles) against a float64 reference on the host:
- * forward o and lse, backward dq, dk, dv for two signals. Errors are max |a - b| / max |b|.
+ * forward o and lse, backward dq, dk, dv for two signals. Errors are max |a - b| / max |b|, of the
+ * default kernels (16-warp forward, fused backward where they fit) unless named split_*.
  */
 import { f32ToBf16 } from "@unmask/clip";
 import { CudaDriver } from "../../src/engines/cuda/driver.js";
@@ -71,33 +72,64 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
   cu.upload(pQkv, qkv.bits);
   cu.upload(pBias, bias);
   cu.upload(pDo, dO.bits);
-  const runKernels = (warps: string | undefined) => {
-    const saved = process.env.UNMASK_ATTN_WARPS;
-    if (warps === undefined) delete process.env.UNMASK_ATTN_WARPS;
-    else process.env.UNMASK_ATTN_WARPS = warps;
-    cu.fill32(pO, 0, (R * D) / 2, stream);
-    cu.fill32(pDqkv, 0, 3 * R * D, stream);
-    k.attnFwd(pQkv, pBias, pO, pLse, B, N, H);
-    k.attnBwd({ qkv: pQkv, bias: pBias, o: pO, dO: pDo, lse: pLse, dqkv: pDqkv, S: 2, B, N, H });
-    cu.synchronize(stream);
-    if (saved === undefined) delete process.env.UNMASK_ATTN_WARPS;
-    else process.env.UNMASK_ATTN_WARPS = saved;
-    const oBits = new Uint16Array(R * D);
-    cu.download(oBits, pO);
-    const lse = new Float32Array(B * H * N);
-    cu.download(lse, pLse);
-    const dBits = new Uint16Array(2 * R * 3 * D);
-    cu.download(dBits, pDqkv);
-    return { oBits, lse, dBits };
+  const withEnv = <T>(env: Record<string, string | undefined>, run: () => T): T => {
+    const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+    const set = (vars: Record<string, string | undefined>) => {
+      for (const [k, v] of Object.entries(vars)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    };
+    set(env);
+    try {
+      return run();
+    } finally {
+      set(saved);
+    }
   };
-  // the first version (4 warps a block) and the default (8 where shared memory allows) must agree
-  // bit for bit: each output row is computed by one warp in the same order in both
-  const first = runKernels("4");
-  const { oBits, lse, dBits } = runKernels(undefined);
-  let differ = 0;
-  for (let i = 0; i < oBits.length; i++) if (oBits[i] !== first.oBits[i]) differ++;
-  for (let i = 0; i < lse.length; i++) if (lse[i] !== first.lse[i]) differ++;
-  for (let i = 0; i < dBits.length; i++) if (dBits[i] !== first.dBits[i]) differ++;
+  const runKernels = (warps: string | undefined, backward: "split" | undefined) =>
+    withEnv({ UNMASK_ATTN_WARPS: warps, UNMASK_ATTN_BWD: backward }, () => {
+      cu.fill32(pO, 0, (R * D) / 2, stream);
+      cu.fill32(pDqkv, 0, 3 * R * D, stream);
+      k.attnFwd(pQkv, pBias, pO, pLse, B, N, H);
+      k.attnBwd({ qkv: pQkv, bias: pBias, o: pO, dO: pDo, lse: pLse, dqkv: pDqkv, S: 2, B, N, H });
+      cu.synchronize(stream);
+      const oBits = new Uint16Array(R * D);
+      cu.download(oBits, pO);
+      const lse = new Float32Array(B * H * N);
+      cu.download(lse, pLse);
+      const dBits = new Uint16Array(2 * R * 3 * D);
+      cu.download(dBits, pDqkv);
+      return { oBits, lse, dBits };
+    });
+  // every forward block width gives the same bits (each output row is computed by one warp in the
+  // same order), and so does the split backward at 4 and 8 warps; the fused backward's dk and dv
+  // equal the split dkdv kernel's bit for bit, its dq differs by rounding only (the same dS values
+  // in bf16, from K Q^T instead of Q K^T)
+  const split4 = runKernels("4", "split");
+  const split8 = runKernels("8", "split");
+  const fwd16 = runKernels("16", "split");
+  const { oBits, lse, dBits } = runKernels(undefined, undefined);
+  const differing = (
+    a: ArrayLike<number>,
+    b: ArrayLike<number>,
+    from = 0,
+    to = a.length,
+    col?: [number, number],
+  ) => {
+    let n = 0;
+    for (let i = from; i < to; i++) {
+      if (col && (i % (3 * D) < col[0] || i % (3 * D) >= col[1])) continue;
+      if (a[i] !== b[i]) n++;
+    }
+    return n;
+  };
+  const forwardDiffer = (x: { oBits: Uint16Array; lse: Float32Array }, y: typeof x) =>
+    differing(x.oBits, y.oBits) + differing(x.lse, y.lse);
+  const differ =
+    forwardDiffer(split4, split8) + differing(split4.dBits, split8.dBits) + forwardDiffer(split4, fwd16);
+  const fusedDkDvDiffer = differing(dBits, split8.dBits, 0, dBits.length, [D, 3 * D]);
+  const fusedDqDiffer = differing(dBits, split8.dBits, 0, dBits.length, [0, D]);
   const o = toF32(oBits);
   const dqkv = toF32(dBits);
   // float64 reference (q, k, v with the bias added and rounded to bf16, as the kernels load them)
@@ -176,8 +208,12 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
     for (let r = 0; r < 2 * R; r++) for (let c = 0; c < D; c++) out.push(a[r * 3 * D + which * D + c]);
     return out;
   };
+  const splitD = toF32(split8.dBits);
   const result = {
-    warps4_vs_default_differing: differ,
+    block_widths_differing: differ,
+    fused_vs_split_dkdv_differing: fusedDkDvDiffer,
+    fused_vs_split_dq_differing_values: fusedDqDiffer,
+    split_dq: err(part(splitD, 0), part(refD, 0)),
     o: err(o, refO),
     lse: err(lse, refLse),
     dq: err(part(dqkv, 0), part(refD, 0)),

@@ -76,7 +76,15 @@ async function run(
 ) {
   const t0 = performance.now();
   const since = () => (performance.now() - t0) / 1000;
-  const split = { decode: 0, text: 0, engineCreate: 0, cacheUpload: 0, steps: 0, checkpoints: 0 };
+  const split = {
+    decode: 0,
+    text: 0,
+    engineCreate: 0,
+    cacheUpload: 0,
+    steps: 0,
+    checkpoints: 0,
+    afterLastEpoch: 0,
+  };
   let decodeFirst = -1;
   let decodeLast = 0;
   let images = 0;
@@ -110,7 +118,11 @@ async function run(
     };
     return e;
   };
+  // checkpoints are written while the next epoch trains: what they cost is the gap between an
+  // epoch's end and the next epoch's start (the state snapshot), and from the last epoch's end to
+  // train()'s "done" (the last write, the mask and the report)
   let lastEpochEnd = 0;
+  let afterLastEpoch = 0;
   const epochSeconds: number[] = [];
   const result = await train({
     model: modelDir,
@@ -135,10 +147,13 @@ async function run(
       if (e.status === "epoch-end") {
         lastEpochEnd = performance.now();
         epochSeconds.push(+e.seconds.toFixed(2));
-      } else if (e.status === "checkpoint") split.checkpoints += (performance.now() - lastEpochEnd) / 1000;
+      } else if (e.status === "epoch-start" && lastEpochEnd)
+        split.checkpoints += (performance.now() - lastEpochEnd) / 1000;
+      else if (e.status === "done") afterLastEpoch = (performance.now() - lastEpochEnd) / 1000;
     },
   });
   split.decode = decodeLast - decodeFirst;
+  split.afterLastEpoch = afterLastEpoch;
   const r = result.report;
   out({
     run: "e2e_train",

@@ -24,6 +24,8 @@ const KERNEL_NAMES = [
   "attn_fwd8",
   "attn_bwd_dq8",
   "attn_bwd_dkdv8",
+  "attn_fwd16",
+  "attn_bwd_fused",
   "bias_gelu_fwd",
   "gelu_bwd",
   "head_forward",
@@ -44,11 +46,14 @@ const ATT_LD = 72;
 const SHARED_PER_BLOCK = 227 * 1024;
 
 /**
- * Warps per attention block (kernels/attention.cu: 4, or 8 for the *8 kernels). Both give
- * bit-identical results; UNMASK_ATTN_WARPS=4 forces the first version.
+ * Warps per forward attention block (kernels/attention.cu: attn_fwd 4, attn_fwd8 8, attn_fwd16
+ * 16: one block per (image, head) up to 256 tokens). All give bit-identical results;
+ * UNMASK_ATTN_WARPS=4|8|16 picks one (benches, checks), else the widest that fits.
  */
-function attentionWarps(N: number): 4 | 8 {
-  if (process.env.UNMASK_ATTN_WARPS === "4") return 4;
+function attentionWarps(N: number): 4 | 8 | 16 {
+  const forced = process.env.UNMASK_ATTN_WARPS;
+  if (forced === "4" || forced === "8" || forced === "16") return Number(forced) as 4 | 8 | 16;
+  if (N <= 256 && attentionShared(16, N).fwd <= SHARED_PER_BLOCK) return 16;
   const s = attentionShared(8, N);
   return Math.max(s.fwd, s.dq, s.dkdv) <= SHARED_PER_BLOCK ? 8 : 4;
 }
@@ -63,6 +68,25 @@ function attentionShared(W: number, N: number): { fwd: number; dq: number; dkdv:
     dkdv: (2 * Nl + 32 * W) * ATT_LD * 2 + 8 * Nl,
   };
 }
+
+/** kernels/attention.cu attn_bwd_fused: one warp per 16 tokens, at most 13 warps of 152 registers. */
+const FUSED_BACKWARD_MAX_TOKENS = 208;
+
+/** Dynamic shared bytes of attn_bwd_fused: q, k, v, dO tiles, dS^T, lse and D rows. */
+function fusedBackwardShared(N: number): number {
+  const Nq = Math.ceil(N / 16) * 16;
+  return 4 * Nq * ATT_LD * 2 + Nq * (Nq + 8) * 2 + 8 * Nq;
+}
+
+/**
+ * The one-kernel backward (attn_bwd_fused) where every token fits one block, else the split pair
+ * (attn_bwd_dq + attn_bwd_dkdv). UNMASK_ATTN_BWD=split forces the pair (benches, checks).
+ */
+function fusedBackward(N: number): boolean {
+  if (process.env.UNMASK_ATTN_BWD === "split") return false;
+  return N <= FUSED_BACKWARD_MAX_TOKENS && fusedBackwardShared(N) <= SHARED_PER_BLOCK;
+}
+
 /** Most tokens the fused attention holds in shared memory (227 KiB per block on Hopper). */
 export const MAX_TOKENS = 704;
 const HEAD_THREADS = 256;
@@ -330,7 +354,7 @@ export class Kernels {
     assert(N <= MAX_TOKENS, `tokens ${N} <= ${MAX_TOKENS}`);
     const W = attentionWarps(N);
     this.go(
-      W === 8 ? "attn_fwd8" : "attn_fwd",
+      W === 16 ? "attn_fwd16" : W === 8 ? "attn_fwd8" : "attn_fwd",
       [Math.ceil(N / (16 * W)), B * H, 1],
       32 * W,
       attentionShared(W, N).fwd,
@@ -355,8 +379,6 @@ export class Kernels {
     H: number;
   }): void {
     assert(a.N <= MAX_TOKENS, `tokens ${a.N} <= ${MAX_TOKENS}`);
-    const W = attentionWarps(a.N);
-    const grid: [number, number, number] = [Math.ceil(a.N / (16 * W)), a.B * a.H, a.S];
     const args = [
       p(a.qkv),
       p(a.bias),
@@ -370,6 +392,14 @@ export class Kernels {
       f(Math.LOG2E / 8),
       f(1 / 8),
     ];
+    if (fusedBackward(a.N)) {
+      const threads = 32 * Math.ceil(a.N / 16);
+      this.go("attn_bwd_fused", [a.B * a.H, a.S, 1], threads, fusedBackwardShared(a.N), args);
+      return;
+    }
+    // the split kernels have no 16-warp variant: 8 where shared memory allows
+    const W = Math.min(attentionWarps(a.N), 8);
+    const grid: [number, number, number] = [Math.ceil(a.N / (16 * W)), a.B * a.H, a.S];
     const shared = attentionShared(W, a.N);
     this.go(W === 8 ? "attn_bwd_dq8" : "attn_bwd_dq", grid, 32 * W, shared.dq, args);
     this.go(W === 8 ? "attn_bwd_dkdv8" : "attn_bwd_dkdv", grid, 32 * W, shared.dkdv, args);
