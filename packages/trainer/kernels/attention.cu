@@ -451,8 +451,8 @@ extern "C" __global__ void __launch_bounds__(512, 1) attn_fwd16(ATT_FWD_ARGS) {
 // per 16 rows); dynamic shared 4 * Nq * ATT_LD * 2 + Nq * (Nq + 8) * 2 + 8 * Nq bytes. dk and dv are
 // bit-identical to attn_bwd_dkdv's (the same per-warp sequence, keys past N masked); dq sums the
 // same bf16 dS values over the keys in 16-key steps, in the order attn_bwd_dq does. One block an SM
-// (206 KB of shared memory at N = 197); 13 warps of 152 registers fill the register file, set by
-// __maxnreg__ (a launch bound of 416 threads would cap them at 128 and spill).
+// (206 KB of shared memory at N = 197). 13 warps put 4 on one of the SM's four schedulers, whose
+// quarter of the register file then allows 128 registers a thread (a few bytes spill).
 __device__ __forceinline__ void attn_bwd_fused_body(ATT_BWD_ARGS) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int Nq = (N + 15) & ~15, LDS = Nq + 8;  // dS^T row stride: an odd number of 16-byte units
@@ -541,6 +541,6 @@ __device__ __forceinline__ void attn_bwd_fused_body(ATT_BWD_ARGS) {
   }
   store_rows(dqkv, (long long)sig * R + row0 + r0, ld, h * 64, dq, scale, scale, N - r0, lane);
 }
-extern "C" __global__ void __maxnreg__(152) attn_bwd_fused(ATT_BWD_ARGS) {
+extern "C" __global__ void __launch_bounds__(416, 1) attn_bwd_fused(ATT_BWD_ARGS) {
   attn_bwd_fused_body(qkv, bias, o, dO, lse, dqkv, N, H, R, scaleLog2, scale);
 }

@@ -209,6 +209,14 @@ async function bench(batches: number[], profile = false) {
     const stepMs = (performance.now() - t2) / steps;
     const graphMs = engine.timeGraph(B, 10);
     const mem = engine.memoryInUse();
+    // what a checkpoint costs the training loop: the state copied to the host (train() writes the
+    // file while the next epoch trains)
+    const stateMs: number[] = [];
+    for (let k = 0; k < 3; k++) {
+      const t = performance.now();
+      await engine.getState();
+      stateMs.push(performance.now() - t);
+    }
     out({
       bench: "cuda_rmt_step",
       batch: B,
@@ -221,6 +229,7 @@ async function bench(batches: number[], profile = false) {
       setup_s: +(setupMs / 1000).toFixed(1),
       warmup_s: +(warmMs / 1000).toFixed(1),
       first_losses: losses.slice(0, 2).map((x) => +x.toFixed(4)),
+      get_state_ms: stateMs.map((x) => +x.toFixed(1)),
     });
     if (profile) {
       engine.profileStep(B); // warm the eager path

@@ -21,6 +21,8 @@ el bench-round3; UNMASK_ATTN_WARPS=8 UNMASK_ATTN_BWD=split timeout 60 $N main.mj
 el bench-fwd8; UNMASK_ATTN_WARPS=8 timeout 60 $N main.mjs bench 256 2>&1 | tee $OUT/bench-fwd8.log
 mkdir -p /tmp/e2e; el model; $N run/e2e.mjs model /tmp/vitb16
 el images; $N run/e2e.mjs images /tmp/imgs 1000 16 224 2>&1 | tee $OUT/images.log
+# as bin/unmask.js does before anything starts libuv's pool: one decode thread per core
+export UV_THREADPOOL_SIZE=$(nproc)
 el e2e256; timeout 150 $N run/e2e.mjs train /tmp/vitb16 /tmp/imgs 10 256 /tmp/e2e/out256.umask cuda 2>&1 | tee $OUT/e2e256.log
 left=$(( 580 - ($(date +%s) - T0) ))
 el "torch (budget ${left}s)"; [ $left -gt 40 ] && timeout $left python3 torch_rmt_bench.py compiled:256 compiled:32 2>&1 | grep -v Warning | tee $OUT/torch.log

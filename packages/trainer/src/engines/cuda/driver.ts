@@ -43,6 +43,8 @@ export class CudaDriver {
     declare("cuCtxSynchronize", "int NAME()");
     declare("cuMemAlloc_v2", "int NAME(_Out_ uint64_t *dptr, size_t bytes)");
     declare("cuMemFree_v2", "int NAME(uint64_t dptr)");
+    declare("cuMemAllocHost_v2", "int NAME(_Out_ uint64_t *pp, size_t bytes)");
+    declare("cuMemFreeHost", "int NAME(uint64_t p)");
     declare("cuMemGetInfo_v2", "int NAME(_Out_ size_t *free, _Out_ size_t *total)");
     declare("cuMemcpyHtoD_v2", "int NAME(uint64_t dst, const void *src, size_t bytes)");
     declare("cuMemcpyDtoH_v2", "int NAME(_Out_ void *dst, uint64_t src, size_t bytes)");
@@ -135,6 +137,22 @@ export class CudaDriver {
 
   free(ptr: number): void {
     this.check("cuMemFree", this.fns.cuMemFree_v2(ptr));
+  }
+
+  /**
+   * Page-locked host memory: copies to and from it run at the bus's speed (pageable memory goes
+   * through the driver's staging, a few times slower). The ArrayBuffer views it; freeHost(address)
+   * releases it, after which the buffer must not be touched.
+   */
+  allocHost(bytes: number): { address: bigint; buffer: ArrayBuffer } {
+    const out = [0n];
+    this.check("cuMemAllocHost", this.fns.cuMemAllocHost_v2(out, bytes));
+    const address = BigInt(out[0]);
+    return { address, buffer: this.koffi.view(address, bytes) as ArrayBuffer };
+  }
+
+  freeHost(address: bigint): void {
+    this.check("cuMemFreeHost", this.fns.cuMemFreeHost(address));
   }
 
   memInfo(): { free: number; total: number } {

@@ -69,7 +69,7 @@ function attentionShared(W: number, N: number): { fwd: number; dq: number; dkdv:
   };
 }
 
-/** kernels/attention.cu attn_bwd_fused: one warp per 16 tokens, at most 13 warps of 152 registers. */
+/** kernels/attention.cu attn_bwd_fused: one warp per 16 tokens, at most 13 warps (416 threads). */
 const FUSED_BACKWARD_MAX_TOKENS = 208;
 
 /** Dynamic shared bytes of attn_bwd_fused: q, k, v, dO tiles, dS^T, lse and D rows. */
