@@ -156,8 +156,13 @@ export interface Engine {
     count: number,
     options?: { teacher?: boolean; output?: "logits" | "features" },
   ): Promise<Float32Array>;
-  /** Scores and Adam moments, copied: later steps do not change what it returned. */
-  getState(): Promise<EngineState>;
+  /**
+   * Scores and Adam moments, copied: later steps do not change what it returned. Given `into` (a
+   * state it returned before, no longer in use), an engine may fill those arrays and return them
+   * instead of allocating (train() reuses one set for every checkpoint: fresh memory costs page
+   * faults, ~0.2 s for ViT-B/16's 350 MB).
+   */
+  getState(into?: EngineState): Promise<EngineState>;
   setState(state: EngineState): Promise<void>;
   dispose(): Promise<void>;
 }

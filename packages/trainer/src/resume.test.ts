@@ -84,10 +84,14 @@ describe("resume after SIGKILL", () => {
     expect(JSON.parse(readFileSync(join(work, "whole.report.json"), "utf8")).switchedOff).toBeGreaterThan(0);
 
     const cut = join(work, "cut.umask");
-    const killed = await runChild(
-      [modelDir, dataDir, cut, "0", "150"],
-      (e) => e.status === "step" && e.epoch === 2 && e.step === 0,
-    );
+    // An epoch's checkpoint is written while the next epoch trains (its "checkpoint" event comes
+    // once the file is in place): the kill comes in epoch 2 after epoch 1's checkpoint, while no
+    // write is in flight (the child's steps take 150 ms, the tiny checkpoint a few)
+    let checkpointed = -1;
+    const killed = await runChild([modelDir, dataDir, cut, "0", "150"], (e) => {
+      if (e.status === "checkpoint") checkpointed = e.epoch ?? -1;
+      return checkpointed === 1 && e.status === "step" && e.epoch === 2;
+    });
     expect(killed.signal).toBe("SIGKILL");
     expect(killed.events.filter((e) => e.status === "step").at(-1)).toMatchObject({ epoch: 2 });
     expect(killed.events.filter((e) => e.status === "checkpoint").map((e) => e.epoch)).toEqual([0, 1]);

@@ -28,7 +28,13 @@ import { clipImageIo, type ImageIo } from "./data/image-io.js";
 import { EpochSampler } from "./data/sampler.js";
 import { launchTraining, trainGpus } from "./distributed/train-launch.js";
 import { joinTrainRank, type TrainRankContext } from "./distributed/train-rank.js";
-import { DEFAULT_HYPER, type EngineFactory, type RmtHyper, type TrainBatch } from "./engine.js";
+import {
+  DEFAULT_HYPER,
+  type EngineFactory,
+  type EngineState,
+  type RmtHyper,
+  type TrainBatch,
+} from "./engine.js";
 import { type EngineName, engineFactory } from "./engine-factory.js";
 import { evaluate } from "./evaluate.js";
 import { DEFAULT_EVAL_BATCH, type PresetName, positive, presetSettings } from "./options.js";
@@ -225,6 +231,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     // abort and the end of training wait for it, so writes stay in order and a failed write
     // still fails the run.
     let pendingWrite: Promise<void> | undefined;
+    let snapshotArrays: EngineState | undefined; // free again once pendingWrite is done
     const finishWrite = async () => {
       const write = pendingWrite;
       pendingWrite = undefined;
@@ -232,11 +239,12 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     };
     const save = async (epoch: number, inBackground = false) => {
       await finishWrite();
-      const engineState = rank ? await engine.getState() : null;
+      const engineState = rank ? await engine.getState(snapshotArrays) : null;
       if (rank && engineState) await rank.dp.checkReplicas(`scores/${state.globalStep}`, engineState.scores);
       if (!checkpointPath || !writer) return;
       state.sampler = sampler.getState();
-      const snapshot = { state: structuredClone(state), engine: engineState ?? (await engine.getState()) };
+      snapshotArrays = engineState ?? (await engine.getState(snapshotArrays));
+      const snapshot = { state: structuredClone(state), engine: snapshotArrays };
       const globalStep = state.globalStep;
       const write = saveCheckpoint(checkpointPath, snapshot, shapes).then(() =>
         onProgress?.({ status: "checkpoint", path: checkpointPath, epoch, globalStep }),

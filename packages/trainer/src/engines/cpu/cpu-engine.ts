@@ -273,11 +273,15 @@ class CpuEngine implements Engine {
     return out;
   }
 
-  async getState(): Promise<EngineState> {
+  async getState(into?: EngineState): Promise<EngineState> {
     this.live();
-    const copy = (pick: (t: MaskedTensor) => Float32Array) =>
-      new Map(this.masked.map((t) => [t.name, Float32Array.from(pick(t))]));
-    return { scores: copy((t) => t.scores), adamM: copy((t) => t.adamM), adamV: copy((t) => t.adamV) };
+    const copy = (pick: (t: MaskedTensor) => Float32Array, reuse?: Map<string, Float32Array>) =>
+      new Map(this.masked.map((t) => [t.name, copyInto(pick(t), reuse?.get(t.name))]));
+    return {
+      scores: copy((t) => t.scores, into?.scores),
+      adamM: copy((t) => t.adamM, into?.adamM),
+      adamV: copy((t) => t.adamV, into?.adamV),
+    };
   }
 
   async setState(state: EngineState): Promise<void> {
@@ -326,3 +330,10 @@ export const createCpuEngine: (model: EngineModel, options: CpuEngineOptions) =>
 ) => new CpuEngine(model, options);
 const _factory: EngineFactory = createCpuEngine;
 void _factory;
+
+/** `source` copied into `target` when it has the same length, else into a new array. */
+function copyInto(source: Float32Array, target: Float32Array | undefined): Float32Array {
+  if (target?.length !== source.length) return Float32Array.from(source);
+  target.set(source);
+  return target;
+}

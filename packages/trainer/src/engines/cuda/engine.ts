@@ -314,21 +314,22 @@ export class CudaEngine implements Engine {
   }
 
   /**
-   * Copies of the scores and Adam moments (~350 MB for ViT-B/16, taken at every checkpoint):
-   * each tensor goes through one page-locked staging buffer, which the bus fills several times
-   * faster than the fresh (pageable) arrays the caller keeps.
+   * Copies of the scores and Adam moments (~350 MB for ViT-B/16, taken at every checkpoint), into
+   * `into`'s arrays when given: each tensor goes through one page-locked staging buffer, which the
+   * bus fills several times faster than pageable arrays.
    */
-  async getState(): Promise<EngineState> {
+  async getState(into?: EngineState): Promise<EngineState> {
     const state: EngineState = { scores: new Map(), adamM: new Map(), adamV: new Map() };
     this.cu.synchronize(this.stream);
     const staging = this.stagingBuffer();
     for (const m of this.tower.masked) {
-      for (const [map, region] of [
-        [state.scores, m.S],
-        [state.adamM, m.m],
-        [state.adamV, m.v],
+      for (const [map, region, reuse] of [
+        [state.scores, m.S, into?.scores],
+        [state.adamM, m.m, into?.adamM],
+        [state.adamV, m.v, into?.adamV],
       ] as const) {
-        const a = new Float32Array(m.numel);
+        const old = reuse?.get(m.name);
+        const a = old?.length === m.numel ? old : new Float32Array(m.numel);
         if (staging) {
           const view = new Float32Array(staging.buffer, 0, m.numel);
           this.cu.download(view, region.ptr);
