@@ -12,6 +12,11 @@
 // idle: the threads' figure needs free cores.
 // Run after building this package and @unmask/convert:
 //   node bench/text-features.mjs [classes=1000]
+//   node bench/text-features.mjs --quick [classes=1000] [threads...]
+// --quick times only this build on ViT-B/16's text tower (no baseline, no nano-clip), once per
+// thread count given (default 1 and os.availableParallelism()), after one warm-up call that builds
+// the tower: wall and CPU seconds, and the largest difference to the first run's features (0: the
+// same bits for every thread count).
 import { mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -21,7 +26,11 @@ import { encodeTextCpu, loadModelDir } from "../dist/index.js";
 import { importAtRevision } from "./lib/baseline.mjs";
 
 const BASELINE = "5ce378b";
-const classes = Number(process.argv[2] ?? 1000);
+const args = process.argv.slice(2);
+const quick = args[0] === "--quick";
+const numbers = (quick ? args.slice(1) : args).map(Number);
+const classes = numbers[0] ?? 1000;
+const quickThreads = numbers.slice(1);
 const here = dirname(fileURLToPath(import.meta.url));
 const scratch = mkdtempSync(join(tmpdir(), "unmask-text-bench-"));
 
@@ -91,9 +100,31 @@ async function features(model, classNames, encode, options) {
   return { data, seconds: (performance.now() - t0) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
 }
 
-const before = (await importAtRevision(BASELINE, "text-encoder.ts")).encodeTextCpu;
 const threads = availableParallelism();
 const names = Array.from({ length: classes }, (_, i) => `n${String(i).padStart(8, "0")}`);
+
+if (quick) {
+  const model = await vitB16Text();
+  const counts = quickThreads.length > 0 ? quickThreads : [1, threads];
+  console.log(
+    `ViT-B/16 text tower (random weights): ${classes} classes x 1 template, threads ${counts.join(", ")}`,
+  );
+  let first;
+  for (const n of counts) {
+    await features(model, names.slice(0, 8), encodeTextCpu, { threads: n }); // builds the tower
+    const run = await features(model, names, encodeTextCpu, { threads: n });
+    first ??= run;
+    let diff = 0;
+    for (let i = 0; i < run.data.length; i++) diff = Math.max(diff, Math.abs(run.data[i] - first.data[i]));
+    console.log(
+      `  ${`${n} thread${n === 1 ? "" : "s"}`.padEnd(12)} ${run.seconds.toFixed(2).padStart(7)} s (CPU ${run.cpuSeconds.toFixed(2).padStart(6)} s)  ${(classes / run.seconds).toFixed(1).padStart(8)} prompts/s  max |diff| to the first ${diff}`,
+    );
+  }
+  rmSync(scratch, { recursive: true, force: true });
+  process.exit(0);
+}
+
+const before = (await importAtRevision(BASELINE, "text-encoder.ts")).encodeTextCpu;
 const fashion = [
   "T-shirt/top",
   "Trouser",

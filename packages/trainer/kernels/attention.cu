@@ -139,6 +139,60 @@ __device__ __forceinline__ void load_grad_tile(bf16* dst, float* Ds, const bf16*
   }
 }
 
+// cp.async versions for the kernels that load whole tiles up front: every 16-byte copy of every
+// tile is in flight at once (no registers held), instead of a few per thread per round trip.
+// Rows >= valid are zero-filled (a source size of 0 reads nothing).
+__device__ __forceinline__ void cp_async16(bf16* dst, const bf16* src, bool copy) {
+  const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(copy ? 16 : 0));
+}
+
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::); }
+
+// Starts copying rows [0, rows) of a [rows][ATT_LD] tile from src rows row0.. (ld apart), column col.
+__device__ __forceinline__ void load_tile_async(bf16* dst, const bf16* __restrict__ src, long long row0, int ld,
+                                                int col, int rows, int valid) {
+  for (int i = threadIdx.x; i < rows * 8; i += blockDim.x) {
+    const int r = i >> 3, c8 = i & 7;
+    const bool copy = r < valid;
+    cp_async16(dst + r * ATT_LD + c8 * 8, src + (row0 + (copy ? r : 0)) * ld + col + c8 * 8, copy);
+  }
+}
+
+// Once the copies landed: bias (fp32, offset to the tile's column) added to rows < valid, rounded
+// to bf16: the values load_tile gives.
+__device__ __forceinline__ void add_bias_tile(bf16* tile, const float* __restrict__ bias, int valid) {
+  const int c8 = threadIdx.x & 7;
+  float bv[8];
+#pragma unroll
+  for (int j = 0; j < 8; j++) bv[j] = bias[c8 * 8 + j];
+  for (int i = threadIdx.x; i < valid * 8; i += blockDim.x) {
+    Pack8 p;
+    p.u = *(uint4*)(tile + (i >> 3) * ATT_LD + c8 * 8);
+#pragma unroll
+    for (int j = 0; j < 8; j++) p.h[j] = __float2bfloat16(__bfloat162float(p.h[j]) + bv[j]);
+    *(uint4*)(tile + (i >> 3) * ATT_LD + c8 * 8) = p.u;
+  }
+}
+
+// Ds[r] = sum_j a[r, j] * b[r, j] over two landed [rows][ATT_LD] tiles, summed as load_grad_tile
+// sums (rows * 8 a multiple of blockDim.x: the shuffles are uniform).
+__device__ __forceinline__ void row_dots(float* Ds, const bf16* a, const bf16* b, int rows) {
+  const int c8 = threadIdx.x & 7;
+  for (int i = threadIdx.x; i < rows * 8; i += blockDim.x) {
+    Pack8 p, q;
+    p.u = *(const uint4*)(a + (i >> 3) * ATT_LD + c8 * 8);
+    q.u = *(const uint4*)(b + (i >> 3) * ATT_LD + c8 * 8);
+    float dot = 0.f;
+#pragma unroll
+    for (int j = 0; j < 8; j++) dot += __bfloat162float(p.h[j]) * __bfloat162float(q.h[j]);
+    dot += __shfl_xor_sync(0xffffffffu, dot, 1);
+    dot += __shfl_xor_sync(0xffffffffu, dot, 2);
+    dot += __shfl_xor_sync(0xffffffffu, dot, 4);
+    if (c8 == 0) Ds[i >> 3] = dot;
+  }
+}
+
 // acc[4 n-tiles of 8 columns][4] += A (16 x 64, fragments af) times rows n0.. n0 + 31 of a
 // [rows][ATT_LD] tile taken as B^T (S = Q K^T, dP = dO V^T).
 __device__ __forceinline__ void mma_rows_t(float (&acc)[4][4], const uint32_t (&af)[4][4], const bf16* tile, int n0,
@@ -448,7 +502,7 @@ extern "C" __global__ void __launch_bounds__(512, 1) attn_fwd16(ATT_FWD_ARGS) {
 }
 
 // attn_bwd_fused: grid (B * H, S), block 32 * Nq / 16 threads (Nq = roundup(N, 16) <= 208: one warp
-// per 16 rows); dynamic shared 4 * Nq * ATT_LD * 2 + Nq * (Nq + 8) * 2 + 8 * Nq bytes. dk and dv are
+// per 16 rows); dynamic shared 4 * Nq * ATT_LD * 2 + Nq * max(Nq + 8, ATT_LD) * 2 + 8 * Nq bytes. dk and dv are
 // bit-identical to attn_bwd_dkdv's (the same per-warp sequence, keys past N masked); dq sums the
 // same bf16 dS values over the keys in 16-key steps, in the order attn_bwd_dq does. One block an SM
 // (206 KB of shared memory at N = 197). 13 warps put 4 on one of the SM's four schedulers, whose
@@ -460,16 +514,23 @@ __device__ __forceinline__ void attn_bwd_fused_body(ATT_BWD_ARGS) {
   bf16* Ks = Qs + Nq * ATT_LD;
   bf16* Vs = Ks + Nq * ATT_LD;
   bf16* dOs = Vs + Nq * ATT_LD;
-  bf16* dSt = dOs + Nq * ATT_LD;  // [key][query]
-  float* Ls = (float*)(dSt + Nq * LDS);
+  bf16* dSt = dOs + Nq * ATT_LD;  // [key][query]; o's tile before that
+  float* Ls = (float*)(dSt + Nq * max(LDS, ATT_LD));
   float* Ds = Ls + Nq;
   const int bh = blockIdx.x, b = bh / H, h = bh % H, D = H * 64, ld = 3 * D, sig = blockIdx.y;
   const long long row0 = (long long)b * N;
-  load_tile(Qs, qkv, row0, ld, h * 64, bias + h * 64, Nq, N);
-  load_tile(Ks, qkv, row0, ld, D + h * 64, bias + D + h * 64, Nq, N);
-  load_tile(Vs, qkv, row0, ld, 2 * D + h * 64, bias + 2 * D + h * 64, Nq, N);
-  load_grad_tile(dOs, Ds, dO, (long long)sig * R + row0, o, row0, D, h * 64, Nq, N);
+  load_tile_async(Qs, qkv, row0, ld, h * 64, Nq, N);
+  load_tile_async(Ks, qkv, row0, ld, D + h * 64, Nq, N);
+  load_tile_async(Vs, qkv, row0, ld, 2 * D + h * 64, Nq, N);
+  load_tile_async(dOs, dO, (long long)sig * R + row0, D, h * 64, Nq, N);
+  load_tile_async(dSt, o, row0, D, h * 64, Nq, N);
   for (int i = threadIdx.x; i < Nq; i += blockDim.x) Ls[i] = i < N ? lse[(long long)bh * N + i] : INFINITY;
+  cp_async_wait_all();
+  __syncthreads();
+  add_bias_tile(Qs, bias + h * 64, N);
+  add_bias_tile(Ks, bias + D + h * 64, N);
+  add_bias_tile(Vs, bias + 2 * D + h * 64, N);
+  row_dots(Ds, dOs, dSt, Nq);
   __syncthreads();
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3, g = lane >> 2;
   const int r0 = warp * 16;  // this warp's keys in pass 1, its queries in pass 2

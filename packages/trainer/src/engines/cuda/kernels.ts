@@ -72,10 +72,10 @@ function attentionShared(W: number, N: number): { fwd: number; dq: number; dkdv:
 /** kernels/attention.cu attn_bwd_fused: one warp per 16 tokens, at most 13 warps (416 threads). */
 const FUSED_BACKWARD_MAX_TOKENS = 208;
 
-/** Dynamic shared bytes of attn_bwd_fused: q, k, v, dO tiles, dS^T, lse and D rows. */
+/** Dynamic shared bytes of attn_bwd_fused: q, k, v, dO tiles, dS^T (o before it), lse and D rows. */
 function fusedBackwardShared(N: number): number {
   const Nq = Math.ceil(N / 16) * 16;
-  return 4 * Nq * ATT_LD * 2 + Nq * (Nq + 8) * 2 + 8 * Nq;
+  return 4 * Nq * ATT_LD * 2 + Nq * Math.max(Nq + 8, ATT_LD) * 2 + 8 * Nq;
 }
 
 /**
