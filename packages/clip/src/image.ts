@@ -34,6 +34,33 @@ function describeInput(input: ImageInput, source?: string): string {
   return typeof input === "string" ? input : `image bytes (${input.byteLength} bytes)`;
 }
 
+/** What decodeImage reports beside the pixels. */
+export type ImageMode = Pick<DecodedImage, "format" | "resizesAsNearest">;
+
+const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+
+/**
+ * The format and Pillow's nearest-neighbour rule read from the first bytes, for the formats whose
+ * header says it all (undefined for the others, and for bytes too short or malformed to tell:
+ * sharp then decides, and reports the error):
+ *  - JPEG (FF D8 FF): never palette or 1-bit;
+ *  - PNG: the IHDR chunk's colour type 3 is palette ("P"), bit depth 1 of colour type 0 is "1"
+ *    (libvips reports these as isPalette / bitsPerSample 1, as decodeImage's metadata path reads).
+ */
+export function modeFromHeader(bytes: Uint8Array): ImageMode | undefined {
+  if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff)
+    return { format: "jpeg", resizesAsNearest: false };
+  // signature (8), IHDR length (4) and type (4), width (4), height (4), bit depth, colour type
+  if (bytes.length >= 26 && PNG_SIGNATURE.every((b, i) => bytes[i] === b)) {
+    if (bytes[12] !== 0x49 || bytes[13] !== 0x48 || bytes[14] !== 0x44 || bytes[15] !== 0x52)
+      return undefined;
+    const bitDepth = bytes[24];
+    const colourType = bytes[25];
+    return { format: "png", resizesAsNearest: colourType === 3 || (colourType === 0 && bitDepth === 1) };
+  }
+  return undefined;
+}
+
 /**
  * Decodes an image to 8-bit pixels in its stored channel layout.
  * @throws UnmaskError IMAGE_READ_FAILED when a path cannot be read, IMAGE_DECODE_FAILED (naming
@@ -60,16 +87,21 @@ export async function decodeImage(input: ImageInput, options: DecodeOptions = {}
   }
   try {
     const pipeline = sharp(bytes, { ignoreIcc: true, failOn: "error", limitInputPixels: MAX_IMAGE_PIXELS });
-    const meta = await pipeline.metadata();
+    // JPEG and PNG headers say whether Pillow opens them as "P" or "1": one sharp call, not two
+    // (metadata() cost as much calling-thread time as the decode's own call).
+    let mode = modeFromHeader(bytes);
+    if (mode === undefined) {
+      const meta = await pipeline.metadata();
+      const oneBit = meta.bitsPerSample === 1 && !meta.isPalette;
+      mode = { format: meta.format ?? "unknown", resizesAsNearest: meta.isPalette === true || oneBit };
+    }
     const { data, info } = await pipeline.raw({ depth: "uchar" }).toBuffer({ resolveWithObject: true });
-    const oneBit = meta.bitsPerSample === 1 && !meta.isPalette;
     return {
       width: info.width,
       height: info.height,
       channels: info.channels,
       data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-      resizesAsNearest: meta.isPalette === true || oneBit,
-      format: meta.format ?? "unknown",
+      ...mode,
     };
   } catch (cause) {
     throw new UnmaskError("IMAGE_DECODE_FAILED", `Cannot decode image ${name}: ${(cause as Error).message}`, {
