@@ -12,7 +12,11 @@
 // follows: about min(libuv pool size / decode, cores / (decode + resize) CPU).
 // Run after building this package:
 //   node bench/image-cache.mjs [images=2000] [size=224] [width=500] [height=375]
-import { existsSync, mkdirSync, readdirSync } from "node:fs";
+// (224 224 for images already at the cache size: no resize, the decode and copy alone). The
+// calling thread's CPU per image (Linux /proc per-thread stat, 10 ms ticks) bounds the throughput
+// on any number of cores: 1000 / (ms per image) images/s.
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import sharp from "sharp";
@@ -59,13 +63,37 @@ async function ensureImages() {
   console.log(`wrote ${count - have} JPEGs to ${root} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
 
+/** CPU time of the calling (main) thread in ms, from Linux's per-thread stat (10 ms ticks); NaN elsewhere. */
+function callingThreadMs() {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 async function timed(build, options) {
   const cpu0 = process.cpuUsage();
+  const main0 = callingThreadMs();
   const t0 = performance.now();
   const { cache } = await build({ items, size, io: clipImageIo, ...options });
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
-  return { pixels: cache.pixels, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
+  const mainMs = (callingThreadMs() - main0) / items.length;
+  return { pixels: cache.pixels, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, mainMs };
+}
+
+/** decodeImage before the one-call change (clip b9820ac^): readFile, metadata(), then raw(). */
+async function loadTwoCalls(file) {
+  const pipeline = sharp(await readFile(file), {
+    ignoreIcc: true,
+    failOn: "error",
+    limitInputPixels: 0x3fff * 0x3fff,
+  });
+  await pipeline.metadata();
+  return pipeline.raw({ depth: "uchar" }).toBuffer({ resolveWithObject: true });
 }
 
 await ensureImages();
@@ -87,11 +115,30 @@ if (!resizeWorkerCount(threads))
 const base = runs[0][1];
 for (const [name, run] of runs)
   console.log(
-    `  ${name.padEnd(44)} ${(items.length / run.seconds).toFixed(0).padStart(6)} images/s  ${run.seconds.toFixed(2).padStart(6)} s (CPU ${run.cpuSeconds.toFixed(2).padStart(6)} s)  x${(base.seconds / run.seconds).toFixed(2)}` +
+    `  ${name.padEnd(44)} ${(items.length / run.seconds).toFixed(0).padStart(6)} images/s  ${run.seconds.toFixed(2).padStart(6)} s (CPU ${run.cpuSeconds.toFixed(2).padStart(6)} s, calling thread ${run.mainMs.toFixed(3)} ms/image)  x${(base.seconds / run.seconds).toFixed(2)}` +
       (run === base
         ? ""
         : `  bytes ${Buffer.from(run.pixels).equals(Buffer.from(base.pixels)) ? "identical" : "DIFFER"}`),
   );
+
+// the decode alone, threads + 4 in flight: calling-thread CPU per image, one sharp call vs two
+for (const [name, load] of [
+  ["decode alone, metadata() + raw() (before)", loadTwoCalls],
+  ["decode alone, clipImageIo.load (one call)", (file) => clipImageIo.load(file)],
+]) {
+  const main0 = callingThreadMs();
+  const t0 = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: threads + 4 }, async () => {
+      while (next < items.length) await load(items[next++].source);
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  console.log(
+    `  ${name.padEnd(44)} ${(items.length / seconds).toFixed(0).padStart(6)} images/s  calling thread ${((callingThreadMs() - main0) / items.length).toFixed(3)} ms/image`,
+  );
+}
 
 // one image at a time on the calling thread: decode (file read + sharp), then the JavaScript resize
 let decodeMs = 0;
