@@ -12,11 +12,14 @@
 // idle: the threads' figure needs free cores.
 // Run after building this package and @unmask/convert:
 //   node bench/text-features.mjs [classes=1000]
-//   node bench/text-features.mjs --quick [classes=1000] [threads...]
-// --quick times only this build on ViT-B/16's text tower (no baseline, no nano-clip), once per
-// thread count given (default 1 and os.availableParallelism()), after one warm-up call that builds
-// the tower: wall and CPU seconds, and the largest difference to the first run's features (0: the
-// same bits for every thread count).
+//   node bench/text-features.mjs --quick [classes=1000] [threads...] [--before REV] [--profile]
+// --quick times only this build on ViT-B/16's text tower (no nano-clip), once per thread count
+// given (default 1 and os.availableParallelism()), after one warm-up call that builds the tower:
+// wall and CPU seconds, and the largest difference to the first run's features (0: the same bits
+// for every thread count). --before REV times text-encoder.ts of git revision REV first (against
+// this build's other modules). --profile adds a one-thread run under the V8 profiler that splits
+// encodeTextCpu's time into the threaded GEMMs, the threaded steps (step-threads.ts) and what runs
+// on the calling thread alone, the part that bounds the time on many cores.
 import { mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -28,7 +31,12 @@ import { importAtRevision } from "./lib/baseline.mjs";
 const BASELINE = "5ce378b";
 const args = process.argv.slice(2);
 const quick = args[0] === "--quick";
-const numbers = (quick ? args.slice(1) : args).map(Number);
+const profile = args.includes("--profile");
+const beforeAt = args.indexOf("--before");
+const beforeRevision = beforeAt >= 0 ? args[beforeAt + 1] : undefined;
+const numbers = (quick ? args.slice(1) : args)
+  .filter((a, i, all) => !a.startsWith("--") && all[i - 1] !== "--before")
+  .map(Number);
 const classes = numbers[0] ?? 1000;
 const quickThreads = numbers.slice(1);
 const here = dirname(fileURLToPath(import.meta.url));
@@ -106,22 +114,71 @@ const names = Array.from({ length: classes }, (_, i) => `n${String(i).padStart(8
 if (quick) {
   const model = await vitB16Text();
   const counts = quickThreads.length > 0 ? quickThreads : [1, threads];
+  const impls = [["this build", encodeTextCpu]];
+  if (beforeRevision)
+    impls.unshift([
+      `text-encoder.ts of ${beforeRevision}`,
+      (await importAtRevision(beforeRevision, "text-encoder.ts")).encodeTextCpu,
+    ]);
   console.log(
     `ViT-B/16 text tower (random weights): ${classes} classes x 1 template, threads ${counts.join(", ")}`,
   );
   let first;
-  for (const n of counts) {
-    await features(model, names.slice(0, 8), encodeTextCpu, { threads: n }); // builds the tower
-    const run = await features(model, names, encodeTextCpu, { threads: n });
-    first ??= run;
-    let diff = 0;
-    for (let i = 0; i < run.data.length; i++) diff = Math.max(diff, Math.abs(run.data[i] - first.data[i]));
-    console.log(
-      `  ${`${n} thread${n === 1 ? "" : "s"}`.padEnd(12)} ${run.seconds.toFixed(2).padStart(7)} s (CPU ${run.cpuSeconds.toFixed(2).padStart(6)} s)  ${(classes / run.seconds).toFixed(1).padStart(8)} prompts/s  max |diff| to the first ${diff}`,
-    );
+  for (const [label, encode] of impls) {
+    console.log(` ${label}`);
+    for (const n of counts) {
+      await features(model, names.slice(0, 8), encode, { threads: n }); // builds the tower
+      const run = await features(model, names, encode, { threads: n });
+      first ??= run;
+      let diff = 0;
+      for (let i = 0; i < run.data.length; i++) diff = Math.max(diff, Math.abs(run.data[i] - first.data[i]));
+      console.log(
+        `  ${`${n} thread${n === 1 ? "" : "s"}`.padEnd(12)} ${run.seconds.toFixed(2).padStart(7)} s (CPU ${run.cpuSeconds.toFixed(2).padStart(6)} s)  ${(classes / run.seconds).toFixed(1).padStart(8)} prompts/s  max |diff| to the first run ${diff}`,
+      );
+    }
+    if (profile) {
+      await features(model, names.slice(0, 8), encode, { threads: 1 });
+      const split = await profiled(() => features(model, names, encode, { threads: 1 }));
+      const parallel = split.gemm + split.steps;
+      console.log(
+        `  profile, 1 thread: GEMMs ${split.gemm.toFixed(2)} s, threaded steps ${split.steps.toFixed(2)} s, calling thread only ${split.serial.toFixed(2)} s (${((100 * split.serial) / (parallel + split.serial)).toFixed(1)}% of encodeTextCpu); at 16 threads by Amdahl ${(split.serial + parallel / 16).toFixed(2)} s`,
+      );
+    }
   }
   rmSync(scratch, { recursive: true, force: true });
   process.exit(0);
+}
+
+/**
+ * Runs `body` under the V8 sampling profiler and splits the samples inside encodeTextCpu: the
+ * GEMMs of the linear layers (gemm() outside attention: split over threads), the step jobs
+ * (StepThreads.run: split over threads), and the rest, which runs on the calling thread alone.
+ */
+async function profiled(body) {
+  const { Session } = await import("node:inspector/promises");
+  const session = new Session();
+  session.connect();
+  await session.post("Profiler.enable");
+  await session.post("Profiler.setSamplingInterval", { interval: 200 });
+  await session.post("Profiler.start");
+  await body();
+  const { profile: p } = await session.post("Profiler.stop");
+  session.disconnect();
+  const byId = new Map(p.nodes.map((node) => [node.id, node]));
+  const parent = new Map();
+  for (const node of p.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
+  const split = { gemm: 0, steps: 0, serial: 0 };
+  for (let i = 0; i < p.samples.length; i++) {
+    const seconds = (p.timeDeltas[i + 1] ?? 0) / 1e6;
+    const chain = [];
+    for (let id = p.samples[i]; id !== undefined; id = parent.get(id))
+      chain.push(byId.get(id).callFrame.functionName);
+    if (!chain.includes("encodeTextCpu")) continue;
+    if (chain.includes("runTask") || chain.includes("run")) split.steps += seconds;
+    else if (chain.includes("gemm") && !chain.includes("attentionForward")) split.gemm += seconds;
+    else split.serial += seconds;
+  }
+  return split;
 }
 
 const before = (await importAtRevision(BASELINE, "text-encoder.ts")).encodeTextCpu;

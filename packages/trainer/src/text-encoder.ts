@@ -35,7 +35,8 @@ import { gemm } from "./engines/cpu/gemm.js";
 import { layernormForward } from "./engines/cpu/layernorm.js";
 import { matmulForward } from "./engines/cpu/matmul.js";
 import { quickGeluForward } from "./engines/cpu/quick-gelu.js";
-import { type Tower, withTower } from "./text-tower.js";
+import type { Step } from "./engines/cpu/step-threads.js";
+import { type Tower, towerSteps, withTower } from "./text-tower.js";
 
 export interface TextTowerModel {
   /** Canonical (OpenAI) names; the text tower's tensors at least. */
@@ -129,24 +130,153 @@ function encode(tower: Tower, ids: Int32Array, count: number, fullContext: boole
     });
     const dims: BlockDims = { batch: n, tokens, width: W, heads: config.transformerHeads, mlp: 4 * W };
     const tail = !fullContext && blocks.length > 0; // the last block on the pooled rows only
-    const full = tail ? blocks.length - 1 : blocks.length;
-    for (let l = 0; l < full; l++) {
-      blockForward(y, x, blocks[l], acts, dims, true);
-      [x, y] = [y, x];
-    }
-    // the pooled rows after the last block, [n, W] (in buffers the blocks no longer need)
     const rowOf = (i: number) => i * tokens + eot[prompts[i]];
-    const last = tail
-      ? lastBlockPooled(y, x, blocks[blocks.length - 1], acts, dims, rowOf)
-      : gatherRows(acts.h1, x, n, W, rowOf);
-    layernormForward(acts.h2, null, null, last, tower.lnFinalWeight, tower.lnFinalBias, n, W);
-    gemm(false, false, n, E, W, acts.h2, W, tower.projection, E, tower.projected, E, false);
+    let pooled: Float32Array; // ln_final of the pooled rows, [n, W]
+    if (W % 4 === 0) pooled = blocksThreaded(tower, x, y, dims, tail, rowOf);
+    else {
+      const full = tail ? blocks.length - 1 : blocks.length;
+      for (let l = 0; l < full; l++) {
+        blockForward(y, x, blocks[l], acts, dims, true);
+        [x, y] = [y, x];
+      }
+      // the pooled rows after the last block, [n, W] (in buffers the blocks no longer need)
+      const last = tail
+        ? lastBlockPooled(y, x, blocks[blocks.length - 1], acts, dims, rowOf)
+        : gatherRows(acts.h1, x, n, W, rowOf);
+      layernormForward(acts.h2, null, null, last, tower.lnFinalWeight, tower.lnFinalBias, n, W);
+      pooled = acts.h2;
+    }
+    gemm(false, false, n, E, W, pooled, W, tower.projection, E, tower.projected, E, false);
     prompts.forEach((p, i) => {
       out.set(tower.projected.subarray(i * E, (i + 1) * E), p * E);
     });
     first = end;
   }
   return out;
+}
+
+/**
+ * The blocks and ln_final with every step other than the GEMMs on the tower's step threads
+ * (step-threads.ts; widths a multiple of 4): block.ts blockForward's kernels in its order, the
+ * bias and residual adds and the LayerNorm that follows a GEMM run as one job on each task's rows
+ * (the next block's LN1 with the block's last add), the in_proj bias with the attention of each
+ * task's prompts. With `tail`, the last block after its attention runs on the pooled rows only,
+ * as lastBlockPooled does. Returns ln_final of the pooled rows, [n, W] (acts.h2). x holds the
+ * embedded tokens; x and y are the stream's two buffers.
+ */
+function blocksThreaded(
+  tower: Tower,
+  x: Float32Array,
+  y: Float32Array,
+  dims: BlockDims,
+  tail: boolean,
+  rowOf: (i: number) => number,
+): Float32Array {
+  const { blocks, acts: a } = tower;
+  const { batch: n, tokens, width: D, heads, mlp: F } = dims;
+  const rows = n * tokens;
+  const steps = towerSteps(tower);
+  const linear = (
+    out: Float32Array,
+    inp: Float32Array,
+    weight: Float32Array,
+    m: number,
+    k: number,
+    o: number,
+  ) => gemm(false, true, m, o, k, inp, k, weight, k, out, o, false);
+  const finalLn = (out: Float32Array, inp: Float32Array): Step => ({
+    op: "layernorm",
+    out,
+    inp,
+    weight: tower.lnFinalWeight,
+    bias: tower.lnFinalBias,
+    width: D,
+  });
+  const ln = (out: Float32Array, inp: Float32Array, weight: Float32Array, bias: Float32Array): Step => ({
+    op: "layernorm",
+    out,
+    inp,
+    weight,
+    bias,
+    width: D,
+  });
+  /** in_proj and the attention of every prompt (LN1 already in a.h1); the output in a.o */
+  const attention = (w: BlockWeights) => {
+    linear(a.qkv, a.h1, w.inProjWeight, rows, D, 3 * D);
+    steps.run(
+      [
+        { op: "addRows", c: a.qkv, ld: 3 * D, bias: w.inProjBias, n: 3 * D },
+        { op: "attention", out: a.o, probs: a.probs, qkv: a.qkv, tokens, width: D, heads, causal: true },
+      ],
+      n,
+      tokens,
+    );
+  };
+  /**
+   * out_proj, MLP and residuals on m rows: x2 = x + o Wout^T + b; y = x2 + mlp(LN2(x2)); then
+   * `next` (a LayerNorm of y) on the same rows. h2 and x2 are scratch of m rows.
+   */
+  const rest = (
+    w: BlockWeights,
+    out: Float32Array,
+    inp: Float32Array,
+    o: Float32Array,
+    x2: Float32Array,
+    h2: Float32Array,
+    m: number,
+    next: Step | undefined,
+  ) => {
+    linear(x2, o, w.outProjWeight, m, D, D);
+    steps.run(
+      [
+        { op: "addRows", c: x2, ld: D, bias: w.outProjBias, n: D },
+        { op: "addInto", dst: x2, src: inp, width: D },
+        ln(h2, x2, w.ln2Weight, w.ln2Bias),
+      ],
+      m,
+    );
+    linear(a.u, h2, w.fcWeight, m, D, F);
+    steps.run(
+      [
+        { op: "addRows", c: a.u, ld: F, bias: w.fcBias, n: F },
+        { op: "quickGelu", out: a.g, inp: a.u, width: F },
+      ],
+      m,
+    );
+    linear(out, a.g, w.projWeight, m, F, D);
+    steps.run(
+      [
+        { op: "addRows", c: out, ld: D, bias: w.projBias, n: D },
+        { op: "addInto", dst: out, src: x2, width: D },
+        ...(next ? [next] : []),
+      ],
+      m,
+    );
+  };
+  const full = tail ? blocks.length - 1 : blocks.length;
+  if (blocks.length > 0) steps.run([ln(a.h1, x, blocks[0].ln1Weight, blocks[0].ln1Bias)], rows);
+  for (let l = 0; l < full; l++) {
+    const w = blocks[l];
+    const following = blocks[l + 1];
+    attention(w);
+    const next = following ? ln(a.h1, y, following.ln1Weight, following.ln1Bias) : undefined;
+    rest(w, y, x, a.o, a.x2, a.h2, rows, next);
+    [x, y] = [y, x];
+  }
+  if (!tail) {
+    const last = gatherRows(a.h1, x, n, D, rowOf);
+    steps.run([finalLn(a.h2, last)], n);
+    return a.h2;
+  }
+  // the last block: attention over every row (keys and values need them), the rest on the n
+  // pooled rows (lastBlockPooled's buffers)
+  const w = blocks[blocks.length - 1];
+  attention(w);
+  const o = gatherRows(a.x2, a.o, n, D, rowOf);
+  const xp = gatherRows(a.h2, x, n, D, rowOf);
+  // out_proj into a.h1, LN2 into a.o, y into y, ln_final into a.h2 (xp is read before)
+  rest(w, y, xp, o, a.h1, a.o, n, finalLn(a.h2, y));
+  return a.h2;
 }
 
 /** dst[i] = src[rowOf(i)] for i < n (rows of `width`); returns dst. */

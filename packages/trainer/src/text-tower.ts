@@ -3,12 +3,15 @@
  * (the cpu engine's shared WebAssembly memory, so the SIMD kernels and the GEMM worker threads
  * reach them) with activation buffers for CHUNK_ROWS token rows. A tower is kept per weights Map
  * between calls, and rebuilt when a tensor object of the map, the config or the thread count
- * changes; its threads stop after IDLE_STOP_MS without a call.
+ * changes; its threads (the GEMMs' and the other steps', step-threads.ts) stop after IDLE_STOP_MS
+ * without a call.
  */
 import { type ClipConfig, UnmaskError } from "@unmask/clip";
 import type { FloatTensor } from "./engine.js";
 import { Arena } from "./engines/cpu/arena.js";
 import { allocBlockActivations, type BlockActivations, type BlockWeights } from "./engines/cpu/block.js";
+import { GEMM_SCRATCH_FLOATS } from "./engines/cpu/gemm-kernel.js";
+import { StepThreads } from "./engines/cpu/step-threads.js";
 
 /**
  * Token rows (prompts x positions) per chunk. Bounds the activations (about 17 W floats a row:
@@ -35,7 +38,28 @@ export interface Tower {
   xs: [Float32Array, Float32Array];
   /** [maxRows, E] */
   projected: Float32Array;
+  /** The non-GEMM steps' threads (step-threads.ts), started on first use and stopped when idle. */
+  steps?: StepThreads;
+  /** Their attention GEMMs' packing scratch, one per thread, allocated once. */
+  stepScratch: Float32Array[];
   idleTimer?: ReturnType<typeof setTimeout>;
+}
+
+/** The tower's step threads, started if needed. */
+export function towerSteps(tower: Tower): StepThreads {
+  tower.steps ??= new StepThreads(tower.arena, tower.threads, (i) => {
+    tower.stepScratch[i] ??= tower.arena.floats(GEMM_SCRATCH_FLOATS, `text step scratch ${i}`);
+    return tower.stepScratch[i];
+  });
+  return tower.steps;
+}
+
+/** Stops the tower's threads (GEMM and steps); the next call starts them again. */
+function stopThreads(tower: Tower): void {
+  const steps = tower.steps;
+  tower.steps = undefined;
+  void steps?.close();
+  void tower.arena.close();
 }
 
 const towers = new WeakMap<Map<string, FloatTensor>, Tower>();
@@ -55,7 +79,7 @@ export function withTower<T>(
   try {
     return use(tower);
   } finally {
-    tower.idleTimer = setTimeout(() => void tower.arena.close(), IDLE_STOP_MS);
+    tower.idleTimer = setTimeout(() => stopThreads(tower), IDLE_STOP_MS);
     tower.idleTimer.unref();
   }
 }
@@ -73,7 +97,7 @@ function towerFor(weights: Map<string, FloatTensor>, config: ClipConfig, threads
     return kept;
   if (kept) {
     clearTimeout(kept.idleTimer);
-    void kept.arena.close();
+    stopThreads(kept);
   }
   const tower = buildTower(weights, config, threads, names);
   towers.set(weights, tower);
@@ -197,5 +221,6 @@ function buildTower(
     acts,
     xs: [rowsOf(W, "text stream"), rowsOf(W, "text stream")],
     projected: rowsOf(E, "projected rows"),
+    stepScratch: [],
   };
 }
