@@ -149,6 +149,17 @@ describe("train (loop and run management, stand-in engine)", () => {
     expect(r.report.accuracy.masked).not.toBeNull();
   });
 
+  it("without a test set writes no checkpoint after the last epoch (nothing to resume there)", async () => {
+    const events: TrainProgress[] = [];
+    const out = join(work, "no-test", "mask.umask");
+    await train(options({ out, epochs: 3, testData: null, onProgress: (e) => events.push(e) }));
+    expect(
+      events.filter((e) => e.status === "checkpoint").map((e) => (e as { epoch: number }).epoch),
+    ).toEqual([0, 1]);
+    expect(existsSync(out)).toBe(true);
+    expect(existsSync(`${out}.ckpt`)).toBe(false);
+  });
+
   it("reproduces a run from its report's file list", async () => {
     const first = await train(options({ epochs: 1, testData: null }));
     const again = await train(

@@ -340,11 +340,14 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           seconds: (performance.now() - epochStart) / 1000,
         });
       }
-      // also after the last epoch: an interrupted evaluation then resumes without retraining
-      const trainSoFar = state.trainSeconds;
-      state.trainSeconds = trainSoFar + (performance.now() - sessionStart) / 1000;
-      await save(epoch, true);
-      state.trainSeconds = trainSoFar;
+      // also after the last epoch when an evaluation follows (an interrupted one then resumes
+      // without retraining); a single process with nothing to evaluate writes the mask next
+      if (epoch < epochs - 1 || prepared.test || rank) {
+        const trainSoFar = state.trainSeconds;
+        state.trainSeconds = trainSoFar + (performance.now() - sessionStart) / 1000;
+        await save(epoch, true);
+        state.trainSeconds = trainSoFar;
+      }
     }
     await finishWrite();
     const trainSeconds = state.trainSeconds + (performance.now() - sessionStart) / 1000;
