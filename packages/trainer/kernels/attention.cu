@@ -241,6 +241,48 @@ __device__ __forceinline__ void store_rows(bf16* __restrict__ dst, long long row
   }
 }
 
+// One 16-query step of the dk/dv pass for a warp's 16 keys (fragments kf, vf): P^T and
+// dS^T = P^T * (dP^T - D) for queries qc .. qc + 15 (A fragments pa, da, also returned for dq),
+// then dv += P^T dO and dk += dS^T Q. Keys past N (key0 / key1 false for rows g / g + 8) get P = 0.
+__device__ __forceinline__ void dkdv_step(float (&dk)[8][4], float (&dv)[8][4], uint32_t (&pa)[4],
+                                          uint32_t (&da)[4], const uint32_t (&kf)[4][4],
+                                          const uint32_t (&vf)[4][4], const bf16* Qs, const bf16* dOs,
+                                          const float* Ls, const float* Ds, int qc, bool key0, bool key1,
+                                          float scaleLog2, int lane) {
+  const int t = lane & 3;
+  float st[2][4], dpt[2][4];
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    st[i][0] = st[i][1] = st[i][2] = st[i][3] = 0.f;
+    dpt[i][0] = dpt[i][1] = dpt[i][2] = dpt[i][3] = 0.f;
+  }
+#pragma unroll
+  for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+    for (int kp = 0; kp < 2; kp++) {
+      uint32_t bq[4], bd[4];
+      ldsm_x4(bq, Qs + (qc + nt * 8 + (lane & 7)) * ATT_LD + kp * 32 + (lane >> 3) * 8);
+      ldsm_x4(bd, dOs + (qc + nt * 8 + (lane & 7)) * ATT_LD + kp * 32 + (lane >> 3) * 8);
+      mma16816(st[nt], kf[2 * kp], bq[0], bq[1]);
+      mma16816(st[nt], kf[2 * kp + 1], bq[2], bq[3]);
+      mma16816(dpt[nt], vf[2 * kp], bd[0], bd[1]);
+      mma16816(dpt[nt], vf[2 * kp + 1], bd[2], bd[3]);
+    }
+#pragma unroll
+  for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+    for (int c = 0; c < 4; c++) {
+      const int q = qc + nt * 8 + 2 * t + (c & 1);
+      const float p = (c < 2 ? key0 : key1) ? exp2f(st[nt][c] * scaleLog2 - Ls[q]) : 0.f;
+      st[nt][c] = p;
+      dpt[nt][c] = p * (dpt[nt][c] - Ds[q]);
+    }
+  c_to_a(pa, st[0], st[1]);
+  c_to_a(da, dpt[0], dpt[1]);
+  mma_tile(dv, pa, dOs, qc, lane);
+  mma_tile(dk, da, Qs, qc, lane);
+}
+
 // Each kernel is a template over W, the warps of a block (16 W rows of queries, or of keys for
 // dkdv): W = 4 is the first version (attn_fwd, attn_bwd_dq, attn_bwd_dkdv), W = 8 (the *8
 // kernels) loads K / V (Q / dO for dkdv) half as often and holds 16 warps on an SM instead of 8
@@ -418,7 +460,7 @@ __device__ __forceinline__ void attn_bwd_dkdv_body(const bf16* __restrict__ qkv,
   load_tile(Vs, qkv, row0 + k0, ld, 2 * D + h * 64, bias + 2 * D + h * 64, 16 * W, valid);
   for (int i = threadIdx.x; i < Nl; i += blockDim.x) Ls[i] = i < N ? lse[(long long)bh * N + i] : INFINITY;
   __syncthreads();
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int kw = k0 + warp * 16;
   if (kw >= N) return;
   uint32_t kf[4][4], vf[4][4];
@@ -430,39 +472,11 @@ __device__ __forceinline__ void attn_bwd_dkdv_body(const bf16* __restrict__ qkv,
     dk[i][0] = dk[i][1] = dk[i][2] = dk[i][3] = 0.f;
     dv[i][0] = dv[i][1] = dv[i][2] = dv[i][3] = 0.f;
   }
+  const int g = lane >> 2;
+  const bool key0 = kw + g < N, key1 = kw + g + 8 < N;
   for (int qc = 0; qc < Nq; qc += 16) {
-    float st[2][4], dpt[2][4];
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-      st[i][0] = st[i][1] = st[i][2] = st[i][3] = 0.f;
-      dpt[i][0] = dpt[i][1] = dpt[i][2] = dpt[i][3] = 0.f;
-    }
-#pragma unroll
-    for (int nt = 0; nt < 2; nt++)
-#pragma unroll
-      for (int kp = 0; kp < 2; kp++) {
-        uint32_t bq[4], bd[4];
-        ldsm_x4(bq, Qs + (qc + nt * 8 + (lane & 7)) * ATT_LD + kp * 32 + (lane >> 3) * 8);
-        ldsm_x4(bd, dOs + (qc + nt * 8 + (lane & 7)) * ATT_LD + kp * 32 + (lane >> 3) * 8);
-        mma16816(st[nt], kf[2 * kp], bq[0], bq[1]);
-        mma16816(st[nt], kf[2 * kp + 1], bq[2], bq[3]);
-        mma16816(dpt[nt], vf[2 * kp], bd[0], bd[1]);
-        mma16816(dpt[nt], vf[2 * kp + 1], bd[2], bd[3]);
-      }
-#pragma unroll
-    for (int nt = 0; nt < 2; nt++)
-#pragma unroll
-      for (int c = 0; c < 4; c++) {
-        const int q = qc + nt * 8 + 2 * t + (c & 1);
-        const float p = exp2f(st[nt][c] * scaleLog2 - Ls[q]);
-        st[nt][c] = p;
-        dpt[nt][c] = p * (dpt[nt][c] - Ds[q]);
-      }
     uint32_t pa[4], da[4];
-    c_to_a(pa, st[0], st[1]);
-    c_to_a(da, dpt[0], dpt[1]);
-    mma_tile(dv, pa, dOs, qc, lane);
-    mma_tile(dk, da, Qs, qc, lane);
+    dkdv_step(dk, dv, pa, da, kf, vf, Qs, dOs, Ls, Ds, qc, key0, key1, scaleLog2, lane);
   }
   const long long out0 = (long long)sig * R + row0 + kw;
   store_rows(dqkv, out0, ld, D + h * 64, dk, scale, scale, N - kw, lane);
@@ -546,39 +560,8 @@ __device__ __forceinline__ void attn_bwd_fused_body(ATT_BWD_ARGS) {
       dv[i][0] = dv[i][1] = dv[i][2] = dv[i][3] = 0.f;
     }
     for (int qc = 0; qc < Nq; qc += 16) {
-      float st[2][4], dpt[2][4];
-#pragma unroll
-      for (int i = 0; i < 2; i++) {
-        st[i][0] = st[i][1] = st[i][2] = st[i][3] = 0.f;
-        dpt[i][0] = dpt[i][1] = dpt[i][2] = dpt[i][3] = 0.f;
-      }
-#pragma unroll
-      for (int nt = 0; nt < 2; nt++)
-#pragma unroll
-        for (int kp = 0; kp < 2; kp++) {
-          uint32_t bq[4], bd[4];
-          ldsm_x4(bq, Qs + (qc + nt * 8 + (lane & 7)) * ATT_LD + kp * 32 + (lane >> 3) * 8);
-          ldsm_x4(bd, dOs + (qc + nt * 8 + (lane & 7)) * ATT_LD + kp * 32 + (lane >> 3) * 8);
-          mma16816(st[nt], kf[2 * kp], bq[0], bq[1]);
-          mma16816(st[nt], kf[2 * kp + 1], bq[2], bq[3]);
-          mma16816(dpt[nt], vf[2 * kp], bd[0], bd[1]);
-          mma16816(dpt[nt], vf[2 * kp + 1], bd[2], bd[3]);
-        }
-#pragma unroll
-      for (int nt = 0; nt < 2; nt++)
-#pragma unroll
-        for (int c = 0; c < 4; c++) {
-          const int q = qc + nt * 8 + 2 * t + (c & 1);
-          // keys past N: zero, so that dq's sum over all Nq keys sees nothing of them
-          const float p = (c < 2 ? key0 : key1) ? exp2f(st[nt][c] * scaleLog2 - Ls[q]) : 0.f;
-          st[nt][c] = p;
-          dpt[nt][c] = p * (dpt[nt][c] - Ds[q]);
-        }
       uint32_t pa[4], da[4];
-      c_to_a(pa, st[0], st[1]);
-      c_to_a(da, dpt[0], dpt[1]);
-      mma_tile(dv, pa, dOs, qc, lane);
-      mma_tile(dk, da, Qs, qc, lane);
+      dkdv_step(dk, dv, pa, da, kf, vf, Qs, dOs, Ls, Ds, qc, key0, key1, scaleLog2, lane);
       // da is dS^T for keys r0 + g (+ 8), queries qc + 2t (+ 1) (+ 8): 4-byte stores, no conflicts
       *(uint32_t*)(dSt + (r0 + g) * LDS + qc + 2 * t) = da[0];
       *(uint32_t*)(dSt + (r0 + g + 8) * LDS + qc + 2 * t) = da[1];
