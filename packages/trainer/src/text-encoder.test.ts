@@ -265,6 +265,31 @@ describe("encodeTextCpu shortcuts give the full computation's bits", () => {
     expect(one).toEqual(full.subarray(5 * 96, 6 * 96));
   });
 
+  it("prompts sharing their first positions (a template's words) run them once: the same bits", () => {
+    const weights = randomTextTower(config, 9);
+    const ids = randomIds(config, 40, 30, 13);
+    const L = config.contextLength;
+    for (let i = 0; i < 40; i++) {
+      const row = ids.subarray(i * L, (i + 1) * L);
+      // "a photo of a" after the start token, where the prompt is long enough to hold it
+      if (row.indexOf(config.vocabSize - 1) > 5) row.set([320, 125, 39, 320], 1);
+    }
+    const full = encodeTextCpu(weights, config, ids, 40, { fullContext: true, threads: 1 });
+    expect(encodeTextCpu(weights, config, ids, 40, { threads: 1 })).toEqual(full);
+    expect(encodeTextCpu(weights, config, ids, 40, { threads: 3 })).toEqual(full);
+    // the long prompts alone: one chunk that shares 5 positions
+    const long = [...Array(40).keys()].filter(
+      (i) => ids.subarray(i * L, (i + 1) * L).indexOf(config.vocabSize - 1) > 5,
+    );
+    expect(long.length).toBeGreaterThan(10);
+    const picked = new Int32Array(long.length * L);
+    for (const [j, p] of long.entries()) picked.set(ids.subarray(p * L, (p + 1) * L), j * L);
+    const some = encodeTextCpu(weights, config, picked, long.length, { threads: 2 });
+    const expected = new Float32Array(long.length * 96);
+    for (const [j, p] of long.entries()) expected.set(full.subarray(p * 96, (p + 1) * 96), j * 96);
+    expect(some).toEqual(expected);
+  });
+
   it("agrees with the previous implementation to float32 rounding", () => {
     const weights = randomTextTower(config, 3);
     const ids = randomIds(config, 70, 20, 5);

@@ -114,26 +114,40 @@ function encode(tower: Tower, ids: Int32Array, count: number, fullContext: boole
     const prompts = order.slice(first, end);
     let x = tower.xs[0];
     let y = tower.xs[1];
-    prompts.forEach((p, i) => {
-      for (let t = 0; t < tokens; t++) {
-        const id = ids[p * L + t];
-        if (!(id >= 0 && id < config.vocabSize))
-          throw new UnmaskError(
-            "BAD_TOKEN",
-            `encodeTextCpu: token id ${id} (prompt ${p}, position ${t}) is outside the vocabulary of ${config.vocabSize}`,
-            { subject: "ids" },
-          );
-        const dst = (i * tokens + t) * W;
-        const e = tower.tokenEmbedding.subarray(id * W, (id + 1) * W);
-        for (let d = 0; d < W; d++) x[dst + d] = e[d] + tower.positional[t * W + d];
-      }
-    });
+    /** x[i, t - from] = token_embedding[id] + positional[t] for t in [from, to) of prompt i */
+    const embed = (chosen: number[], from: number, to: number) =>
+      chosen.forEach((p, i) => {
+        for (let t = from; t < to; t++) {
+          const id = ids[p * L + t];
+          if (!(id >= 0 && id < config.vocabSize))
+            throw new UnmaskError(
+              "BAD_TOKEN",
+              `encodeTextCpu: token id ${id} (prompt ${p}, position ${t}) is outside the vocabulary of ${config.vocabSize}`,
+              { subject: "ids" },
+            );
+          const dst = (i * (to - from) + t - from) * W;
+          const e = tower.tokenEmbedding.subarray(id * W, (id + 1) * W);
+          for (let d = 0; d < W; d++) x[dst + d] = e[d] + tower.positional[t * W + d];
+        }
+      });
     const dims: BlockDims = { batch: n, tokens, width: W, heads: config.transformerHeads, mlp: 4 * W };
     const tail = !fullContext && blocks.length > 0; // the last block on the pooled rows only
     const rowOf = (i: number) => i * tokens + eot[prompts[i]];
     let pooled: Float32Array; // ln_final of the pooled rows, [n, W]
-    if (W % 4 === 0) pooled = blocksThreaded(tower, x, y, dims, tail, rowOf);
-    else {
+    const prefix = tail && W % 4 === 0 && n > 1 ? sharedPrefix(ids, L, prompts, eot[prompts[0]]) : 0;
+    if (prefix > 0) {
+      // the positions every prompt shares, once (their qkv kept per block), then the others
+      embed(prompts.slice(0, 1), 0, prefix);
+      blocksThreaded(tower, x, y, { ...dims, batch: 1, tokens: prefix }, false, () => 0, "capture");
+      embed(prompts, prefix, tokens);
+      const rest = tokens - prefix;
+      const rowOfRest = (i: number) => i * rest + eot[prompts[i]] - prefix;
+      pooled = blocksThreaded(tower, x, y, { ...dims, tokens: rest }, true, rowOfRest, prefix);
+    } else if (W % 4 === 0) {
+      embed(prompts, 0, tokens);
+      pooled = blocksThreaded(tower, x, y, dims, tail, rowOf);
+    } else {
+      embed(prompts, 0, tokens);
       const full = tail ? blocks.length - 1 : blocks.length;
       for (let l = 0; l < full; l++) {
         blockForward(y, x, blocks[l], acts, dims, true);
@@ -171,6 +185,7 @@ function blocksThreaded(
   dims: BlockDims,
   tail: boolean,
   rowOf: (i: number) => number,
+  prefix: number | "capture" = 0,
 ): Float32Array {
   const { blocks, acts: a } = tower;
   const { batch: n, tokens, width: D, heads, mlp: F } = dims;
@@ -201,16 +216,29 @@ function blocksThreaded(
     width: D,
   });
   /** in_proj and the attention of every prompt (LN1 already in a.h1); the output in a.o */
-  const attention = (w: BlockWeights) => {
+  const attention = (l: number) => {
+    const w = blocks[l];
     linear(a.qkv, a.h1, w.inProjWeight, rows, D, 3 * D);
+    const bias: Step = { op: "addRows", c: a.qkv, ld: 3 * D, bias: w.inProjBias, n: 3 * D };
+    if (typeof prefix === "number" && prefix > 0) {
+      const { qkv, probs } = a;
+      const prefixQkv = tower.prefixQkv[l];
+      steps.run(
+        [bias, { op: "attentionPrefixed", out: a.o, probs, qkv, prefixQkv, prefix, tokens, width: D, heads }],
+        n,
+        tokens,
+      );
+      return;
+    }
     steps.run(
       [
-        { op: "addRows", c: a.qkv, ld: 3 * D, bias: w.inProjBias, n: 3 * D },
+        bias,
         { op: "attention", out: a.o, probs: a.probs, qkv: a.qkv, tokens, width: D, heads, causal: true },
       ],
       n,
       tokens,
     );
+    if (prefix === "capture") tower.prefixQkv[l].set(a.qkv.subarray(0, rows * 3 * D));
   };
   /**
    * out_proj, MLP and residuals on m rows: x2 = x + o Wout^T + b; y = x2 + mlp(LN2(x2)); then
@@ -258,7 +286,7 @@ function blocksThreaded(
   for (let l = 0; l < full; l++) {
     const w = blocks[l];
     const following = blocks[l + 1];
-    attention(w);
+    attention(l);
     const next = following ? ln(a.h1, y, following.ln1Weight, following.ln1Bias) : undefined;
     rest(w, y, x, a.o, a.x2, a.h2, rows, next);
     [x, y] = [y, x];
@@ -271,12 +299,25 @@ function blocksThreaded(
   // the last block: attention over every row (keys and values need them), the rest on the n
   // pooled rows (lastBlockPooled's buffers)
   const w = blocks[blocks.length - 1];
-  attention(w);
+  attention(blocks.length - 1);
   const o = gatherRows(a.x2, a.o, n, D, rowOf);
   const xp = gatherRows(a.h2, x, n, D, rowOf);
   // out_proj into a.h1, LN2 into a.o, y into y, ln_final into a.h2 (xp is read before)
   rest(w, y, xp, o, a.h1, a.o, n, finalLn(a.h2, y));
   return a.h2;
+}
+
+/**
+ * How many leading positions all `prompts` share (the same ids), at most `limit` (the earliest
+ * end-of-text position: every pooled row stays outside the prefix).
+ */
+function sharedPrefix(ids: Int32Array, L: number, prompts: number[], limit: number): number {
+  let length = 0;
+  for (; length < limit; length++) {
+    const id = ids[prompts[0] * L + length];
+    if (!prompts.every((p) => ids[p * L + length] === id)) break;
+  }
+  return length;
 }
 
 /** dst[i] = src[rowOf(i)] for i < n (rows of `width`); returns dst. */

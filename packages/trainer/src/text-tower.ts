@@ -10,8 +10,7 @@ import { type ClipConfig, UnmaskError } from "@unmask/clip";
 import type { FloatTensor } from "./engine.js";
 import { Arena } from "./engines/cpu/arena.js";
 import { allocBlockActivations, type BlockActivations, type BlockWeights } from "./engines/cpu/block.js";
-import { GEMM_SCRATCH_FLOATS } from "./engines/cpu/gemm-kernel.js";
-import { StepThreads } from "./engines/cpu/step-threads.js";
+import { StepThreads, stepScratchFloats } from "./engines/cpu/step-threads.js";
 
 /**
  * Token rows (prompts x positions) per chunk. Bounds the activations (about 17 W floats a row:
@@ -40,15 +39,20 @@ export interface Tower {
   projected: Float32Array;
   /** The non-GEMM steps' threads (step-threads.ts), started on first use and stopped when idle. */
   steps?: StepThreads;
-  /** Their attention GEMMs' packing scratch, one per thread, allocated once. */
+  /** Their scratch, one per thread, allocated once. */
   stepScratch: Float32Array[];
+  /** Per block, [contextLength, 3 W]: the qkv rows of a prefix that the prompts of a chunk share. */
+  prefixQkv: Float32Array[];
   idleTimer?: ReturnType<typeof setTimeout>;
 }
 
 /** The tower's step threads, started if needed. */
 export function towerSteps(tower: Tower): StepThreads {
   tower.steps ??= new StepThreads(tower.arena, tower.threads, (i) => {
-    tower.stepScratch[i] ??= tower.arena.floats(GEMM_SCRATCH_FLOATS, `text step scratch ${i}`);
+    tower.stepScratch[i] ??= tower.arena.floats(
+      stepScratchFloats(tower.config.contextLength, tower.config.transformerWidth),
+      `text step scratch ${i}`,
+    );
     return tower.stepScratch[i];
   });
   return tower.steps;
@@ -222,5 +226,6 @@ function buildTower(
     xs: [rowsOf(W, "text stream"), rowsOf(W, "text stream")],
     projected: rowsOf(E, "projected rows"),
     stepScratch: [],
+    prefixQkv: blocks.map((_, l) => arena.floats(L * 3 * W, `text prefix qkv ${l}`)),
   };
 }

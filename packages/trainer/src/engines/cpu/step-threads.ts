@@ -12,8 +12,8 @@
  *
  * The step code is one JavaScript source (STEP_SOURCE), evaluated in every worker and on the
  * calling thread, so that all run the same code. Every array is a byte offset in the arena's
- * shared memory; widths must be multiples of 4 (the SIMD kernels' unit). Each thread's small
- * attention GEMMs pack into their own GEMM_SCRATCH_FLOATS scratch (gemm-kernel.ts).
+ * shared memory; widths must be multiples of 4 (the SIMD kernels' unit). Each thread has its own
+ * scratch (the small attention GEMMs' packing, gathered rows).
  *
  * Control block (Int32 words): [0] job sequence (workers wait for it to change; -1 stops them),
  * [1] next task to take, [2] tasks done, [3] task count, [4] failure flag, [5] step count,
@@ -23,6 +23,7 @@
 import { Worker } from "node:worker_threads";
 import { UnmaskError } from "@unmask/clip";
 import type { Arena } from "./arena.js";
+import { GEMM_SCRATCH_FLOATS } from "./gemm-kernel.js";
 import { gemmKernelModule } from "./kernel-module.js";
 import { LAYERNORM_EPS } from "./layernorm.js";
 
@@ -67,9 +68,40 @@ export type Step =
       width: number;
       heads: number;
       causal: boolean;
+    }
+  /**
+   * Causal attention of sequences that all begin with the same `prefix` positions, given only
+   * their other `tokens` rows (units: sequences of `tokens` rows): qkv [rows, 3 width] of those
+   * rows, prefixQkv [prefix, 3 width] the shared rows' (bias added). Each sequence's prefix + tokens
+   * rows are gathered into the thread's scratch and run as attention.ts does for the rows after
+   * the prefix: out [rows, width], probs [sequences, heads, tokens, prefix + tokens]. The scratch
+   * must hold stepScratchFloats(prefix + tokens, width).
+   */
+  | {
+      op: "attentionPrefixed";
+      out: Float32Array;
+      probs: Float32Array;
+      qkv: Float32Array;
+      prefixQkv: Float32Array;
+      prefix: number;
+      tokens: number;
+      width: number;
+      heads: number;
     };
 
-const OP = { addRows: 1, addInto: 2, layernorm: 3, quickGelu: 4, attention: 5 } as const;
+/** Floats of a thread's scratch for sequences of up to `tokens` positions of `width`. */
+export function stepScratchFloats(tokens: number, width: number): number {
+  return GEMM_SCRATCH_FLOATS + tokens * 3 * width;
+}
+
+const OP = {
+  addRows: 1,
+  addInto: 2,
+  layernorm: 3,
+  quickGelu: 4,
+  attention: 5,
+  attentionPrefixed: 6,
+} as const;
 
 /**
  * `makeRunner(kernels, memory, scratch)` returns `runTask(ctl, t)`, which runs the job's steps on
@@ -112,6 +144,27 @@ function makeRunner(kernels, memory, scratch) {
       }
     }
   }
+  function attentionPrefixed(out, probs, qkv, pre, P, S, b0, b1, width, heads) {
+    const N = P + S;
+    const dh = width / heads;
+    const scale = 1 / Math.sqrt(dh);
+    const ld = 3 * width;
+    const kv = scratch + ${GEMM_SCRATCH_FLOATS} * 4;
+    for (let b = b0; b < b1; b++) {
+      heap.copyWithin(kv / 4, pre / 4, pre / 4 + P * ld);
+      const own = qkv / 4 + b * S * ld;
+      heap.copyWithin(kv / 4 + P * ld, own, own + S * ld);
+      for (let h = 0; h < heads; h++) {
+        const q = kv + (P * ld + h * dh) * 4;
+        const k = kv + (width + h * dh) * 4;
+        const v = kv + (2 * width + h * dh) * 4;
+        const p = probs + (b * heads + h) * S * N * 4;
+        kernels.gemm(0, 1, S, N, dh, q, ld, k, ld, p, N, 0, scratch);
+        for (let i = 0; i < S; i++) softmaxRow(p / 4 + i * N, P + i + 1, N, scale);
+        kernels.gemm(0, 0, S, dh, N, p, N, v, ld, out + (b * S * width + h * dh) * 4, width, 0, scratch);
+      }
+    }
+  }
   return function runTask(ctl, t) {
     if (heap.buffer.byteLength !== memory.buffer.byteLength) heap = new Float32Array(memory.buffer);
     const tasks = ctl[3];
@@ -140,6 +193,9 @@ function makeRunner(kernels, memory, scratch) {
           break;
         case ${OP.attention}:
           attention(w(1), w(2), w(3), u0, u1, w(4), w(5), w(6), w(7) !== 0);
+          break;
+        case ${OP.attentionPrefixed}:
+          attentionPrefixed(w(1), w(2), w(3), w(4), w(5), w(6), u0, u1, w(7), w(8));
           break;
         default:
           throw new Error("step-threads: unknown step " + ctl[a]);
@@ -186,9 +242,10 @@ export class StepThreads {
   private closed = false;
 
   /**
-   * `scratch(i)` is thread i's packing scratch for the attention's small GEMMs
-   * (GEMM_SCRATCH_FLOATS floats in the arena; 0 is the caller's), kept by the owner so that a new
-   * StepThreads on the same arena allocates nothing.
+   * `scratch(i)` is thread i's scratch in the arena (0 is the caller's): the attention's small
+   * GEMMs pack into its first GEMM_SCRATCH_FLOATS floats, attentionPrefixed gathers rows after
+   * them (stepScratchFloats). The owner keeps them, so that a new StepThreads on the same arena
+   * allocates nothing.
    */
   constructor(
     arena: Arena,
@@ -305,6 +362,18 @@ function stepWords(step: Step): number[] {
         step.width,
         step.heads,
         step.causal ? 1 : 0,
+      ];
+    case "attentionPrefixed":
+      return [
+        OP.attentionPrefixed,
+        step.out.byteOffset,
+        step.probs.byteOffset,
+        step.qkv.byteOffset,
+        step.prefixQkv.byteOffset,
+        step.prefix,
+        step.tokens,
+        step.width,
+        step.heads,
       ];
   }
 }
