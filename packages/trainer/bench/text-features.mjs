@@ -12,7 +12,7 @@
 // idle: the threads' figure needs free cores.
 // Run after building this package and @unmask/convert:
 //   node bench/text-features.mjs [classes=1000]
-//   node bench/text-features.mjs --quick [classes=1000] [threads...] [--before REV] [--profile]
+//   node bench/text-features.mjs --quick [classes=1000] [threads...] [--before REV] [--profile] [--distinct]
 // --quick times only this build on ViT-B/16's text tower (no nano-clip), once per thread count
 // given (default 1 and os.availableParallelism()), after one warm-up call that builds the tower:
 // wall and CPU seconds, and the largest difference to the first run's features (0: the same bits
@@ -109,7 +109,16 @@ async function features(model, classNames, encode, options) {
 }
 
 const threads = availableParallelism();
-const names = Array.from({ length: classes }, (_, i) => `n${String(i).padStart(8, "0")}`);
+// --distinct: seeded random lower-case words instead of n00000000.. (whose digits, one token each,
+// let the prompts of a chunk share up to 12 of their 16 positions: only the template's 5 then)
+const letters = normals(7);
+const names = Array.from({ length: classes }, (_, i) =>
+  args.includes("--distinct")
+    ? Array.from({ length: 8 }, () =>
+        String.fromCharCode(97 + (Math.floor(Math.abs(letters()) * 1e6) % 26)),
+      ).join("")
+    : `n${String(i).padStart(8, "0")}`,
+);
 
 if (quick) {
   const model = await vitB16Text();
