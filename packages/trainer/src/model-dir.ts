@@ -22,38 +22,22 @@ export interface LoadedModel {
   logitScale: number;
 }
 
-export async function loadModelDir(path: string): Promise<LoadedModel> {
-  const info = await stat(path).catch(() => null);
-  if (!info)
-    throw new UnmaskError("MODEL_NOT_FOUND", `${path}: no such model folder (run unmask convert first)`, {
-      subject: path,
-    });
-  const weightsPath = info.isDirectory() ? join(path, "model.safetensors") : path;
-  const configPath = info.isDirectory() ? join(path, "config.json") : null;
-  const file = await SafetensorsFile.open(weightsPath);
+/** A model folder's (or bare .safetensors file's) configuration, without reading its weights. */
+export async function readModelConfig(
+  path: string,
+): Promise<{ weightsPath: string; config: ClipConfig; modelName: string | null }> {
+  const file = await openModelWeights(path);
   try {
-    let config: ClipConfig;
-    let modelName: string | null = info.isDirectory() ? basename(path) : null;
-    const configText = configPath ? await readFile(configPath, "utf8").catch(() => null) : null;
-    if (configText !== null) {
-      let json: { model_name?: unknown };
-      try {
-        json = JSON.parse(configText);
-      } catch (cause) {
-        throw new UnmaskError("BAD_CONFIG", `${configPath}: not valid JSON`, {
-          cause,
-          subject: configPath ?? "",
-        });
-      }
-      config = configFromJson(json, configPath ?? "config.json");
-      if (typeof json.model_name === "string") modelName = json.model_name;
-    } else {
-      config = inferConfig(new Map([...file.tensors].map(([name, e]) => [name, e.shape])));
-    }
-    if (config.architecture !== "vit")
-      throw new UnmaskError("UNSUPPORTED_MODEL", `${weightsPath}: only ViT CLIP models can be trained`, {
-        subject: weightsPath,
-      });
+    return await modelConfig(path, file);
+  } finally {
+    await file.close();
+  }
+}
+
+export async function loadModelDir(path: string): Promise<LoadedModel> {
+  const file = await openModelWeights(path);
+  try {
+    const { weightsPath, config, modelName } = await modelConfig(path, file);
     const vision = new Map<string, FloatTensor>();
     const text = new Map<string, FloatTensor>();
     for (const entry of file.tensors.values()) {
@@ -70,4 +54,46 @@ export async function loadModelDir(path: string): Promise<LoadedModel> {
   } finally {
     await file.close();
   }
+}
+
+async function openModelWeights(path: string): Promise<SafetensorsFile> {
+  const info = await stat(path).catch(() => null);
+  if (!info)
+    throw new UnmaskError("MODEL_NOT_FOUND", `${path}: no such model folder (run unmask convert first)`, {
+      subject: path,
+    });
+  return SafetensorsFile.open(info.isDirectory() ? join(path, "model.safetensors") : path);
+}
+
+/** config.json when the folder has one, else the configuration the tensor shapes imply. */
+async function modelConfig(
+  path: string,
+  file: SafetensorsFile,
+): Promise<{ weightsPath: string; config: ClipConfig; modelName: string | null }> {
+  const isDirectory = (await stat(path)).isDirectory();
+  const weightsPath = isDirectory ? join(path, "model.safetensors") : path;
+  const configPath = isDirectory ? join(path, "config.json") : null;
+  let config: ClipConfig;
+  let modelName: string | null = isDirectory ? basename(path) : null;
+  const configText = configPath ? await readFile(configPath, "utf8").catch(() => null) : null;
+  if (configText !== null) {
+    let json: { model_name?: unknown };
+    try {
+      json = JSON.parse(configText);
+    } catch (cause) {
+      throw new UnmaskError("BAD_CONFIG", `${configPath}: not valid JSON`, {
+        cause,
+        subject: configPath ?? "",
+      });
+    }
+    config = configFromJson(json, configPath ?? "config.json");
+    if (typeof json.model_name === "string") modelName = json.model_name;
+  } else {
+    config = inferConfig(new Map([...file.tensors].map(([name, e]) => [name, e.shape])));
+  }
+  if (config.architecture !== "vit")
+    throw new UnmaskError("UNSUPPORTED_MODEL", `${weightsPath}: only ViT CLIP models can be trained`, {
+      subject: weightsPath,
+    });
+  return { weightsPath, config, modelName };
 }

@@ -26,7 +26,7 @@ import { type BuiltImageCache, buildImageCache } from "./data/image-cache.js";
 import type { ImageIo } from "./data/image-io.js";
 import { alignClasses, resolveData } from "./data/resolve.js";
 import type { EngineModel, FloatTensor, RmtHyper } from "./engine.js";
-import { type LoadedModel, loadModelDir } from "./model-dir.js";
+import { type LoadedModel, loadModelDir, readModelConfig } from "./model-dir.js";
 import type { OnTrainProgress } from "./progress.js";
 
 /** Which weights get a mask: an explicit list of canonical names, or the recipe's set with options. */
@@ -110,17 +110,10 @@ export async function prepareRun(options: PrepareOptions): Promise<Prepared> {
   const say = (stage: "model" | "data" | "text" | "cache", message: string, done = 0, total = 1) =>
     onProgress?.({ status: "prepare", stage, done, total, message });
 
-  say("model", `loading ${options.model}`);
-  const model = await loadModelDir(options.model);
-  const maskedTensors = resolveMaskedTensors(model, options.maskedTensors);
-  const fingerprint = await fingerprintTensors(
-    maskedTensors.map((name) => {
-      const t = model.vision.get(name) as FloatTensor;
-      return { name, shape: t.shape, values: t.data };
-    }),
-  );
-  options.signal?.throwIfAborted();
-
+  // The training images decode (libuv's pool, sharp) while the model loads, its masked tensors
+  // are fingerprinted and the class names encoded: only the cache size is needed first.
+  say("model", `reading ${options.model}`);
+  const { config } = await readModelConfig(options.model);
   say("data", "listing images");
   const { train, test } = await resolveDatasets(options);
   let trainItems: DatasetItem[];
@@ -136,50 +129,72 @@ export async function prepareRun(options: PrepareOptions): Promise<Prepared> {
     );
   } else trainItems = sampleFewShot({ dataset: train, shots: options.shots, seed: options.seed });
 
-  const datasetName = datasetNameOf(options.data);
-  const templates = options.templates ?? [datasetName ? templateForDataset(datasetName) : DEFAULT_TEMPLATE];
-  say("text", `encoding ${train.classNames.length} class names`);
-  const textFeatures: FloatTensor = {
-    shape: [train.classNames.length, model.config.embedDim],
-    data: await buildClassTextFeatures({
-      classNames: train.classNames,
-      templates,
-      encodeText: options.encodeText(model),
-      contextLength: model.config.contextLength,
-    }),
-  };
-  options.signal?.throwIfAborted();
-
-  const cacheSize = options.cacheSize ?? model.config.imageResolution;
-  const cache = await buildImageCache({
+  const cacheSize = options.cacheSize ?? config.imageResolution;
+  const stopDecoding = new AbortController();
+  const signal = options.signal
+    ? AbortSignal.any([options.signal, stopDecoding.signal])
+    : stopDecoding.signal;
+  const decoding = buildImageCache({
     items: trainItems,
     size: cacheSize,
     io,
-    signal: options.signal,
+    signal,
     onImage: (done, total) => {
       if (done === total || done % 64 === 0) say("cache", "decoding training images", done, total);
     },
   });
+  decoding.catch(() => undefined); // awaited below, or abandoned with the error that stops the run
 
-  return {
-    model,
-    engineModel: {
-      config: model.config,
-      weights: model.vision,
-      maskedTensors,
-      textFeatures,
-      logitScale: model.logitScale,
-    },
-    fingerprint,
-    train,
-    test,
-    trainItems,
-    shots,
-    fileListSha256: fileListSha256(trainItems.map((i) => i.id)),
-    templates,
-    cache,
-    cacheSize,
-  };
+  try {
+    say("model", `loading ${options.model}`);
+    const model = await loadModelDir(options.model);
+    const maskedTensors = resolveMaskedTensors(model, options.maskedTensors);
+    const fingerprint = await fingerprintTensors(
+      maskedTensors.map((name) => {
+        const t = model.vision.get(name) as FloatTensor;
+        return { name, shape: t.shape, values: t.data };
+      }),
+    );
+    options.signal?.throwIfAborted();
+
+    const datasetName = datasetNameOf(options.data);
+    const templates = options.templates ?? [datasetName ? templateForDataset(datasetName) : DEFAULT_TEMPLATE];
+    say("text", `encoding ${train.classNames.length} class names`);
+    const textFeatures: FloatTensor = {
+      shape: [train.classNames.length, model.config.embedDim],
+      data: await buildClassTextFeatures({
+        classNames: train.classNames,
+        templates,
+        encodeText: options.encodeText(model),
+        contextLength: model.config.contextLength,
+      }),
+    };
+    options.signal?.throwIfAborted();
+    const cache = await decoding;
+    return {
+      model,
+      engineModel: {
+        config: model.config,
+        weights: model.vision,
+        maskedTensors,
+        textFeatures,
+        logitScale: model.logitScale,
+      },
+      fingerprint,
+      train,
+      test,
+      trainItems,
+      shots,
+      fileListSha256: fileListSha256(trainItems.map((i) => i.id)),
+      templates,
+      cache,
+      cacheSize,
+    };
+  } catch (error) {
+    stopDecoding.abort();
+    await decoding.catch(() => undefined);
+    throw error;
+  }
 }
 
 /** The settings that determine a run's result bit for bit. */
