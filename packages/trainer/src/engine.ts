@@ -163,6 +163,13 @@ export interface Engine {
    * faults, ~0.2 s for ViT-B/16's 350 MB).
    */
   getState(into?: EngineState): Promise<EngineState>;
+  /**
+   * Optional: the state as of the work queued so far, without making the caller wait for that
+   * work (train() snapshots every epoch this way, then writes the checkpoint while the next epoch
+   * trains). The copy starts at the call, so later steps may be issued at once; the promise
+   * resolves once it has landed. The arrays may be engine-owned: valid until the next call.
+   */
+  snapshotState?(): Promise<EngineState>;
   setState(state: EngineState): Promise<void>;
   dispose(): Promise<void>;
 }

@@ -173,6 +173,10 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     seed,
     ...(rank?.dp.engineOptions ? { distributed: rank.dp.engineOptions } : {}),
   });
+  // the checkpoint being written in the background, and the arrays its snapshot filled (free again
+  // once it is done); the engine is disposed only after the write (it may read engine memory)
+  let pendingWrite: Promise<void> | undefined;
+  let snapshotArrays: EngineState | undefined;
   try {
     rank?.dp.assertEngineJoined(engine.name);
     await engine.setImageCache(cache.cache);
@@ -227,11 +231,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
 
     // The epoch-end checkpoint is written while the next epoch trains (a ViT-B/16's scores and
     // Adam moments are ~350 MB, ~0.5 s with the fsync): `save` takes the snapshot (the engine's
-    // state is a copy, the run state is cloned) and leaves the write pending; the next save, an
-    // abort and the end of training wait for it, so writes stay in order and a failed write
-    // still fails the run.
-    let pendingWrite: Promise<void> | undefined;
-    let snapshotArrays: EngineState | undefined; // free again once pendingWrite is done
+    // snapshotState queues its copy behind the steps without waiting, else getState copies; the
+    // run state is cloned) and leaves the write pending; the next save, an abort and the end of
+    // training wait for it, so writes stay in order and a failed write still fails the run.
     const finishWrite = async () => {
       const write = pendingWrite;
       pendingWrite = undefined;
@@ -243,12 +245,18 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       if (rank && engineState) await rank.dp.checkReplicas(`scores/${state.globalStep}`, engineState.scores);
       if (!checkpointPath || !writer) return;
       state.sampler = sampler.getState();
-      snapshotArrays = engineState ?? (await engine.getState(snapshotArrays));
-      const snapshot = { state: structuredClone(state), engine: snapshotArrays };
+      const runState = structuredClone(state);
       const globalStep = state.globalStep;
-      const write = saveCheckpoint(checkpointPath, snapshot, shapes).then(() =>
-        onProgress?.({ status: "checkpoint", path: checkpointPath, epoch, globalStep }),
-      );
+      const snapshot: Promise<EngineState> = engineState
+        ? Promise.resolve(engineState)
+        : engine.snapshotState
+          ? engine.snapshotState()
+          : engine.getState(snapshotArrays);
+      const write = snapshot.then(async (engineSnapshot) => {
+        if (!engine.snapshotState) snapshotArrays = engineSnapshot;
+        await saveCheckpoint(checkpointPath, { state: runState, engine: engineSnapshot }, shapes);
+        onProgress?.({ status: "checkpoint", path: checkpointPath, epoch, globalStep });
+      });
       if (!inBackground) return write;
       pendingWrite = write;
       write.catch(() => undefined); // reported by finishWrite
@@ -406,6 +414,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     onProgress?.({ status: "done", report, maskPath: outPath, reportPath });
     return { report, maskBytes, masks, maskPath: outPath, reportPath };
   } finally {
+    await pendingWrite?.catch(() => undefined);
     await engine.dispose();
   }
 }

@@ -217,6 +217,19 @@ async function bench(batches: number[], profile = false) {
       await engine.getState();
       stateMs.push(performance.now() - t);
     }
+    // the asynchronous snapshot train() takes every epoch: what queuing it costs the loop, and
+    // its bits against getState's
+    const q0 = performance.now();
+    const pending = engine.snapshotState();
+    const snapshotIssueMs = performance.now() - q0;
+    const reference = await engine.getState();
+    const snapshot = await pending;
+    let snapshotDiffering = 0;
+    for (const kind of ["scores", "adamM", "adamV"] as const)
+      for (const [name, want] of reference[kind]) {
+        const got = snapshot[kind].get(name);
+        for (let i = 0; i < want.length; i++) if (got?.[i] !== want[i]) snapshotDiffering++;
+      }
     out({
       bench: "cuda_rmt_step",
       batch: B,
@@ -230,6 +243,8 @@ async function bench(batches: number[], profile = false) {
       warmup_s: +(warmMs / 1000).toFixed(1),
       first_losses: losses.slice(0, 2).map((x) => +x.toFixed(4)),
       get_state_ms: stateMs.map((x) => +x.toFixed(1)),
+      snapshot_issue_ms: +snapshotIssueMs.toFixed(2),
+      snapshot_differing: snapshotDiffering,
     });
     if (profile) {
       engine.profileStep(B); // warm the eager path

@@ -72,4 +72,28 @@ describe.skipIf(unavailable !== "")("cuda engine on the tiny-vit-p8 fixture", ()
       await engine.dispose();
     }
   });
+
+  it("snapshots the state behind queued steps, equal to getState and unchanged by later steps", async () => {
+    const dir = dirname(fixturePath("tiny-vit-p8/rmt_step.safetensors"));
+    const fx = loadTinyFixture(dir);
+    const get = (name: string) => (fx.step.get(name) as { data: Float32Array }).data;
+    const engine = await createCudaEngine(fx.model, { maxBatch: 6, hyper: fx.hyper, seed: 1234 });
+    try {
+      const batch = { labels: Int32Array.from(get("labels")), pixels: get("images") };
+      await engine.step(batch, { lr: 8e-5, step: 0 });
+      const pending = engine.snapshotState();
+      const copy = await engine.getState(); // waits for the queued work, so equals the snapshot
+      await engine.step(batch, { lr: 8e-5, step: 1 }); // moves the scores after the snapshot
+      const snapshot = await pending;
+      const moved = await engine.getState();
+      for (const name of fx.model.maskedTensors) {
+        expect(snapshot.scores.get(name)).toEqual(copy.scores.get(name));
+        expect(snapshot.adamM.get(name)).toEqual(copy.adamM.get(name));
+        expect(snapshot.adamV.get(name)).toEqual(copy.adamV.get(name));
+        expect(moved.adamM.get(name)).not.toEqual(copy.adamM.get(name));
+      }
+    } finally {
+      await engine.dispose();
+    }
+  });
 });

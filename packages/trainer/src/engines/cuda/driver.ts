@@ -14,6 +14,7 @@ export type KernelArg = ["p", number] | ["i", number] | ["u", number] | ["f", nu
 const MAX_KERNEL_ARGS = 32;
 const CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
 const CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1;
+const CUDA_ERROR_NOT_READY = 600;
 
 // biome-ignore lint/suspicious/noExplicitAny: koffi functions are variadic by declaration
 type Fn = (...args: any[]) => any;
@@ -48,6 +49,7 @@ export class CudaDriver {
     declare("cuMemGetInfo_v2", "int NAME(_Out_ size_t *free, _Out_ size_t *total)");
     declare("cuMemcpyHtoD_v2", "int NAME(uint64_t dst, const void *src, size_t bytes)");
     declare("cuMemcpyDtoH_v2", "int NAME(_Out_ void *dst, uint64_t src, size_t bytes)");
+    declare("cuMemcpyDtoHAsync_v2", "int NAME(uint64_t dst, uint64_t src, size_t bytes, uint64_t stream)");
     declare("cuMemcpyDtoD_v2", "int NAME(uint64_t dst, uint64_t src, size_t bytes)");
     declare("cuMemsetD32Async", "int NAME(uint64_t dst, unsigned int value, size_t count, uint64_t stream)");
     declare("cuMemsetD8_v2", "int NAME(uint64_t dst, uint8_t value, size_t count)");
@@ -66,6 +68,7 @@ export class CudaDriver {
     declare("cuEventDestroy_v2", "int NAME(uint64_t event)");
     declare("cuEventRecord", "int NAME(uint64_t event, uint64_t stream)");
     declare("cuEventSynchronize", "int NAME(uint64_t event)");
+    declare("cuEventQuery", "int NAME(uint64_t event)");
     try {
       declare(
         "cuEventElapsedTime",
@@ -174,6 +177,11 @@ export class CudaDriver {
     this.check("cuMemcpyDtoH", this.fns.cuMemcpyDtoH_v2(bytes, src, dst.byteLength));
   }
 
+  /** Queues a copy of `bytes` from device `src` to page-locked host memory at `dst` on `stream`. */
+  downloadAsync(dst: bigint, src: number, bytes: number, stream: number): void {
+    if (bytes > 0) this.check("cuMemcpyDtoHAsync", this.fns.cuMemcpyDtoHAsync_v2(dst, src, bytes, stream));
+  }
+
   copy(dst: number, src: number, bytes: number): void {
     if (bytes > 0) this.check("cuMemcpyDtoD", this.fns.cuMemcpyDtoD_v2(dst, src, bytes));
   }
@@ -271,6 +279,14 @@ export class CudaDriver {
 
   destroyEvent(event: number): void {
     this.check("cuEventDestroy", this.fns.cuEventDestroy_v2(event));
+  }
+
+  /** True once the work queued before the event's record has finished (cuEventQuery). */
+  eventDone(event: number): boolean {
+    const status = this.fns.cuEventQuery(event);
+    if (status === CUDA_ERROR_NOT_READY) return false;
+    this.check("cuEventQuery", status);
+    return true;
   }
 
   record(event: number, stream: number): void {
