@@ -389,7 +389,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     // ---- the mask and the report ----
     const { maskBytes, masks, report, reportPath } = buildRunOutput({
       prepared,
-      scores: (await engine.getState()).scores,
+      // the snapshot buffer is free once the last checkpoint is written; its copy skips the
+      // fresh arrays getState fills (only the bits derived from the scores are kept)
+      scores: (await (engine.snapshotState?.() ?? engine.getState())).scores,
       preset: options.preset ?? "recipe",
       settings: { epochs, batchSize, lr, lambda },
       hyper,
