@@ -69,6 +69,33 @@ describe("safetensors", () => {
     expect(again.metadata).toEqual({ format: "pt" });
   });
 
+  it("writes the same bytes as encodeSafetensors with in-memory, empty and lazy tensors past one writev", async () => {
+    // 1,500 tensors: more than one writev's 1,024 buffers; every 100th is read lazily (a flush
+    // before it), one is empty; progress comes once per tensor in file order
+    const tensors = Array.from({ length: 1500 }, (_, i) => {
+      const data = new Uint8Array(i === 7 ? 0 : 4 * (1 + (i % 5))).map((_, j) => (i * 31 + j) & 255);
+      const dtype = i % 3 === 0 ? ("F32" as const) : ("U8" as const);
+      const shape = dtype === "F32" ? [data.length / 4] : [data.length];
+      return { name: `t${i}`, dtype, shape, data: i % 100 === 50 ? async () => data : data };
+    });
+    const eager = tensors.map((t) => ({
+      ...t,
+      data: typeof t.data === "function" ? new Uint8Array(0) : t.data,
+    }));
+    for (const [i, t] of tensors.entries()) if (typeof t.data === "function") eager[i].data = await t.data();
+    const dir = mkdtempSync(join(tmpdir(), "st-"));
+    const seen: string[] = [];
+    await writeSafetensors(join(dir, "many.safetensors"), tensors, {
+      metadata: { kind: "test" },
+      onProgress: (e) => seen.push(e.tensor),
+    });
+    const written = new Uint8Array(readFileSync(join(dir, "many.safetensors")));
+    const expected = encodeSafetensors(eager, { kind: "test" });
+    expect(Buffer.from(written).equals(Buffer.from(expected))).toBe(true);
+    expect(seen.length).toBe(1500);
+    expect(new Set(seen).size).toBe(1500);
+  });
+
   describe("hostile input", () => {
     const valid = encodeSafetensors([
       { name: "a", dtype: "F32", shape: [2], data: new Uint8Array(8) },

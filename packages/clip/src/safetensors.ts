@@ -324,7 +324,15 @@ export function layoutSafetensors(
   return { order, headerBytes, offsets, totalBytes: 8 + headerBytes.byteLength + cursor };
 }
 
-/** Writes a safetensors file atomically, checking every tensor's byte count against dtype x shape. */
+/** Most buffers one writev takes (POSIX guarantees IOV_MAX >= 16; Linux allows 1024). */
+const WRITEV_MAX_BUFFERS = 1024;
+
+/**
+ * Writes a safetensors file atomically, checking every tensor's byte count against dtype x shape.
+ * Tensors already in memory are written together (one writev per 1,024), so a file costs a
+ * handful of file-system calls however many tensors it has: a caller that writes in the
+ * background while its own loop seldom yields to the event loop sees it finish in a few turns.
+ */
 export async function writeSafetensors(
   path: string,
   tensors: readonly TensorToWrite[],
@@ -334,12 +342,29 @@ export async function writeSafetensors(
   await writeFileAtomic(path, async (handle) => {
     const prefix = new Uint8Array(8);
     new DataView(prefix.buffer).setBigUint64(0, BigInt(headerBytes.byteLength), true);
-    await handle.write(prefix, 0, 8, 0);
-    await handle.write(headerBytes, 0, headerBytes.byteLength, 8);
     const dataStart = 8 + headerBytes.byteLength;
+    let pending: { name: string; data: Uint8Array }[] = [];
+    let position = 0; // where `pending` starts in the file
     let done = 0;
+    const flush = async () => {
+      await writeAll(
+        handle,
+        pending.map((p) => p.data),
+        position,
+      );
+      for (const p of pending) {
+        position += p.data.byteLength;
+        if (p.name) {
+          done += p.data.byteLength;
+          options.onProgress?.({ tensor: p.name, bytesDone: done, bytesTotal: totalBytes - dataStart });
+        }
+      }
+      pending = [];
+    };
+    pending.push({ name: "", data: prefix }, { name: "", data: headerBytes });
     for (const i of order) {
       const t = tensors[i];
+      if (typeof t.data === "function") await flush(); // a lazy tensor: write what is held first
       const data = typeof t.data === "function" ? await t.data() : t.data;
       const [begin, end] = offsets[i];
       if (data.byteLength !== end - begin)
@@ -348,19 +373,10 @@ export async function writeSafetensors(
           `${path}: tensor ${t.name} has ${data.byteLength} bytes, dtype ${t.dtype} x shape [${t.shape.join(", ")}] needs ${end - begin}`,
           { subject: t.name },
         );
-      let written = 0;
-      while (written < data.byteLength) {
-        const { bytesWritten } = await handle.write(
-          data,
-          written,
-          data.byteLength - written,
-          dataStart + begin + written,
-        );
-        written += bytesWritten;
-      }
-      done += data.byteLength;
-      options.onProgress?.({ tensor: t.name, bytesDone: done, bytesTotal: totalBytes - dataStart });
+      pending.push({ name: t.name, data });
+      if (typeof t.data === "function" || pending.length >= WRITEV_MAX_BUFFERS) await flush();
     }
+    await flush();
   });
   const { size } = await stat(path);
   if (size !== totalBytes)
@@ -390,4 +406,23 @@ export function encodeSafetensors(
     out.set(tensors[i].data, dataStart + begin);
   }
   return out;
+}
+
+/** Writes every byte of `buffers` at `position`, resuming after short writes. */
+async function writeAll(
+  handle: import("node:fs/promises").FileHandle,
+  buffers: Uint8Array[],
+  position: number,
+): Promise<void> {
+  let rest = buffers.filter((b) => b.byteLength > 0);
+  while (rest.length > 0) {
+    const { bytesWritten } = await handle.writev(rest, position);
+    position += bytesWritten;
+    let skip = bytesWritten;
+    while (rest.length > 0 && skip >= rest[0].byteLength) {
+      skip -= rest[0].byteLength;
+      rest = rest.slice(1);
+    }
+    if (skip > 0) rest[0] = rest[0].subarray(skip);
+  }
 }

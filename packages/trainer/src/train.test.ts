@@ -149,6 +149,36 @@ describe("train (loop and run management, stand-in engine)", () => {
     expect(r.report.accuracy.masked).not.toBeNull();
   });
 
+  it("writes an epoch's checkpoint during the next epoch even when steps block the thread", async () => {
+    const events: TrainProgress[] = [];
+    const blocker = new Int32Array(new SharedArrayBuffer(4));
+    const base = fakeEngineFactory();
+    const out = join(work, "blocking", "mask.umask");
+    await train(
+      options({
+        out,
+        epochs: 3,
+        batchSize: 1, // 12 steps an epoch
+        testData: null,
+        onProgress: (e) => events.push(e),
+        // a step that waits synchronously, as one waiting on a GPU does
+        engineFactory: async (model, engineOptions) => {
+          const engine = await base(model, engineOptions);
+          const step = engine.step.bind(engine);
+          engine.step = async (batch, stepOptions) => {
+            Atomics.wait(blocker, 0, 0, 10);
+            return step(batch, stepOptions);
+          };
+          return engine;
+        },
+      }),
+    );
+    const order = events
+      .filter((e) => e.status === "checkpoint" || e.status === "epoch-end")
+      .map((e) => `${e.status} ${(e as { epoch: number }).epoch}`);
+    expect(order).toEqual(["epoch-end 0", "checkpoint 0", "epoch-end 1", "checkpoint 1", "epoch-end 2"]);
+  });
+
   it("without a test set writes no checkpoint after the last epoch (nothing to resume there)", async () => {
     const events: TrainProgress[] = [];
     const out = join(work, "no-test", "mask.umask");

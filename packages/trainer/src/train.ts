@@ -287,6 +287,11 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         // this rank's rows, and their share of the batch means (1 in a single process)
         const { batch, weight } = rank ? rank.shard(global) : { batch: global, weight: 1 };
         const result = await engine.step(batch, { lr: epochLr, step: state.globalStep });
+        // An engine that waits for its device synchronously never lets the event loop turn
+        // within an epoch: give the checkpoint being written in the background one turn a step
+        // (its snapshot's poll and file-system completions), or it would only progress at the
+        // next save, which would then wait for it.
+        if (pendingWrite) await new Promise((resolve) => setImmediate(resolve));
         const n = batch.labels.length;
         state.globalStep++;
         const t = state.totals;

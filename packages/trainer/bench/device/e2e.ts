@@ -3,12 +3,14 @@
  * directory and an image folder (one subfolder per class, decoded with sharp), the same options
  * the CLI passes (out file, a checkpoint every epoch), with the time split by phase.
  *   node e2e.mjs model <outDir>                                  random-weight ViT-B/16 directory
- *   node e2e.mjs images <outDir> <classes> <perClass> <side>     JPEG image folder (sharp)
+ *   node e2e.mjs images <outDir> <classes> <perClass> <side> [distinct]
+ *                                                                JPEG image folder (sharp; with
+ *                                                                distinct, the rest are copies)
  *   node e2e.mjs train <modelDir> <dataDir> <epochs> <batch|-> <out.umask> [cpu|cuda]
  * Prints one JSON line. Timing wraps (never changes) what train() calls: the image decoder, the
  * text encoder and the engine (creation, the image-cache upload, the steps).
  */
-import { mkdirSync } from "node:fs";
+import { copyFileSync, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import sharp from "sharp";
@@ -22,7 +24,7 @@ import { writeVitB16 } from "./make-vitb16.js";
 const [cmd, ...args] = process.argv.slice(2);
 const out = (o: unknown) => console.log(JSON.stringify(o));
 
-async function images(dir: string, classes: number, perClass: number, side: number) {
+async function images(dir: string, classes: number, perClass: number, side: number, distinct = 0) {
   const t0 = performance.now();
   let x = 12345;
   const rand = () => {
@@ -56,7 +58,17 @@ async function images(dir: string, classes: number, perClass: number, side: numb
       bytes += info.size;
     }
   };
+  // with `distinct` set, only the first `distinct` files are encoded and the rest are copies of
+  // them in turn (the folder takes seconds to make instead of ~20; decoding costs the same)
+  const encoded = distinct > 0 ? jobs.slice(0, distinct) : jobs;
+  const copies = distinct > 0 ? jobs.slice(distinct) : [];
+  jobs.length = encoded.length;
   await Promise.all(Array.from({ length: 32 }, worker));
+  for (const [k, j] of copies.entries()) {
+    copyFileSync(encoded[k % encoded.length].path, j.path);
+    bytes += statSync(j.path).size;
+  }
+  jobs.push(...copies);
   out({
     images: jobs.length,
     classes,
@@ -180,11 +192,12 @@ if (cmd === "model") {
   const t0 = performance.now();
   writeVitB16(args[0]);
   out({ model: args[0], seconds: +((performance.now() - t0) / 1000).toFixed(1) });
-} else if (cmd === "images") await images(args[0], Number(args[1]), Number(args[2]), Number(args[3]));
+} else if (cmd === "images")
+  await images(args[0], Number(args[1]), Number(args[2]), Number(args[3]), Number(args[4] ?? 0));
 else if (cmd === "train") await run(args[0], args[1], Number(args[2]), args[3], args[4], args[5] ?? "cuda");
 else {
   console.error(
-    "usage: e2e.mjs model <dir> | images <dir> <classes> <perClass> <side> | train <model> <data> <epochs> <batch|-> <out> [engine]",
+    "usage: e2e.mjs model <dir> | images <dir> <classes> <perClass> <side> [distinct] | train <model> <data> <epochs> <batch|-> <out> [engine]",
   );
   process.exit(2);
 }
