@@ -96,10 +96,12 @@ export class CudaEngine implements Engine {
   private readonly params = new ArrayBuffer(16);
   private uniformBuffer = 0;
   private disposed = false;
-  /** getState's page-locked staging buffer: undefined until first used, null when refused. */
-  private staging: { address: bigint; buffer: ArrayBuffer } | null | undefined;
-  /** snapshotState's page-locked buffer and completion event, made by its first call. */
-  private snapshot: { address: bigint; buffer: ArrayBuffer } | null | undefined;
+  /** Page-locked host buffers by use, made on first use; null where the driver refused one. */
+  private readonly pinned = new Map<
+    "staging" | "snapshot",
+    { address: bigint; buffer: ArrayBuffer } | null
+  >();
+  /** Recorded after snapshotState's copies. */
   private snapshotEvent: number | undefined;
 
   constructor(
@@ -324,7 +326,7 @@ export class CudaEngine implements Engine {
   async getState(into?: EngineState): Promise<EngineState> {
     const state: EngineState = { scores: new Map(), adamM: new Map(), adamV: new Map() };
     this.cu.synchronize(this.stream);
-    const staging = this.stagingBuffer();
+    const staging = this.pinnedBuffer("staging");
     for (const m of this.tower.masked) {
       for (const [map, region, reuse] of [
         [state.scores, m.S, into?.scores],
@@ -352,7 +354,7 @@ export class CudaEngine implements Engine {
    * memory is refused.
    */
   async snapshotState(): Promise<EngineState> {
-    const snapshot = this.snapshotBuffer();
+    const snapshot = this.pinnedBuffer("snapshot");
     if (!snapshot) return this.getState();
     const state: EngineState = { scores: new Map(), adamM: new Map(), adamV: new Map() };
     let offset = 0;
@@ -372,30 +374,25 @@ export class CudaEngine implements Engine {
     return state;
   }
 
-  /** snapshotState's page-locked buffer (every masked tensor's S, m, v), or none when refused. */
-  private snapshotBuffer(): { address: bigint; buffer: ArrayBuffer } | undefined {
-    if (this.snapshot === undefined) {
-      const bytes = this.tower.masked.reduce((sum, m) => sum + 3 * 4 * m.numel, 0);
+  /**
+   * The page-locked buffer for `use`, allocated by its first call: getState's staging ("staging",
+   * the largest masked tensor) or snapshotState's copy of every S, m and v ("snapshot"). None where
+   * the driver refuses page-locked memory (limits): the pageable paths still work.
+   */
+  private pinnedBuffer(use: "staging" | "snapshot"): { address: bigint; buffer: ArrayBuffer } | undefined {
+    if (!this.pinned.has(use)) {
+      const masked = this.tower.masked;
+      const bytes =
+        use === "staging"
+          ? 4 * Math.max(...masked.map((m) => m.numel))
+          : masked.reduce((sum, m) => sum + 3 * 4 * m.numel, 0);
       try {
-        this.snapshot = this.cu.allocHost(bytes);
+        this.pinned.set(use, this.cu.allocHost(bytes));
       } catch {
-        this.snapshot = null;
+        this.pinned.set(use, null);
       }
     }
-    return this.snapshot ?? undefined;
-  }
-
-  /** The page-locked buffer getState stages through, sized to the largest masked tensor (or none). */
-  private stagingBuffer(): { address: bigint; buffer: ArrayBuffer } | undefined {
-    if (this.staging === undefined) {
-      const largest = Math.max(...this.tower.masked.map((m) => m.numel));
-      try {
-        this.staging = this.cu.allocHost(largest * 4);
-      } catch {
-        this.staging = null; // page-locked memory refused (limits): pageable copies still work
-      }
-    }
-    return this.staging ?? undefined;
+    return this.pinned.get(use) ?? undefined;
   }
 
   async setState(state: EngineState): Promise<void> {
@@ -425,8 +422,7 @@ export class CudaEngine implements Engine {
     this.tower.reducer?.dispose();
     if (this.cache) this.cu.free(this.cache.ptr);
     if (this.uniformBuffer) this.cu.free(this.uniformBuffer);
-    if (this.staging) this.cu.freeHost(this.staging.address);
-    if (this.snapshot) this.cu.freeHost(this.snapshot.address);
+    for (const buffer of this.pinned.values()) if (buffer) this.cu.freeHost(buffer.address);
     if (this.snapshotEvent !== undefined) this.cu.destroyEvent(this.snapshotEvent);
     this.blas.dispose();
     this.kernels.dispose();
