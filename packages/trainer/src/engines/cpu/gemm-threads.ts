@@ -18,6 +18,7 @@ import { Worker } from "node:worker_threads";
 import { UnmaskError } from "@unmask/clip";
 import { TILE_ROWS } from "./gemm-kernel.js";
 import { gemmKernelModule } from "./kernel-module.js";
+import { workerTaskLoopSource } from "./task-loop.js";
 import type { WasmMemory } from "./wasm-runtime.js";
 
 const HEADER = 8;
@@ -34,31 +35,15 @@ export const PARALLEL_MIN_FLOP = 4e6;
 /** How long the caller waits for a worker's chunk before declaring the worker dead. */
 const WORKER_TIMEOUT_MS = 120_000;
 
-const WORKER_SOURCE = `
-const { workerData } = require("node:worker_threads");
+const WORKER_SOURCE = workerTaskLoopSource(
+  `const { workerData } = require("node:worker_threads");
 const { memory, module, control, scratch } = workerData;
 const { gemm } = new WebAssembly.Instance(module, { env: { memory } }).exports;
-const ctl = new Int32Array(control);
-let seen = 0;
-for (;;) {
-  Atomics.wait(ctl, 0, seen);
-  seen = Atomics.load(ctl, 0);
-  if (seen < 0) break;
-  for (;;) {
-    const c = Atomics.add(ctl, 1, 1);
-    if (c >= Atomics.load(ctl, 3)) break;
-    const a = ${HEADER} + c * ${ARGS};
-    try {
+const ctl = new Int32Array(control);`,
+  `const a = ${HEADER} + t * ${ARGS};
       gemm(ctl[a], ctl[a + 1], ctl[a + 2], ctl[a + 3], ctl[a + 4], ctl[a + 5], ctl[a + 6], ctl[a + 7],
-        ctl[a + 8], ctl[a + 9], ctl[a + 10], ctl[a + 11], scratch);
-    } catch (error) {
-      Atomics.store(ctl, 4, 1);
-    }
-    Atomics.add(ctl, 2, 1);
-    Atomics.notify(ctl, 2);
-  }
-}
-`;
+        ctl[a + 8], ctl[a + 9], ctl[a + 10], ctl[a + 11], scratch);`,
+);
 
 export type GemmArgs = [
   transA: number,

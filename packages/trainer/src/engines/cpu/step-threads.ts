@@ -26,6 +26,7 @@ import type { Arena } from "./arena.js";
 import { GEMM_SCRATCH_FLOATS } from "./gemm-kernel.js";
 import { gemmKernelModule } from "./kernel-module.js";
 import { LAYERNORM_EPS } from "./layernorm.js";
+import { workerTaskLoopSource } from "./task-loop.js";
 
 const HEADER = 8;
 const STEP_WORDS = 10;
@@ -205,31 +206,15 @@ function makeRunner(kernels, memory, scratch) {
 }
 `;
 
-const WORKER_SOURCE = `
-const { workerData } = require("node:worker_threads");
+const WORKER_SOURCE = workerTaskLoopSource(
+  `const { workerData } = require("node:worker_threads");
 const { memory, module, control, scratch } = workerData;
 const kernels = new WebAssembly.Instance(module, { env: { memory } }).exports;
 ${STEP_SOURCE}
 const runTask = makeRunner(kernels, memory, scratch);
-const ctl = new Int32Array(control);
-let seen = 0;
-for (;;) {
-  Atomics.wait(ctl, 0, seen);
-  seen = Atomics.load(ctl, 0);
-  if (seen < 0) break;
-  for (;;) {
-    const t = Atomics.add(ctl, 1, 1);
-    if (t >= Atomics.load(ctl, 3)) break;
-    try {
-      runTask(ctl, t);
-    } catch (error) {
-      Atomics.store(ctl, 4, 1);
-    }
-    Atomics.add(ctl, 2, 1);
-    Atomics.notify(ctl, 2);
-  }
-}
-`;
+const ctl = new Int32Array(control);`,
+  "runTask(ctl, t);",
+);
 
 type RunTask = (ctl: Int32Array, task: number) => void;
 
