@@ -60,7 +60,13 @@ export interface Prepared {
   shots: number | null;
   fileListSha256: string;
   templates: string[];
-  cache: BuiltImageCache;
+  /**
+   * The training images' uint8 cache, possibly still decoding when prepareRun returns (so that
+   * the engine starts meanwhile). A run that stops before awaiting it calls stopDecoding.
+   */
+  cache: Promise<BuiltImageCache>;
+  /** Aborts the decoding and waits for it to settle (its error, if any, is dropped). */
+  stopDecoding: () => Promise<void>;
   cacheSize: number;
 }
 
@@ -111,7 +117,8 @@ export async function prepareRun(options: PrepareOptions): Promise<Prepared> {
     onProgress?.({ status: "prepare", stage, done, total, message });
 
   // The training images decode (libuv's pool, sharp) while the model loads, its masked tensors
-  // are fingerprinted and the class names encoded: only the cache size is needed first.
+  // are fingerprinted, the class names are encoded and (train.ts) the engine starts: only the
+  // cache size is needed first.
   say("model", `reading ${options.model}`);
   const { config } = await readModelConfig(options.model);
   say("data", "listing images");
@@ -143,7 +150,11 @@ export async function prepareRun(options: PrepareOptions): Promise<Prepared> {
       if (done === total || done % 64 === 0) say("cache", "decoding training images", done, total);
     },
   });
-  decoding.catch(() => undefined); // awaited below, or abandoned with the error that stops the run
+  decoding.catch(() => undefined); // awaited by the caller, or abandoned with the error that stops the run
+  const stop = async () => {
+    stopDecoding.abort();
+    await decoding.catch(() => undefined);
+  };
 
   try {
     say("model", `loading ${options.model}`);
@@ -170,7 +181,6 @@ export async function prepareRun(options: PrepareOptions): Promise<Prepared> {
       }),
     };
     options.signal?.throwIfAborted();
-    const cache = await decoding;
     return {
       model,
       engineModel: {
@@ -187,12 +197,12 @@ export async function prepareRun(options: PrepareOptions): Promise<Prepared> {
       shots,
       fileListSha256: fileListSha256(trainItems.map((i) => i.id)),
       templates,
-      cache,
+      cache: decoding,
+      stopDecoding: stop,
       cacheSize,
     };
   } catch (error) {
-    stopDecoding.abort();
-    await decoding.catch(() => undefined);
+    await stop();
     throw error;
   }
 }

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { decodeMask, isUnmaskError } from "@unmask/mask-format";
@@ -177,6 +177,46 @@ describe("train (loop and run management, stand-in engine)", () => {
       .filter((e) => e.status === "checkpoint" || e.status === "epoch-end")
       .map((e) => `${e.status} ${(e as { epoch: number }).epoch}`);
     expect(order).toEqual(["epoch-end 0", "checkpoint 0", "epoch-end 1", "checkpoint 1", "epoch-end 2"]);
+  });
+
+  it("reports a training image that does not decode after starting the engine, and writes nothing", async () => {
+    const data = join(work, "broken-data");
+    cpSync(dataDir, data, { recursive: true });
+    writeFileSync(join(data, "train", "red_things", "0.png"), "not a png");
+    const out = join(work, "broken", "mask.umask");
+    let disposed = 0;
+    const base = fakeEngineFactory();
+    const error = await train(
+      options({
+        data,
+        shots: 6, // every training image, the broken one too
+        out,
+        engineFactory: async (model, engineOptions) => {
+          const engine = await base(model, engineOptions);
+          const dispose = engine.dispose.bind(engine);
+          engine.dispose = async () => {
+            disposed++;
+            await dispose();
+          };
+          return engine;
+        },
+      }),
+    ).catch((e) => e);
+    expect(isUnmaskError(error, "IMAGE_DECODE_FAILED")).toBe(true);
+    expect(error.message).toContain("0.png");
+    expect(disposed).toBe(1);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it("stops decoding when the engine cannot start, and reports the engine's error", async () => {
+    const error = await train(
+      options({
+        engineFactory: async () => {
+          throw new Error("no device here");
+        },
+      }),
+    ).catch((e) => e);
+    expect(error.message).toBe("no device here");
   });
 
   it("without a test set writes no checkpoint after the last epoch (nothing to resume there)", async () => {

@@ -148,37 +148,48 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     signal,
     onProgress,
   }).catch(interrupted(signal, "stopped before training started; nothing was saved"));
-  const { engineModel, cache, trainItems } = prepared;
-  // Every step takes min(batch, set size) images (sampler.ts): the global batch the ranks share.
-  const rank = options.distributed
-    ? await joinTrainRank(options.distributed, Math.min(batchSize, cache.sizes.length))
-    : null;
+  const { engineModel, trainItems } = prepared;
+  // The images may still be decoding (prepare.ts): the engine starts meanwhile, and whatever stops
+  // the run before the cache is in hand stops the decoding too.
+  const { rank, engine } = await (async () => {
+    // Every step takes min(batch, set size) images (sampler.ts): the global batch the ranks share.
+    const rank = options.distributed
+      ? await joinTrainRank(options.distributed, Math.min(batchSize, trainItems.length))
+      : null;
+    onProgress?.({
+      status: "prepare",
+      stage: "engine",
+      done: 0,
+      total: 1,
+      message: `starting the ${engineName} engine`,
+    });
+    const create = options.engineFactory ?? (await engineFactory(engineName));
+    const engine = await create(engineModel, {
+      maxBatch: Math.max(batchSize, evalBatch),
+      hyper,
+      seed,
+      ...(rank?.dp.engineOptions ? { distributed: rank.dp.engineOptions } : {}),
+    });
+    return { rank, engine };
+  })().catch(async (error) => {
+    await prepared.stopDecoding();
+    throw error;
+  });
   const writer = rank?.isWriter ?? true;
   const outPath = writer ? out : null;
   const shapes = new Map(
     engineModel.maskedTensors.map((n) => [n, engineModel.weights.get(n)?.shape as number[]] as const),
   );
 
-  onProgress?.({
-    status: "prepare",
-    stage: "engine",
-    done: 0,
-    total: 1,
-    message: `starting the ${engineName} engine`,
-  });
-  const create = options.engineFactory ?? (await engineFactory(engineName));
-  const engine = await create(engineModel, {
-    maxBatch: Math.max(batchSize, evalBatch),
-    hyper,
-    seed,
-    ...(rank?.dp.engineOptions ? { distributed: rank.dp.engineOptions } : {}),
-  });
   // the checkpoint being written in the background, and the arrays its snapshot filled (free again
   // once it is done); the engine is disposed only after the write (it may read engine memory)
   let pendingWrite: Promise<void> | undefined;
   let snapshotArrays: EngineState | undefined;
   try {
     rank?.dp.assertEngineJoined(engine.name);
+    const cache = await prepared.cache.catch(
+      interrupted(signal, "stopped before training started; nothing was saved"),
+    );
     await engine.setImageCache(cache.cache);
     const sampler = new EpochSampler({ sizes: cache.sizes, batchSize, seed });
     const totalSteps = sampler.steps * epochs;
@@ -421,6 +432,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     onProgress?.({ status: "done", report, maskPath: outPath, reportPath });
     return { report, maskBytes, masks, maskPath: outPath, reportPath };
   } finally {
+    await prepared.stopDecoding(); // a no-op once the cache is in hand
     await pendingWrite?.catch(() => undefined);
     await engine.dispose();
   }
