@@ -5,12 +5,7 @@
 # kernels for comparison, the end-to-end train() at --batch-size 256 on a generated 16,000-image
 # folder, and PyTorch side by side. Logs under $OUT.
 cd "$(dirname "$0")/.."
-T0=$(date +%s); el() { echo "[t=$(( $(date +%s) - T0 ))s] $*"; }
-xz -dc .gpu/node.xz > /tmp/node && chmod +x /tmp/node
-N=/tmp/node
-tar -xJf .gpu/sharp.tar.xz -C .gpu
-$N --input-type=module -e "import { fixturesRoot } from './fixtures/index.js'; console.log(fixturesRoot())"
-cd .gpu && export UNMASK_CUDA_FATBIN=$PWD/../packages/trainer/kernels/unmask.fatbin
+DEVICE_FIXTURES=1 source packages/trainer/bench/device/device-env.sh
 nvidia-smi --query-gpu=name,driver_version,memory.used --format=csv,noheader
 el parity; timeout 150 $N main.mjs parity ../fixtures/.unpacked/tiny-vit-p8 2>&1 | tee $OUT/parity.log
 field() { grep -o "\"$1\":[0-9.e+-]*" $OUT/parity.log | cut -d: -f2 | sort -g | tail -1; }

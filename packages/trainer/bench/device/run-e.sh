@@ -3,11 +3,7 @@
 # Attention check + fixture parity, the step profile (32, 256) with the defaults, and batch 256
 # with the 8-warp forward and with the split backward for comparison. Logs under $OUT.
 cd "$(dirname "$0")/.."
-T0=$(date +%s); el() { echo "[t=$(( $(date +%s) - T0 ))s] $*"; }
-xz -dc .gpu/node.xz > /tmp/node && chmod +x /tmp/node
-N=/tmp/node
-$N --input-type=module -e "import { fixturesRoot } from './fixtures/index.js'; console.log(fixturesRoot())"
-cd .gpu && export UNMASK_CUDA_FATBIN=$PWD/../packages/trainer/kernels/unmask.fatbin
+DEVICE_FIXTURES=1 source packages/trainer/bench/device/device-env.sh
 el parity; timeout 150 $N main.mjs parity ../fixtures/.unpacked/tiny-vit-p8 2>&1 | tee $OUT/parity.log
 field() { grep -o "\"$1\":[0-9.e+-]*" $OUT/parity.log | cut -d: -f2 | sort -g | tail -1; }
 if [ "$(field block_widths_differing)" != "0" ]; then echo "FALLBACK: forward widths differ"; export UNMASK_ATTN_WARPS=8; fi

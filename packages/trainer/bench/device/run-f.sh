@@ -4,11 +4,7 @@
 # 1000-class folder (threaded text tower, one-call JPEG decoding overlapping the model load,
 # background checkpoints). Logs under $OUT.
 cd "$(dirname "$0")/.."
-T0=$(date +%s); el() { echo "[t=$(( $(date +%s) - T0 ))s] $*"; }
-xz -dc .gpu/node.xz > /tmp/node && chmod +x /tmp/node && tar -xJf .gpu/sharp.tar.xz -C .gpu
-N=/tmp/node
-$N --input-type=module -e "import { fixturesRoot } from './fixtures/index.js'; console.log(fixturesRoot())"
-cd .gpu && export UNMASK_CUDA_FATBIN=$PWD/../packages/trainer/kernels/unmask.fatbin
+DEVICE_FIXTURES=1 source packages/trainer/bench/device/device-env.sh
 el parity; timeout 100 $N main.mjs parity ../fixtures/.unpacked/tiny-vit-p8 2>&1 | tee $OUT/parity.log
 field() { grep -o "\"$1\":[0-9.e+-]*" $OUT/parity.log | cut -d: -f2 | sort -g | tail -1; }
 if [ "$(field fused_vs_split_dkdv_differing)" != "0" ]; then echo "FALLBACK: fused backward differs"; export UNMASK_ATTN_BWD=split; fi

@@ -3,9 +3,7 @@
 # fix for background checkpoint writes (one turn a step) and grouped writev; the folder's 16,000
 # JPEGs are copies of 1,000 encoded ones, to fit the session's device time. Logs under $OUT.
 cd "$(dirname "$0")/.."
-T0=$(date +%s); el() { echo "[t=$(( $(date +%s) - T0 ))s] $*"; }
-xz -dc .gpu/node.xz > /tmp/node && chmod +x /tmp/node && tar -xJf .gpu/sharp.tar.xz -C .gpu
-cd .gpu && export UNMASK_CUDA_FATBIN=$PWD/../packages/trainer/kernels/unmask.fatbin
+source packages/trainer/bench/device/device-env.sh
 export UV_THREADPOOL_SIZE=$(nproc)
 mkdir -p /tmp/e2e; el model; /tmp/node run/e2e.mjs model /tmp/vitb16
 el images; /tmp/node run/e2e.mjs images /tmp/imgs 1000 16 224 1000 2>&1 | tee $OUT/images.log
