@@ -5,7 +5,7 @@
 //
 //   attn_fwd       o = softmax(scale q k^T) v per (image, head), online softmax over 32-key
 //                  chunks; keeps only lse2 = log2 of each row's softmax denominator (scaled scores
-//                  in base 2), not the probabilities.
+//                  in base 2), not the probabilities. Tiles arrive by cp.async, the bias after.
 //   attn_bwd_dq    dq = scale * dS k,  dS = P * (dP - D), P = exp2(scale2 q k^T - lse2), dP = dO v^T,
 //                  D = rowsum(dO * o): per 64 query rows, all keys in shared memory
 //   attn_bwd_dkdv  dk = scale * dS^T q, dv = P^T dO: per 64 keys, all queries in shared memory
@@ -17,7 +17,8 @@
 //                  computed once instead of twice (10 of the split kernels' 14 matmul units), and
 //                  q, k, v, dO are loaded once per (image, head) instead of once per 128 rows.
 //
-// Layout: a block of 4 warps, each warp owns 16 rows (queries, or keys for dkdv). Shared tiles
+// Layout: a block of W warps (4, 8, 16 forward; 13 fused), each warp owns 16 rows (queries, or
+// keys for dkdv). Shared tiles
 // are [rows][72] bf16 (64 + 8 padding: conflict-free ldmatrix). Fragment layouts are the PTX
 // ISA's for m16n8k16 (g = lane / 4, t = lane % 4): C rows g and g + 8, columns 2t and 2t + 1;
 // an S accumulator pair of n-tiles re-packs in registers as the A operand of the next MMA.
@@ -286,9 +287,9 @@ __device__ __forceinline__ void dkdv_step(float (&dk)[8][4], float (&dv)[8][4], 
 // Each kernel is a template over W, the warps of a block (16 W rows of queries, or of keys for
 // dkdv): W = 4 is the first version (attn_fwd, attn_bwd_dq, attn_bwd_dkdv), W = 8 (the *8
 // kernels) loads K / V (Q / dO for dkdv) half as often and holds 16 warps on an SM instead of 8
-// (backward) or 12 (forward): two blocks of 256 threads at most 128 registers each. Every output
-// row is computed by one warp over the same key (query) order whatever W is, so both variants
-// give bit-identical results.
+// (backward) or 12 (forward): two blocks of 256 threads at most 128 registers each; attn_fwd16
+// holds all the queries of an (image, head) up to 256 tokens. Every output row is computed by one
+// warp over the same key (query) order whatever W is, so all variants give bit-identical results.
 //
 // attn_fwd: grid (ceil(N / 16W), B * H); dynamic shared (2 * roundup(N, 32) + 16W) * ATT_LD * 2 bytes.
 template <int W>
