@@ -26,18 +26,14 @@ export interface LoadedModel {
 export async function readModelConfig(
   path: string,
 ): Promise<{ weightsPath: string; config: ClipConfig; modelName: string | null }> {
-  const file = await openModelWeights(path);
-  try {
-    return await modelConfig(path, file);
-  } finally {
-    await file.close();
-  }
+  const { file, weightsPath, config, modelName } = await openModel(path);
+  await file.close();
+  return { weightsPath, config, modelName };
 }
 
 export async function loadModelDir(path: string): Promise<LoadedModel> {
-  const file = await openModelWeights(path);
+  const { file, weightsPath, config, modelName } = await openModel(path);
   try {
-    const { weightsPath, config, modelName } = await modelConfig(path, file);
     const vision = new Map<string, FloatTensor>();
     const text = new Map<string, FloatTensor>();
     for (const entry of file.tensors.values()) {
@@ -56,44 +52,51 @@ export async function loadModelDir(path: string): Promise<LoadedModel> {
   }
 }
 
-async function openModelWeights(path: string): Promise<SafetensorsFile> {
+/**
+ * The weights file opened (header read) with the configuration: config.json when the folder has
+ * one, else the one the tensor shapes imply. The caller closes the file.
+ */
+async function openModel(path: string): Promise<{
+  file: SafetensorsFile;
+  weightsPath: string;
+  config: ClipConfig;
+  modelName: string | null;
+}> {
   const info = await stat(path).catch(() => null);
   if (!info)
     throw new UnmaskError("MODEL_NOT_FOUND", `${path}: no such model folder (run unmask convert first)`, {
       subject: path,
     });
-  return SafetensorsFile.open(info.isDirectory() ? join(path, "model.safetensors") : path);
-}
-
-/** config.json when the folder has one, else the configuration the tensor shapes imply. */
-async function modelConfig(
-  path: string,
-  file: SafetensorsFile,
-): Promise<{ weightsPath: string; config: ClipConfig; modelName: string | null }> {
-  const isDirectory = (await stat(path)).isDirectory();
+  const isDirectory = info.isDirectory();
   const weightsPath = isDirectory ? join(path, "model.safetensors") : path;
   const configPath = isDirectory ? join(path, "config.json") : null;
-  let config: ClipConfig;
-  let modelName: string | null = isDirectory ? basename(path) : null;
-  const configText = configPath ? await readFile(configPath, "utf8").catch(() => null) : null;
-  if (configText !== null) {
-    let json: { model_name?: unknown };
-    try {
-      json = JSON.parse(configText);
-    } catch (cause) {
-      throw new UnmaskError("BAD_CONFIG", `${configPath}: not valid JSON`, {
-        cause,
-        subject: configPath ?? "",
-      });
+  const file = await SafetensorsFile.open(weightsPath);
+  try {
+    let config: ClipConfig;
+    let modelName: string | null = isDirectory ? basename(path) : null;
+    const configText = configPath ? await readFile(configPath, "utf8").catch(() => null) : null;
+    if (configText !== null) {
+      let json: { model_name?: unknown };
+      try {
+        json = JSON.parse(configText);
+      } catch (cause) {
+        throw new UnmaskError("BAD_CONFIG", `${configPath}: not valid JSON`, {
+          cause,
+          subject: configPath ?? "",
+        });
+      }
+      config = configFromJson(json, configPath ?? "config.json");
+      if (typeof json.model_name === "string") modelName = json.model_name;
+    } else {
+      config = inferConfig(new Map([...file.tensors].map(([name, e]) => [name, e.shape])));
     }
-    config = configFromJson(json, configPath ?? "config.json");
-    if (typeof json.model_name === "string") modelName = json.model_name;
-  } else {
-    config = inferConfig(new Map([...file.tensors].map(([name, e]) => [name, e.shape])));
+    if (config.architecture !== "vit")
+      throw new UnmaskError("UNSUPPORTED_MODEL", `${weightsPath}: only ViT CLIP models can be trained`, {
+        subject: weightsPath,
+      });
+    return { file, weightsPath, config, modelName };
+  } catch (error) {
+    await file.close();
+    throw error;
   }
-  if (config.architecture !== "vit")
-    throw new UnmaskError("UNSUPPORTED_MODEL", `${weightsPath}: only ViT CLIP models can be trained`, {
-      subject: weightsPath,
-    });
-  return { weightsPath, config, modelName };
 }
