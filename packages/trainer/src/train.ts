@@ -250,22 +250,23 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       pendingWrite = undefined;
       await write;
     };
+    /** A copy of the engine's state, into the arrays of the last copy (free once its write is done). */
+    const copyState = async () => {
+      snapshotArrays = await engine.getState(snapshotArrays);
+      return snapshotArrays;
+    };
     const save = async (epoch: number, inBackground = false) => {
       await finishWrite();
-      const engineState = rank ? await engine.getState(snapshotArrays) : null;
-      if (rank && engineState) await rank.dp.checkReplicas(`scores/${state.globalStep}`, engineState.scores);
+      // every rank compares its scores first (a collective), so ranks copy before the write
+      const copied = rank ? await copyState() : null;
+      if (rank && copied) await rank.dp.checkReplicas(`scores/${state.globalStep}`, copied.scores);
       if (!checkpointPath || !writer) return;
       state.sampler = sampler.getState();
       const runState = structuredClone(state);
       const globalStep = state.globalStep;
-      const snapshot: Promise<EngineState> = engineState
-        ? Promise.resolve(engineState)
-        : engine.snapshotState
-          ? engine.snapshotState()
-          : engine.getState(snapshotArrays);
-      const write = snapshot.then(async (engineSnapshot) => {
-        if (!engine.snapshotState) snapshotArrays = engineSnapshot;
-        await saveCheckpoint(checkpointPath, { state: runState, engine: engineSnapshot }, shapes);
+      const snapshot = copied ? Promise.resolve(copied) : (engine.snapshotState?.() ?? copyState());
+      const write = snapshot.then(async (engineState) => {
+        await saveCheckpoint(checkpointPath, { state: runState, engine: engineState }, shapes);
         onProgress?.({ status: "checkpoint", path: checkpointPath, epoch, globalStep });
       });
       if (!inBackground) return write;
