@@ -32,7 +32,7 @@ import { Cublas } from "./cublas.js";
 import { CudaDriver } from "./driver.js";
 import { Kernels } from "./kernels.js";
 import { openCudaLibraries } from "./libraries.js";
-import { TowerModel } from "./model.js";
+import { type MaskedTensor, TowerModel } from "./model.js";
 import { LaunchProfiler, type ProfileRow } from "./profile.js";
 
 interface Graph {
@@ -327,22 +327,17 @@ export class CudaEngine implements Engine {
     const state: EngineState = { scores: new Map(), adamM: new Map(), adamV: new Map() };
     this.cu.synchronize(this.stream);
     const staging = this.pinnedBuffer("staging");
-    for (const m of this.tower.masked) {
-      for (const [map, region, reuse] of [
-        [state.scores, m.S, into?.scores],
-        [state.adamM, m.m, into?.adamM],
-        [state.adamV, m.v, into?.adamV],
-      ] as const) {
-        const old = reuse?.get(m.name);
+    for (const m of this.tower.masked)
+      for (const [kind, region] of stateRegions(m)) {
+        const old = into?.[kind].get(m.name);
         const a = old?.length === m.numel ? old : new Float32Array(m.numel);
         if (staging) {
           const view = new Float32Array(staging.buffer, 0, m.numel);
           this.cu.download(view, region.ptr);
           a.set(view);
         } else this.cu.download(a, region.ptr);
-        map.set(m.name, a);
+        state[kind].set(m.name, a);
       }
-    }
     return state;
   }
 
@@ -359,13 +354,9 @@ export class CudaEngine implements Engine {
     const state: EngineState = { scores: new Map(), adamM: new Map(), adamV: new Map() };
     let offset = 0;
     for (const m of this.tower.masked)
-      for (const [map, region] of [
-        [state.scores, m.S],
-        [state.adamM, m.m],
-        [state.adamV, m.v],
-      ] as const) {
+      for (const [kind, region] of stateRegions(m)) {
         this.cu.downloadAsync(snapshot.address + BigInt(offset), region.ptr, m.numel * 4, this.stream);
-        map.set(m.name, new Float32Array(snapshot.buffer, offset, m.numel));
+        state[kind].set(m.name, new Float32Array(snapshot.buffer, offset, m.numel));
         offset += m.numel * 4;
       }
     this.snapshotEvent ??= this.cu.createEvent();
@@ -397,12 +388,8 @@ export class CudaEngine implements Engine {
 
   async setState(state: EngineState): Promise<void> {
     for (const m of this.tower.masked)
-      for (const [map, region] of [
-        [state.scores, m.S],
-        [state.adamM, m.m],
-        [state.adamV, m.v],
-      ] as const) {
-        const a = map.get(m.name);
+      for (const [kind, region] of stateRegions(m)) {
+        const a = state[kind].get(m.name);
         if (!a || a.length !== m.numel)
           throw new UnmaskError("BAD_STATE", `state for ${m.name} must hold ${m.numel} values`, {
             subject: m.name,
@@ -475,4 +462,13 @@ export class CudaEngine implements Engine {
     const info = this.cu.memInfo();
     return { arenaBytes: this.tower.arena.totalBytes, deviceUsed: info.total - info.free };
   }
+}
+
+/** A masked tensor's device regions behind each part of EngineState. */
+function stateRegions(m: MaskedTensor) {
+  return [
+    ["scores", m.S],
+    ["adamM", m.m],
+    ["adamV", m.v],
+  ] as const;
 }
