@@ -2,7 +2,20 @@
  * The shape of every canonical tensor of a ViT CLIP (docs/clip-formats.md 1.2), for writing
  * synthetic checkpoints of real size in tests and benches.
  */
-import { type ClipConfig, vitTensorNames } from "@unmask/clip";
+import { type ClipConfig, vitConfig, vitTensorNames } from "@unmask/clip";
+
+/** ViT-B/16's hyper-parameters (docs/clip-formats.md 1.2). */
+export const VIT_B16_CONFIG: ClipConfig = vitConfig({
+  embedDim: 512,
+  imageResolution: 224,
+  visionLayers: 12,
+  visionWidth: 768,
+  visionPatchSize: 16,
+  contextLength: 77,
+  vocabSize: 49408,
+  transformerWidth: 512,
+  transformerLayers: 12,
+});
 
 export function vitTensorShapes(config: ClipConfig): Map<string, number[]> {
   const W = config.visionWidth;

@@ -1,4 +1,4 @@
-export { vitTensorShapes } from "./clip-shapes.js";
+export { VIT_B16_CONFIG, vitTensorShapes } from "./clip-shapes.js";
 export { randomCanonicalModel, type WeightDtype, writeCanonicalModelDir } from "./random-model.js";
 export {
   type ArchiveTensor,
@@ -12,4 +12,4 @@ export {
   writeTorchArchive,
   ZipWriter,
 } from "./torch-writer.js";
-export { type RandomVitB16Options, VIT_B16_CONFIG, writeRandomVitB16ModelDir } from "./vit-b16.js";
+export { type RandomVitB16Options, writeRandomVitB16ModelDir } from "./vit-b16.js";

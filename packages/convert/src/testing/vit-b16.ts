@@ -5,23 +5,11 @@
  * download.
  */
 import { mkdir } from "node:fs/promises";
-import { type ClipConfig, vitConfig } from "@unmask/clip";
+import type { ClipConfig } from "@unmask/clip";
 import type { AttentionKernel } from "../onnx/residual-block.js";
 import { type OnnxTower, writeOnnxModels } from "../onnx/write-onnx-models.js";
+import { VIT_B16_CONFIG } from "./clip-shapes.js";
 import { randomCanonicalModel, type WeightDtype } from "./random-model.js";
-
-/** ViT-B/16's hyper-parameters (docs/clip-formats.md 1.2). */
-export const VIT_B16_CONFIG: ClipConfig = vitConfig({
-  embedDim: 512,
-  imageResolution: 224,
-  visionLayers: 12,
-  visionWidth: 768,
-  visionPatchSize: 16,
-  contextLength: 77,
-  vocabSize: 49408,
-  transformerWidth: 512,
-  transformerLayers: 12,
-});
 
 export interface RandomVitB16Options {
   /** Created when missing. */

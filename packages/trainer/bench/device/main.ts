@@ -5,12 +5,12 @@
  * Prints one JSON line per result.
  */
 import type { ClipConfig } from "@unmask/clip";
+import { VIT_B16_CONFIG } from "../../../convert/src/testing/clip-shapes.js";
 import { DEFAULT_HYPER, type EngineModel, type EngineState, type FloatTensor } from "../../src/engine.js";
 import { createCudaEngine } from "../../src/engines/cuda/engine.js";
 import { philoxUniforms } from "../../src/random/philox.js";
 import { attentionCheck } from "./attention-check.js";
 import { agreement, loadTinyFixture, normError, relError } from "./fixture.js";
-import { VIT_B16 } from "./make-vitb16.js";
 
 const out = (o: unknown) => console.log(JSON.stringify(o));
 
@@ -107,7 +107,7 @@ function gaussian(seed: number) {
 }
 
 function vitB16(classes: number): EngineModel {
-  const config: ClipConfig = VIT_B16;
+  const config: ClipConfig = VIT_B16_CONFIG;
   const g = gaussian(42);
   const D = 768;
   const weights = new Map<string, FloatTensor>();

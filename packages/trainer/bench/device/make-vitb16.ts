@@ -7,65 +7,49 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import {
-  type ClipConfig,
-  configToJson,
-  encodeSafetensors,
-  f32ToF16,
-  vitConfig,
-  vitTensorNames,
-} from "@unmask/clip";
+import { configToJson, encodeSafetensors, f32ToF16 } from "@unmask/clip";
+// the config and shapes the convert package's benches use (a source import: no ONNX writer in
+// the device bundle)
+import { VIT_B16_CONFIG, vitTensorShapes } from "../../../convert/src/testing/clip-shapes.js";
 
-export const VIT_B16: ClipConfig = vitConfig({
-  embedDim: 512,
-  imageResolution: 224,
-  visionLayers: 12,
-  visionWidth: 768,
-  visionPatchSize: 16,
-  contextLength: 77,
-  vocabSize: 49408,
-  transformerWidth: 512,
-  transformerLayers: 12,
-});
-
-function shapeOf(name: string, c: ClipConfig): { shape: number[]; std: number; mean?: number } {
-  const V = c.visionWidth;
-  const T = c.transformerWidth;
-  const text = name.startsWith("transformer.");
-  const W = text ? T : V;
-  const tail = name.replace(/^.*resblocks\.\d+\./, "");
-  const table: Record<string, { shape: number[]; std: number; mean?: number }> = {
-    "attn.in_proj_weight": { shape: [3 * W, W], std: W ** -0.5 },
-    "attn.in_proj_bias": { shape: [3 * W], std: 0.02 },
-    "attn.out_proj.weight": { shape: [W, W], std: W ** -0.5 },
-    "attn.out_proj.bias": { shape: [W], std: 0.02 },
-    "ln_1.weight": { shape: [W], std: 0.1, mean: 1 },
-    "ln_1.bias": { shape: [W], std: 0.05 },
-    "ln_2.weight": { shape: [W], std: 0.1, mean: 1 },
-    "ln_2.bias": { shape: [W], std: 0.05 },
-    "mlp.c_fc.weight": { shape: [4 * W, W], std: (2 * W) ** -0.5 },
-    "mlp.c_fc.bias": { shape: [4 * W], std: 0.02 },
-    "mlp.c_proj.weight": { shape: [W, 4 * W], std: W ** -0.5 },
-    "mlp.c_proj.bias": { shape: [W], std: 0.02 },
-  };
-  if (name.includes("resblocks.")) return table[tail];
-  const p = c.visionPatchSize as number;
-  const grid = c.imageResolution / p;
-  const top: Record<string, { shape: number[]; std: number; mean?: number }> = {
-    positional_embedding: { shape: [c.contextLength, T], std: 0.01 },
-    text_projection: { shape: [T, c.embedDim], std: T ** -0.5 },
-    logit_scale: { shape: [], std: 0, mean: Math.log(100) },
-    "visual.class_embedding": { shape: [V], std: V ** -0.5 },
-    "visual.positional_embedding": { shape: [grid * grid + 1, V], std: V ** -0.5 },
-    "visual.proj": { shape: [V, c.embedDim], std: V ** -0.5 },
-    "visual.conv1.weight": { shape: [V, 3, p, p], std: (3 * p * p) ** -0.5 },
-    "visual.ln_pre.weight": { shape: [V], std: 0, mean: 1 },
-    "visual.ln_pre.bias": { shape: [V], std: 0 },
-    "visual.ln_post.weight": { shape: [V], std: 0, mean: 1 },
-    "visual.ln_post.bias": { shape: [V], std: 0 },
-    "token_embedding.weight": { shape: [c.vocabSize, T], std: 0.02 },
-    "ln_final.weight": { shape: [T], std: 0, mean: 1 },
-    "ln_final.bias": { shape: [T], std: 0 },
+/** OpenAI's init scale (std, mean) of a canonical tensor, by its name. */
+function initOf(name: string): { std: number; mean?: number } {
+  const V = VIT_B16_CONFIG.visionWidth;
+  const T = VIT_B16_CONFIG.transformerWidth;
+  const p = VIT_B16_CONFIG.visionPatchSize as number;
+  if (name.includes("resblocks.")) {
+    const W = name.startsWith("transformer.") ? T : V;
+    const block: Record<string, { std: number; mean?: number }> = {
+      "attn.in_proj_weight": { std: W ** -0.5 },
+      "attn.in_proj_bias": { std: 0.02 },
+      "attn.out_proj.weight": { std: W ** -0.5 },
+      "attn.out_proj.bias": { std: 0.02 },
+      "ln_1.weight": { std: 0.1, mean: 1 },
+      "ln_1.bias": { std: 0.05 },
+      "ln_2.weight": { std: 0.1, mean: 1 },
+      "ln_2.bias": { std: 0.05 },
+      "mlp.c_fc.weight": { std: (2 * W) ** -0.5 },
+      "mlp.c_fc.bias": { std: 0.02 },
+      "mlp.c_proj.weight": { std: W ** -0.5 },
+      "mlp.c_proj.bias": { std: 0.02 },
+    };
+    return block[name.replace(/^.*resblocks\.\d+\./, "")];
+  }
+  const top: Record<string, { std: number; mean?: number }> = {
+    positional_embedding: { std: 0.01 },
+    text_projection: { std: T ** -0.5 },
+    logit_scale: { std: 0, mean: Math.log(100) },
+    "visual.class_embedding": { std: V ** -0.5 },
+    "visual.positional_embedding": { std: V ** -0.5 },
+    "visual.proj": { std: V ** -0.5 },
+    "visual.conv1.weight": { std: (3 * p * p) ** -0.5 },
+    "visual.ln_pre.weight": { std: 0, mean: 1 },
+    "visual.ln_pre.bias": { std: 0 },
+    "visual.ln_post.weight": { std: 0, mean: 1 },
+    "visual.ln_post.bias": { std: 0 },
+    "token_embedding.weight": { std: 0.02 },
+    "ln_final.weight": { std: 0, mean: 1 },
+    "ln_final.bias": { std: 0 },
   };
   return top[name];
 }
@@ -80,8 +64,8 @@ export function writeVitB16(outDir: string, seed = 42): void {
     x >>>= 0;
     return (x + 0.5) / 4294967296;
   };
-  const tensors = vitTensorNames(VIT_B16).map((name) => {
-    const { shape, std, mean = 0 } = shapeOf(name, VIT_B16);
+  const tensors = [...vitTensorShapes(VIT_B16_CONFIG)].map(([name, shape]) => {
+    const { std, mean = 0 } = initOf(name);
     const n = shape.reduce((a, b) => a * b, 1);
     const data = new Uint16Array(n);
     for (let i = 0; i < n; i++)
@@ -92,6 +76,6 @@ export function writeVitB16(outDir: string, seed = 42): void {
   writeFileSync(join(outDir, "model.safetensors"), encodeSafetensors(tensors));
   writeFileSync(
     join(outDir, "config.json"),
-    `${JSON.stringify(configToJson(VIT_B16, { modelName: "random-ViT-B/16", dtype: "F16", sourceSha256: null }), null, 2)}\n`,
+    `${JSON.stringify(configToJson(VIT_B16_CONFIG, { modelName: "random-ViT-B/16", dtype: "F16", sourceSha256: null }), null, 2)}\n`,
   );
 }
