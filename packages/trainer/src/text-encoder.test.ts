@@ -19,6 +19,7 @@ import {
 import { createCpuEngine } from "./engines/cpu/cpu-engine.js";
 import { readHfWeightsFloat32 } from "./engines/cpu/hf-weights.js";
 import { layernormForward } from "./engines/cpu/layernorm.js";
+import { normals } from "./engines/cpu/random-model.js";
 import { encodeTextCpu } from "./text-encoder.js";
 
 async function expected() {
@@ -161,16 +162,6 @@ function encodeTextCpuPrevious(
     }
   }
   return out;
-}
-
-/** Normal(0, 1) draws from a seeded LCG + Box-Muller. */
-function normals(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  const uniform = () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return (s + 0.5) / 2 ** 32;
-  };
-  return () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
 }
 
 /** A random text tower of `config` (OpenAI's init scales; LayerNorm weights near 1). */

@@ -21,7 +21,7 @@ export interface RandomVitOptions {
 }
 
 /** Normal(0, 1) draws from a seeded LCG + Box-Muller (deterministic across platforms). */
-function normals(seed: number): () => number {
+export function normals(seed: number): () => number {
   let s = seed >>> 0 || 1;
   const uniform = () => {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
