@@ -5,7 +5,8 @@
 //
 //   attn_fwd       o = softmax(scale q k^T) v per (image, head), online softmax over 32-key
 //                  chunks; keeps only lse2 = log2 of each row's softmax denominator (scaled scores
-//                  in base 2), not the probabilities. Tiles arrive by cp.async, the bias after.
+//                  in base 2), not the probabilities. attn_fwd_pipe: the same per row, with
+//                  persistent blocks whose next (image, head) tiles arrive (cp.async) during this one.
 //   attn_bwd_dq    dq = scale * dS k,  dS = P * (dP - D), P = exp2(scale2 q k^T - lse2), dP = dO v^T,
 //                  D = rowsum(dO * o): per 64 query rows, all keys in shared memory
 //   attn_bwd_dkdv  dk = scale * dS^T q, dv = P^T dO: per 64 keys, all queries in shared memory
@@ -149,6 +150,12 @@ __device__ __forceinline__ void cp_async16(bf16* dst, const bf16* src, bool copy
 }
 
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::); }
+// Groups of copies: commit closes one; wait<n> returns once at most n of this thread's newest are pending.
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int Pending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending));
+}
 
 // Starts copying rows [0, rows) of a [rows][ATT_LD] tile from src rows row0.. (ld apart), column col.
 __device__ __forceinline__ void load_tile_async(bf16* dst, const bf16* __restrict__ src, long long row0, int ld,
@@ -284,35 +291,14 @@ __device__ __forceinline__ void dkdv_step(float (&dk)[8][4], float (&dv)[8][4], 
   mma_tile(dk, da, Qs, qc, lane);
 }
 
-// Each kernel is a template over W, the warps of a block (16 W rows of queries, or of keys for
-// dkdv): W = 4 is the first version (attn_fwd, attn_bwd_dq, attn_bwd_dkdv), W = 8 (the *8
-// kernels) loads K / V (Q / dO for dkdv) half as often and holds 16 warps on an SM instead of 8
-// (backward) or 12 (forward): two blocks of 256 threads at most 128 registers each; attn_fwd16
-// holds all the queries of an (image, head) up to 256 tokens. Every output row is computed by one
-// warp over the same key (query) order whatever W is, so all variants give bit-identical results.
-//
-// attn_fwd: grid (ceil(N / 16W), B * H); dynamic shared (2 * roundup(N, 32) + 16W) * ATT_LD * 2 bytes.
-template <int W>
-__device__ __forceinline__ void attn_fwd_body(const bf16* __restrict__ qkv, const float* __restrict__ bias,
-                                              bf16* __restrict__ o, float* __restrict__ lse, int N, int H,
-                                              float scaleLog2) {
-  extern __shared__ __align__(16) unsigned char smem[];
-  const int Np = (N + 31) & ~31;
-  bf16* Ks = (bf16*)smem;
-  bf16* Vs = Ks + Np * ATT_LD;
-  bf16* Qs = Vs + Np * ATT_LD;
-  const int bh = blockIdx.y, b = bh / H, h = bh % H, D = H * 64, ld = 3 * D;
-  const int q0 = blockIdx.x * 16 * W;
-  const long long row0 = (long long)b * N;
-  load_tile(Qs, qkv, row0 + q0, ld, h * 64, bias + h * 64, 16 * W, min(16 * W, N - q0));
-  load_tile(Ks, qkv, row0, ld, D + h * 64, bias + D + h * 64, Np, N);
-  load_tile(Vs, qkv, row0, ld, 2 * D + h * 64, bias + 2 * D + h * 64, Np, N);
-  __syncthreads();
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3, g = lane >> 2;
-  const int qw = q0 + warp * 16;
-  if (qw >= N) return;
+// One warp's 16 query rows qw.. (its rows of the Qs tile from qs) of (image b = row0 / N, head h)
+// against the Np = roundup(N, 32) keys of the Ks, Vs tiles: o rows and lse (when lse is given).
+__device__ __forceinline__ void attn_fwd_warp(const bf16* Qs, const bf16* Ks, const bf16* Vs, int qs, int qw,
+                                              long long row0, int bh, int h, bf16* __restrict__ o,
+                                              float* __restrict__ lse, int N, int D, float scaleLog2) {
+  const int Np = (N + 31) & ~31, lane = threadIdx.x & 31, t = lane & 3, g = lane >> 2;
   uint32_t qf[4][4];
-  load_a_frags(qf, Qs, warp * 16, lane);
+  load_a_frags(qf, Qs, qs, lane);
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
   float oc[8][4];
 #pragma unroll
@@ -368,6 +354,80 @@ __device__ __forceinline__ void attn_fwd_body(const bf16* __restrict__ qkv, cons
   if (lse && t == 0) {
     if (qw + g < N) lse[(long long)bh * N + qw + g] = m0 + log2f(l0);
     if (qw + g + 8 < N) lse[(long long)bh * N + qw + g + 8] = m1 + log2f(l1);
+  }
+}
+
+// Each kernel is a template over W, the warps of a block (16 W rows of queries, or of keys for
+// dkdv): W = 4 is the first version (attn_fwd, attn_bwd_dq, attn_bwd_dkdv), W = 8 (the *8
+// kernels) loads K / V (Q / dO for dkdv) half as often and holds 16 warps on an SM instead of 8
+// (backward) or 12 (forward): two blocks of 256 threads at most 128 registers each; attn_fwd16
+// holds all the queries of an (image, head) up to 256 tokens. Every output row is computed by one
+// warp over the same key (query) order whatever W is, so all variants give bit-identical results.
+//
+// attn_fwd: grid (ceil(N / 16W), B * H); dynamic shared (2 * roundup(N, 32) + 16W) * ATT_LD * 2 bytes.
+template <int W>
+__device__ __forceinline__ void attn_fwd_body(const bf16* __restrict__ qkv, const float* __restrict__ bias,
+                                              bf16* __restrict__ o, float* __restrict__ lse, int N, int H,
+                                              float scaleLog2) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int Np = (N + 31) & ~31;
+  bf16* Ks = (bf16*)smem;
+  bf16* Vs = Ks + Np * ATT_LD;
+  bf16* Qs = Vs + Np * ATT_LD;
+  const int bh = blockIdx.y, b = bh / H, h = bh % H, D = H * 64, ld = 3 * D;
+  const int q0 = blockIdx.x * 16 * W;
+  const long long row0 = (long long)b * N;
+  load_tile(Qs, qkv, row0 + q0, ld, h * 64, bias + h * 64, 16 * W, min(16 * W, N - q0));
+  load_tile(Ks, qkv, row0, ld, D + h * 64, bias + D + h * 64, Np, N);
+  load_tile(Vs, qkv, row0, ld, 2 * D + h * 64, bias + 2 * D + h * 64, Np, N);
+  __syncthreads();
+  const int warp = threadIdx.x >> 5;
+  const int qw = q0 + warp * 16;
+  if (qw >= N) return;
+  attn_fwd_warp(Qs, Ks, Vs, warp * 16, qw, row0, bh, h, o, lse, N, D, scaleLog2);
+}
+
+// attn_fwd_pipe: persistent blocks, each taking (image, head) pairs blockIdx.x, + gridDim.x, ...
+// of the B * H `pairs`, one warp per 16 queries (block 32 * roundup(N, 16) / 16 threads, N <= 256),
+// over two stages of shared tiles: the next pair's q, k, v copies (cp.async) are in flight while
+// this pair computes, so no SM waits for its tiles between pairs (attn_fwd16 loads, then computes,
+// with one block an SM). Per row the same sequence as attn_fwd_body: bit-identical outputs.
+// Dynamic shared 2 * (roundup(N, 16) + 2 * roundup(N, 32)) * ATT_LD * 2 bytes.
+extern "C" __global__ void __launch_bounds__(512, 1)
+    attn_fwd_pipe(const bf16* __restrict__ qkv, const float* __restrict__ bias, bf16* __restrict__ o,
+                  float* __restrict__ lse, int N, int H, float scaleLog2, int pairs) {
+  extern __shared__ __align__(16) unsigned char pipe_smem[];
+  const int Np = (N + 31) & ~31, Nq = (N + 15) & ~15, D = H * 64, ld = 3 * D;
+  const int stage = (Nq + 2 * Np) * ATT_LD;
+  const auto tiles = [&](int st, int k) { return (bf16*)pipe_smem + st * stage + (k == 0 ? 0 : Nq + (k - 1) * Np) * ATT_LD; };
+  const auto issue = [&](int pair, int st) {
+    const long long row0 = (long long)(pair / H) * N;
+    const int h = pair % H;
+    load_tile_async(tiles(st, 0), qkv, row0, ld, h * 64, Nq, N);
+    load_tile_async(tiles(st, 1), qkv, row0, ld, D + h * 64, Np, N);
+    load_tile_async(tiles(st, 2), qkv, row0, ld, 2 * D + h * 64, Np, N);
+    cp_async_commit();
+  };
+  const int warp = threadIdx.x >> 5;
+  int pair = blockIdx.x;
+  if (pair >= pairs) return;
+  issue(pair, 0);
+  for (int it = 0; pair < pairs; it++, pair += gridDim.x) {
+    const int st = it & 1, h = pair % H;
+    if (pair + (int)gridDim.x < pairs) {
+      issue(pair + gridDim.x, st ^ 1);  // its stage was last read before the previous __syncthreads
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+#pragma unroll
+    for (int k = 0; k < 3; k++) add_bias_tile(tiles(st, k), bias + k * D + h * 64, N);
+    __syncthreads();
+    if (warp * 16 < N)
+      attn_fwd_warp(tiles(st, 0), tiles(st, 1), tiles(st, 2), warp * 16, warp * 16, (long long)(pair / H) * N, pair,
+                    h, o, lse, N, D, scaleLog2);
+    __syncthreads();  // every warp is done with this stage before the copies into it are issued
   }
 }
 

@@ -5,7 +5,8 @@
 //   embed_ln_fwd     x0 = [class | patch embeddings] + pos; save x0; resid = LN_pre(x0)
 //   residual_ln_fwd  resid += y + bias (when y is given); save resid; out = LN(resid) (when out is given)
 //   ln_recompute     out = LN(x) from the saved bf16 x and its statistics (h for dW_in in the backward)
-//   ln_bwd           dresid (+)= LN'(dy) for S signals: gradient row r reads saved row r % R;
+//   ln_bwd           dresid (+)= LN'(dy) for S signals: gradient row r reads saved row r % R (one
+//                    warp serves saved row r for every signal);
 //                    also writes a bf16 copy of dresid (the next GEMM's input). Accumulates on the
 //                    residual stream, assigns otherwise.
 //   embed_ln_bwd     dx0 = LN_pre'(dresid), scattered to the patch rows dPatch [S, B * P, D] (bf16)
@@ -177,6 +178,7 @@ extern "C" __global__ void ln_recompute(const bf16* __restrict__ x, const float*
   }
 }
 
+// One warp per saved row r, for every signal's gradient row s * R + r: the saved row is read once.
 extern "C" __global__ void ln_bwd(const bf16* __restrict__ dy,  // [S * R, D]
                                   const bf16* __restrict__ x,   // [R, D] saved LayerNorm input
                                   const float* __restrict__ mean, const float* __restrict__ rstd,
@@ -184,45 +186,55 @@ extern "C" __global__ void ln_bwd(const bf16* __restrict__ dy,  // [S * R, D]
                                   float* __restrict__ dresid,  // [S * R, D]
                                   bf16* __restrict__ dresBf,   // [S * R, D]
                                   int SR, int R, int D, int accumulate) {
-  const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-  if (row >= SR) return;
-  const int xr = row % R, D8 = D >> 3;
+  const int xr = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (xr >= R) return;
+  const int D8 = D >> 3;
   const float m = mean[xr], rs = rstd[xr];
-  float g[LN_CHUNKS][8], xh[LN_CHUNKS][8];
-  float s1 = 0.f, s2 = 0.f;
+  float xh[LN_CHUNKS][8];
 #pragma unroll
   for (int i = 0; i < LN_CHUNKS; i++) {
     const int c = lane + 32 * i;
     if (c < D8) {
-      float gm[8];
-      load8h(g[i], dy + (long long)row * D + c * 8);
       load8h(xh[i], x + (long long)xr * D + c * 8);
-      load8f(gm, gamma + c * 8);
 #pragma unroll
-      for (int j = 0; j < 8; j++) {
-        xh[i][j] = (xh[i][j] - m) * rs;
-        g[i][j] *= gm[j];
-        s1 += g[i][j];
-        s2 += g[i][j] * xh[i][j];
-      }
+      for (int j = 0; j < 8; j++) xh[i][j] = (xh[i][j] - m) * rs;
     }
   }
-  s1 = warp_sum(s1) / D;
-  s2 = warp_sum(s2) / D;
+  for (long long row = xr; row < SR; row += R) {
+    float g[LN_CHUNKS][8];
+    float s1 = 0.f, s2 = 0.f;
 #pragma unroll
-  for (int i = 0; i < LN_CHUNKS; i++) {
-    const int c = lane + 32 * i;
-    if (c < D8) {
-      float* dr = dresid + (long long)row * D + c * 8;
-      float acc[8];
-      if (accumulate) load8f(acc, dr);
+    for (int i = 0; i < LN_CHUNKS; i++) {
+      const int c = lane + 32 * i;
+      if (c < D8) {
+        float gm[8];
+        load8h(g[i], dy + row * D + c * 8);
+        load8f(gm, gamma + c * 8);
 #pragma unroll
-      for (int j = 0; j < 8; j++) {
-        const float d = rs * (g[i][j] - s1 - xh[i][j] * s2);
-        acc[j] = accumulate ? acc[j] + d : d;
+        for (int j = 0; j < 8; j++) {
+          g[i][j] *= gm[j];
+          s1 += g[i][j];
+          s2 += g[i][j] * xh[i][j];
+        }
       }
-      store8f(dr, acc);
-      store8h(dresBf + (long long)row * D + c * 8, acc);
+    }
+    s1 = warp_sum(s1) / D;
+    s2 = warp_sum(s2) / D;
+#pragma unroll
+    for (int i = 0; i < LN_CHUNKS; i++) {
+      const int c = lane + 32 * i;
+      if (c < D8) {
+        float* dr = dresid + row * D + c * 8;
+        float acc[8];
+        if (accumulate) load8f(acc, dr);
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+          const float d = rs * (g[i][j] - s1 - xh[i][j] * s2);
+          acc[j] = accumulate ? acc[j] + d : d;
+        }
+        store8f(dr, acc);
+        store8h(dresBf + row * D + c * 8, acc);
+      }
     }
   }
 }

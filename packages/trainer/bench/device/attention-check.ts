@@ -2,7 +2,9 @@
  * Device check of the fused attention kernels (kernels/attention.cu) at ViT-B/16 shape (N = 197,
  * 12 heads, several 32-key chunks, partial tiles) against a float64 reference on the host:
  * forward o and lse, backward dq, dk, dv for two signals. Errors are max |a - b| / max |b|, of the
- * default kernels (16-warp forward, fused backward where they fit) unless named split_*.
+ * default kernels (pipelined forward, fused backward where they fit) unless named split_*. The
+ * pipelined forward is also compared bit for bit with attn_fwd16 on enough images that its
+ * persistent blocks take three (image, head) pairs or more each.
  */
 import { f32ToBf16 } from "@unmask/clip";
 import { CudaDriver } from "../../src/engines/cuda/driver.js";
@@ -51,6 +53,23 @@ function err(got: ArrayLike<number>, want: ArrayLike<number>): number {
   return num / (den || 1);
 }
 
+/** Runs `run` with the environment variables `env` set (undefined: unset), then restores them. */
+function withEnv<T>(env: Record<string, string | undefined>, run: () => T): T {
+  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+  const set = (vars: Record<string, string | undefined>) => {
+    for (const [k, v] of Object.entries(vars)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  };
+  set(env);
+  try {
+    return run();
+  } finally {
+    set(saved);
+  }
+}
+
 export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<string, number>> {
   const libs = await openCudaLibraries();
   const cu = CudaDriver.open(libs.koffi, libs.driver, 0);
@@ -72,21 +91,6 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
   cu.upload(pQkv, qkv.bits);
   cu.upload(pBias, bias);
   cu.upload(pDo, dO.bits);
-  const withEnv = <T>(env: Record<string, string | undefined>, run: () => T): T => {
-    const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
-    const set = (vars: Record<string, string | undefined>) => {
-      for (const [k, v] of Object.entries(vars)) {
-        if (v === undefined) delete process.env[k];
-        else process.env[k] = v;
-      }
-    };
-    set(env);
-    try {
-      return run();
-    } finally {
-      set(saved);
-    }
-  };
   const runKernels = (warps: string | undefined, backward: "split" | undefined) =>
     withEnv({ UNMASK_ATTN_WARPS: warps, UNMASK_ATTN_BWD: backward }, () => {
       cu.fill32(pO, 0, (R * D) / 2, stream);
@@ -127,7 +131,10 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
   const forwardDiffer = (x: { oBits: Uint16Array; lse: Float32Array }, y: typeof x) =>
     differing(x.oBits, y.oBits) + differing(x.lse, y.lse);
   const differ =
-    forwardDiffer(split4, split8) + differing(split4.dBits, split8.dBits) + forwardDiffer(split4, fwd16);
+    forwardDiffer(split4, split8) +
+    differing(split4.dBits, split8.dBits) +
+    forwardDiffer(split4, fwd16) +
+    forwardDiffer(split4, { oBits, lse });
   const fusedDkDvDiffer = differing(dBits, split8.dBits, 0, dBits.length, [D, 3 * D]);
   const fusedDqDiffer = differing(dBits, split8.dBits, 0, dBits.length, [0, D]);
   const o = toF32(oBits);
@@ -211,6 +218,7 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
   const splitD = toF32(split8.dBits);
   const result = {
     block_widths_differing: differ,
+    pipelined_vs_fwd16_many_pairs_differing: 0,
     fused_vs_split_dkdv_differing: fusedDkDvDiffer,
     fused_vs_split_dq_differing_values: fusedDqDiffer,
     split_dq: err(part(splitD, 0), part(refD, 0)),
@@ -221,8 +229,56 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
     dv: err(part(dqkv, 2), part(refD, 2)),
   };
   for (const p of [pQkv, pBias, pO, pLse, pDo, pDqkv]) cu.free(p);
+  const pipelineDiffer = pipelinedForwardDiffer(
+    cu,
+    k,
+    stream,
+    Math.ceil((3 * cu.multiprocessors) / H) + 1,
+    N,
+    H,
+  );
   k.dispose();
   cu.destroyStream(stream);
   cu.close();
+  result.pipelined_vs_fwd16_many_pairs_differing = pipelineDiffer;
   return result;
+}
+
+/** o and lse values where attn_fwd_pipe and attn_fwd16 differ on B images (random qkv and bias). */
+function pipelinedForwardDiffer(
+  cu: CudaDriver,
+  k: Kernels,
+  stream: number,
+  B: number,
+  N: number,
+  H: number,
+): number {
+  const D = H * 64;
+  const R = B * N;
+  const qkv = randomBf16(R * 3 * D, 1.5, 5);
+  const bias = new Float32Array(3 * D).map((_, i) => 0.1 * Math.cos(i * 0.29));
+  const pQkv = cu.alloc(qkv.bits.byteLength);
+  const pBias = cu.alloc(bias.byteLength);
+  const pO = cu.alloc(R * D * 2);
+  const pLse = cu.alloc(B * H * N * 4);
+  cu.upload(pQkv, qkv.bits);
+  cu.upload(pBias, bias);
+  const forward = (warps: string | undefined) =>
+    withEnv({ UNMASK_ATTN_WARPS: warps }, () => {
+      cu.fill32(pO, 0, (R * D) / 2, stream);
+      k.attnFwd(pQkv, pBias, pO, pLse, B, N, H);
+      cu.synchronize(stream);
+      const o = new Uint16Array(R * D);
+      const lse = new Float32Array(B * H * N);
+      cu.download(o, pO);
+      cu.download(lse, pLse);
+      return { o, lse };
+    });
+  const a = forward("16");
+  const b = forward(undefined);
+  let n = 0;
+  for (let i = 0; i < a.o.length; i++) if (a.o[i] !== b.o[i]) n++;
+  for (let i = 0; i < a.lse.length; i++) if (a.lse[i] !== b.lse[i]) n++;
+  for (const p of [pQkv, pBias, pO, pLse]) cu.free(p);
+  return n;
 }

@@ -14,6 +14,7 @@ export type KernelArg = ["p", number] | ["i", number] | ["u", number] | ["f", nu
 const MAX_KERNEL_ARGS = 32;
 const CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
 const CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1;
+const CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
 const CUDA_ERROR_NOT_READY = 600;
 
 // biome-ignore lint/suspicious/noExplicitAny: koffi functions are variadic by declaration
@@ -26,6 +27,8 @@ export class CudaDriver {
   private readonly argView: DataView;
   readonly device: number;
   readonly deviceName: string;
+  /** Streaming multiprocessors (the grid of persistent kernels). */
+  readonly multiprocessors: number;
   private context = 0;
 
   private constructor(koffi: Koffi, lib: Library, ordinal: number) {
@@ -38,6 +41,7 @@ export class CudaDriver {
     declare("cuInit", "int NAME(unsigned int flags)");
     declare("cuDeviceGet", "int NAME(_Out_ int *dev, int ordinal)");
     declare("cuDeviceGetName", "int NAME(_Out_ uint8_t *name, int len, int dev)");
+    declare("cuDeviceGetAttribute", "int NAME(_Out_ int *value, int attribute, int dev)");
     declare("cuDevicePrimaryCtxRetain", "int NAME(_Out_ uint64_t *ctx, int dev)");
     declare("cuDevicePrimaryCtxRelease_v2", "int NAME(int dev)");
     declare("cuCtxSetCurrent", "int NAME(uint64_t ctx)");
@@ -101,6 +105,12 @@ export class CudaDriver {
     const name = new Uint8Array(256);
     this.check("cuDeviceGetName", this.fns.cuDeviceGetName(name, 256, this.device));
     this.deviceName = Buffer.from(name.subarray(0, name.indexOf(0))).toString("utf8");
+    const sms = [0];
+    this.check(
+      "cuDeviceGetAttribute",
+      this.fns.cuDeviceGetAttribute(sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, this.device),
+    );
+    this.multiprocessors = sms[0];
     const ctx = [0];
     this.check("cuDevicePrimaryCtxRetain", this.fns.cuDevicePrimaryCtxRetain(ctx, this.device));
     this.context = Number(ctx[0]);

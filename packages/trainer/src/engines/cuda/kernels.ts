@@ -25,6 +25,7 @@ const KERNEL_NAMES = [
   "attn_bwd_dq8",
   "attn_bwd_dkdv8",
   "attn_fwd16",
+  "attn_fwd_pipe",
   "attn_bwd_fused",
   "bias_gelu_fwd",
   "gelu_bwd",
@@ -46,16 +47,34 @@ const ATT_LD = 72;
 const SHARED_PER_BLOCK = 227 * 1024;
 
 /**
- * Warps per forward attention block (kernels/attention.cu: attn_fwd 4, attn_fwd8 8, attn_fwd16
- * 16: one block per (image, head) up to 256 tokens). All give bit-identical results;
- * UNMASK_ATTN_WARPS=4|8|16 picks one (benches, checks), else the widest that fits.
+ * The forward attention kernel (kernels/attention.cu): attn_fwd_pipe (persistent blocks, one warp
+ * per 16 queries, the next (image, head)'s tiles loading during this one) where two stages of
+ * tiles fit (N <= 256), else one block per (image, head) or per 16 W queries with W warps
+ * (attn_fwd 4, attn_fwd8 8, attn_fwd16 16), the widest that fits. All give bit-identical results;
+ * UNMASK_ATTN_WARPS=4|8|16 picks one of the W kernels (benches, checks).
  */
+function forwardKernel(N: number): "pipe" | 4 | 8 | 16 {
+  if (
+    process.env.UNMASK_ATTN_WARPS === undefined &&
+    N <= 256 &&
+    pipelinedForwardShared(N) <= SHARED_PER_BLOCK
+  )
+    return "pipe";
+  return attentionWarps(N);
+}
+
+/** Warps per block of the W kernels: UNMASK_ATTN_WARPS=4|8|16, else the widest whose tiles fit. */
 function attentionWarps(N: number): 4 | 8 | 16 {
   const forced = process.env.UNMASK_ATTN_WARPS;
   if (forced === "4" || forced === "8" || forced === "16") return Number(forced) as 4 | 8 | 16;
   if (N <= 256 && attentionShared(16, N).fwd <= SHARED_PER_BLOCK) return 16;
   const s = attentionShared(8, N);
   return Math.max(s.fwd, s.dq, s.dkdv) <= SHARED_PER_BLOCK ? 8 : 4;
+}
+
+/** Dynamic shared bytes of attn_fwd_pipe: two stages of q (roundup(N, 16) rows), k, v (roundup(N, 32)) tiles. */
+function pipelinedForwardShared(N: number): number {
+  return 2 * (Math.ceil(N / 16) * 16 + 2 * Math.ceil(N / 32) * 32) * ATT_LD * 2;
 }
 
 /** Dynamic shared bytes of the three attention kernels with W warps per block. */
@@ -300,7 +319,8 @@ export class Kernels {
     D: number;
     accumulate: boolean;
   }): void {
-    this.rows("ln_bwd", a.SR, [
+    assert(a.SR % a.R === 0, `gradient rows ${a.SR} a multiple of saved rows ${a.R}`);
+    this.rows("ln_bwd", a.R, [
       p(a.dy),
       p(a.x),
       p(a.mean),
@@ -352,13 +372,24 @@ export class Kernels {
    */
   attnFwd(qkv: number, bias: number, o: number, lse: number, B: number, N: number, H: number): void {
     assert(N <= MAX_TOKENS, `tokens ${N} <= ${MAX_TOKENS}`);
-    const W = attentionWarps(N);
+    const kernel = forwardKernel(N);
+    const args = [p(qkv), p(bias), p(o), p(lse), i(N), i(H), f(Math.LOG2E / 8)];
+    if (kernel === "pipe") {
+      // one resident block an SM (two stages of tiles take most of its shared memory)
+      const blocks = Math.min(B * H, this.cu.multiprocessors);
+      this.go("attn_fwd_pipe", blocks, 32 * Math.ceil(N / 16), pipelinedForwardShared(N), [
+        ...args,
+        i(B * H),
+      ]);
+      return;
+    }
+    const W = kernel;
     this.go(
       W === 16 ? "attn_fwd16" : W === 8 ? "attn_fwd8" : "attn_fwd",
       [Math.ceil(N / (16 * W)), B * H, 1],
       32 * W,
       attentionShared(W, N).fwd,
-      [p(qkv), p(bias), p(o), p(lse), i(N), i(H), f(Math.LOG2E / 8)],
+      args,
     );
   }
 
@@ -405,14 +436,18 @@ export class Kernels {
     this.go(W === 8 ? "attn_bwd_dkdv8" : "attn_bwd_dkdv", grid, 32 * W, shared.dkdv, args);
   }
 
-  /** g = QuickGELU(u + bias); u keeps u + bias when keepU (the student's saved activation). */
-  biasGeluFwd(uPtr: number, bias: number, g: number, total: number, F: number, keepU = true): void {
+  /**
+   * g = QuickGELU(bf16(u + bias)), total values of rows of F; g may be u (in place). u stays the
+   * GEMM output: geluBwd adds the bias again.
+   */
+  biasGeluFwd(uPtr: number, bias: number, g: number, total: number, F: number): void {
     assert(F % 8 === 0, `MLP width ${F} divisible by 8`);
-    this.elementwise("bias_gelu_fwd", total / 8, [p(uPtr), p(bias), p(g), l(total), i(F), i(keepU ? 1 : 0)]);
+    this.elementwise("bias_gelu_fwd", total / 8, [p(uPtr), p(bias), p(g), l(total), i(F)]);
   }
 
-  geluBwd(d: number, uPtr: number, totalS: number, totalR: number): void {
-    this.elementwise("gelu_bwd", totalS / 8, [p(d), p(uPtr), l(totalS), l(totalR)]);
+  /** d = d * QuickGELU'(bf16(u + bias)) for totalS values; gradient value k reads u value k % totalR. */
+  geluBwd(d: number, uPtr: number, bias: number, totalS: number, totalR: number, F: number): void {
+    this.elementwise("gelu_bwd", totalS / 8, [p(d), p(uPtr), p(bias), l(totalS), l(totalR), i(F)]);
   }
 
   headForward(a: {

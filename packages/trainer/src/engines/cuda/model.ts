@@ -79,7 +79,7 @@ interface BlockActs {
   xmid: Region; // bf16 [R, D]
   mean2: Region;
   rstd2: Region;
-  u: Region; // bf16 [R, F]
+  u: Region; // bf16 [R, F] c_fc output before its bias (gelu_bwd adds it, as bias_gelu_fwd did)
 }
 
 export class TowerModel {
@@ -420,7 +420,7 @@ export class TowerModel {
         transB: true,
         C: { ptr: u, ld: F },
       });
-      this.k.biasGeluFwd(u, w.fcB.ptr, this.ptr("g"), R * F, F, keep);
+      this.k.biasGeluFwd(u, w.fcB.ptr, this.ptr("g"), R * F, F);
       gemm.gemm({
         M: R,
         N: D,
@@ -473,7 +473,7 @@ export class TowerModel {
           B: { ptr: w.projW.ptr, ld: F },
           C: { ptr: dF, ld: F },
         });
-        this.k.geluBwd(dF, act.u.ptr, R * F, R * F);
+        this.k.geluBwd(dF, act.u.ptr, w.fcB.ptr, R * F, R * F, F);
         gemm.gemm({
           M: R,
           N: D,
