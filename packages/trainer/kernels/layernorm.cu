@@ -179,20 +179,21 @@ extern "C" __global__ void ln_recompute(const bf16* __restrict__ x, const float*
 }
 
 // One warp per saved row r, for every signal's gradient row s * R + r: the saved row is read once.
-extern "C" __global__ void ln_bwd(const bf16* __restrict__ dy,  // [S * R, D]
-                                  const bf16* __restrict__ x,   // [R, D] saved LayerNorm input
-                                  const float* __restrict__ mean, const float* __restrict__ rstd,
-                                  const float* __restrict__ gamma,
-                                  float* __restrict__ dresid,  // [S * R, D]
-                                  bf16* __restrict__ dresBf,   // [S * R, D]
-                                  int SR, int R, int D, int accumulate) {
+// CH chunks a lane (D <= 256 CH): ln_bwd_768 holds 3 for ViT-B's rows, fewer registers than 4.
+#define LN_BWD_ARGS                                                                                      \
+  const bf16 *__restrict__ dy, /* [S * R, D] */ const bf16 *__restrict__ x, /* [R, D] saved LN input */ \
+      const float *__restrict__ mean, const float *__restrict__ rstd, const float *__restrict__ gamma,     \
+      float *__restrict__ dresid, /* [S * R, D] */ bf16 *__restrict__ dresBf, /* [S * R, D] */            \
+      int SR, int R, int D, int accumulate
+template <int CH>
+__device__ __forceinline__ void ln_bwd_body(LN_BWD_ARGS) {
   const int xr = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
   if (xr >= R) return;
   const int D8 = D >> 3;
   const float m = mean[xr], rs = rstd[xr];
-  float xh[LN_CHUNKS][8];
+  float xh[CH][8];
 #pragma unroll
-  for (int i = 0; i < LN_CHUNKS; i++) {
+  for (int i = 0; i < CH; i++) {
     const int c = lane + 32 * i;
     if (c < D8) {
       load8h(xh[i], x + (long long)xr * D + c * 8);
@@ -201,14 +202,16 @@ extern "C" __global__ void ln_bwd(const bf16* __restrict__ dy,  // [S * R, D]
     }
   }
   for (long long row = xr; row < SR; row += R) {
-    float g[LN_CHUNKS][8];
+    float g[CH][8], acc[CH][8];
     float s1 = 0.f, s2 = 0.f;
 #pragma unroll
-    for (int i = 0; i < LN_CHUNKS; i++) {
+    for (int i = 0; i < CH; i++) {
       const int c = lane + 32 * i;
       if (c < D8) {
         float gm[8];
         load8h(g[i], dy + row * D + c * 8);
+        // the residual gradient is loaded with dy, not after the row sums: one round trip a row
+        if (accumulate) load8f(acc[i], dresid + row * D + c * 8);
         load8f(gm, gamma + c * 8);
 #pragma unroll
         for (int j = 0; j < 8; j++) {
@@ -221,22 +224,26 @@ extern "C" __global__ void ln_bwd(const bf16* __restrict__ dy,  // [S * R, D]
     s1 = warp_sum(s1) / D;
     s2 = warp_sum(s2) / D;
 #pragma unroll
-    for (int i = 0; i < LN_CHUNKS; i++) {
+    for (int i = 0; i < CH; i++) {
       const int c = lane + 32 * i;
       if (c < D8) {
-        float* dr = dresid + row * D + c * 8;
-        float acc[8];
-        if (accumulate) load8f(acc, dr);
 #pragma unroll
         for (int j = 0; j < 8; j++) {
           const float d = rs * (g[i][j] - s1 - xh[i][j] * s2);
-          acc[j] = accumulate ? acc[j] + d : d;
+          acc[i][j] = accumulate ? acc[i][j] + d : d;
         }
-        store8f(dr, acc);
-        store8h(dresBf + row * D + c * 8, acc);
+        store8f(dresid + row * D + c * 8, acc[i]);
+        store8h(dresBf + row * D + c * 8, acc[i]);
       }
     }
   }
+}
+
+extern "C" __global__ void ln_bwd(LN_BWD_ARGS) {
+  ln_bwd_body<LN_CHUNKS>(dy, x, mean, rstd, gamma, dresid, dresBf, SR, R, D, accumulate);
+}
+extern "C" __global__ void __launch_bounds__(128, 5) ln_bwd_768(LN_BWD_ARGS) {
+  ln_bwd_body<3>(dy, x, mean, rstd, gamma, dresid, dresBf, SR, R, D, accumulate);
 }
 
 // Shared body: given the incoming gradient g (already in registers), the saved row and stats,

@@ -1,41 +1,48 @@
 // MLP activation: g = QuickGELU(u + bias) = x * sigmoid(1.702 x), x = bf16(u + bias), u the c_fc
 // GEMM output (bf16). u is left as the GEMM wrote it: the backward adds the bias again (the same
 // rounding), which saves writing a second [R, F] copy in the student's forward.
-// Backward: du = dg * (s + 1.702 x s (1 - s)), s = sigmoid(1.702 x), for S signals (row r % R).
+// Backward (one signal a call): du = dg * (s + 1.702 x s (1 - s)), s = sigmoid(1.702 x).
 // 8 values per thread through 16-byte accesses (F a multiple of 8).
 #include "common.cuh"
 
-// x = bf16(u + bias) for 8 values of one row (col: the first one's column).
+// x = bf16(u + bias) for 8 values of one row (col: the first one's column, a multiple of 8).
 __device__ __forceinline__ void add_bias8(float (&x)[8], const Pack8& u, const float* __restrict__ bias, int col) {
+  const float4 b0 = *(const float4*)(bias + col), b1 = *(const float4*)(bias + col + 4);
+  const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
 #pragma unroll
-  for (int j = 0; j < 8; j++) x[j] = __bfloat162float(__float2bfloat16(__bfloat162float(u.h[j]) + bias[col + j]));
+  for (int j = 0; j < 8; j++) x[j] = __bfloat162float(__float2bfloat16(__bfloat162float(u.h[j]) + b[j]));
 }
+
+// Thread k takes values 8k .. 8k + 7 (groups = total / 8 < 2^32): 32-bit index arithmetic, as a
+// 64-bit modulo per thread made these memory-bound kernels compute-bound.
+#define GROUP_INDEX(groups)                                          \
+  const unsigned k = blockIdx.x * blockDim.x + threadIdx.x;         \
+  if (k >= (groups)) return;                                        \
+  const long long i8 = (long long)k * 8;                            \
+  const int col = (int)(k % (unsigned)(F >> 3)) * 8;
 
 // g may be u itself (the teacher activates in place): no __restrict__ on either.
 extern "C" __global__ void bias_gelu_fwd(const bf16* u,  // [R, F] c_fc GEMM output
-                                         const float* __restrict__ bias, bf16* g, long long total, int F) {
-  const long long i8 = ((long long)blockIdx.x * blockDim.x + threadIdx.x) * 8;
-  if (i8 >= total) return;
+                                         const float* __restrict__ bias, bf16* g, unsigned groups, int F) {
+  GROUP_INDEX(groups)
   Pack8 pu, pg;
   pu.u = *(const uint4*)(u + i8);
   float x[8];
-  add_bias8(x, pu, bias, (int)(i8 % F));
+  add_bias8(x, pu, bias, col);
 #pragma unroll
   for (int j = 0; j < 8; j++) pg.h[j] = __float2bfloat16(x[j] / (1.f + __expf(-1.702f * x[j])));
   *(uint4*)(g + i8) = pg.u;
 }
 
-extern "C" __global__ void gelu_bwd(bf16* __restrict__ d,        // [S * R, F] in: dg, out: du
+extern "C" __global__ void gelu_bwd(bf16* __restrict__ d,        // [R, F] in: dg, out: du
                                     const bf16* __restrict__ u,  // [R, F] c_fc GEMM output
-                                    const float* __restrict__ bias, long long totalS, long long totalR, int F) {
-  const long long i8 = ((long long)blockIdx.x * blockDim.x + threadIdx.x) * 8;
-  if (i8 >= totalS) return;
-  const long long r8 = i8 % totalR;
+                                    const float* __restrict__ bias, unsigned groups, int F) {
+  GROUP_INDEX(groups)
   Pack8 pd, pu;
   pd.u = *(const uint4*)(d + i8);
-  pu.u = *(const uint4*)(u + r8);
+  pu.u = *(const uint4*)(u + i8);
   float x[8];
-  add_bias8(x, pu, bias, (int)(r8 % F));
+  add_bias8(x, pu, bias, col);
 #pragma unroll
   for (int j = 0; j < 8; j++) {
     const float s = 1.f / (1.f + __expf(-1.702f * x[j]));

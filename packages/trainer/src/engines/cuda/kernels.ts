@@ -16,6 +16,7 @@ const KERNEL_NAMES = [
   "residual_ln_fwd",
   "ln_recompute",
   "ln_bwd",
+  "ln_bwd_768",
   "embed_ln_bwd",
   "to_bf16",
   "attn_fwd",
@@ -320,7 +321,7 @@ export class Kernels {
     accumulate: boolean;
   }): void {
     assert(a.SR % a.R === 0, `gradient rows ${a.SR} a multiple of saved rows ${a.R}`);
-    this.rows("ln_bwd", a.R, [
+    this.rows(a.D <= 768 ? "ln_bwd_768" : "ln_bwd", a.R, [
       p(a.dy),
       p(a.x),
       p(a.mean),
@@ -441,13 +442,14 @@ export class Kernels {
    * GEMM output: geluBwd adds the bias again.
    */
   biasGeluFwd(uPtr: number, bias: number, g: number, total: number, F: number): void {
-    assert(F % 8 === 0, `MLP width ${F} divisible by 8`);
-    this.elementwise("bias_gelu_fwd", total / 8, [p(uPtr), p(bias), p(g), l(total), i(F)]);
+    assert(F % 8 === 0 && total % F === 0 && total / 8 < 2 ** 32, `MLP rows of ${F} (a multiple of 8) values`);
+    this.elementwise("bias_gelu_fwd", total / 8, [p(uPtr), p(bias), p(g), u(total / 8), i(F)]);
   }
 
-  /** d = d * QuickGELU'(bf16(u + bias)) for totalS values; gradient value k reads u value k % totalR. */
-  geluBwd(d: number, uPtr: number, bias: number, totalS: number, totalR: number, F: number): void {
-    this.elementwise("gelu_bwd", totalS / 8, [p(d), p(uPtr), p(bias), l(totalS), l(totalR), i(F)]);
+  /** d = d * QuickGELU'(bf16(u + bias)), total values of rows of F (one signal). */
+  geluBwd(d: number, uPtr: number, bias: number, total: number, F: number): void {
+    assert(F % 8 === 0 && total % F === 0 && total / 8 < 2 ** 32, `MLP rows of ${F} (a multiple of 8) values`);
+    this.elementwise("gelu_bwd", total / 8, [p(d), p(uPtr), p(bias), u(total / 8), i(F)]);
   }
 
   headForward(a: {

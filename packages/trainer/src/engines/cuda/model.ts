@@ -473,7 +473,7 @@ export class TowerModel {
           B: { ptr: w.projW.ptr, ld: F },
           C: { ptr: dF, ld: F },
         });
-        this.k.geluBwd(dF, act.u.ptr, w.fcB.ptr, R * F, R * F, F);
+        this.k.geluBwd(dF, act.u.ptr, w.fcB.ptr, R * F, F);
         gemm.gemm({
           M: R,
           N: D,
