@@ -2,6 +2,8 @@
  * The device run: bundled by scripts/bundle-device.mjs into .gpu/ and run on the GPU machine.
  *   node main.mjs parity <fixtureDir>        tiny-vit-p8 step vs the float64 fixture, Philox check
  *   node main.mjs bench <batch>...           ViT-B/16 R-AMT step throughput (random weights)
+ *   node main.mjs profile <batch>...         the same, then one eager step with every launch timed
+ *   node main.mjs tunecheck <batch> <steps>  GEMM tuning changes no bit of the state
  * Prints one JSON line per result.
  */
 import type { ClipConfig } from "@unmask/clip";
@@ -164,37 +166,111 @@ function vitB16(classes: number): EngineModel {
   };
 }
 
+/** 256 uint8 images of 256 x 256 (a fixed pattern) for the engine's crop cache. */
+function benchCache() {
+  const count = 256;
+  const side = 256;
+  const pixels = new Uint8Array(count * side * side * 3);
+  for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24;
+  return { count, height: side, width: side, pixels };
+}
+
+type BenchEngine = Awaited<ReturnType<typeof createCudaEngine>> & {
+  timeGraph(B: number, n: number): number;
+  memoryInUse(): { arenaBytes: number; deviceUsed: number };
+  profileStep(B: number): { name: string; calls: number; ms: number; flops: number }[];
+  memoryBreakdown(): { name: string; bytes: number; count: number }[];
+  gemmTuning(): {
+    shape: string;
+    candidates: number;
+    identical: number;
+    defaultMs: number;
+    chosenMs: number;
+    chosen: number;
+  }[];
+};
+
+async function benchEngine(
+  model: EngineModel,
+  B: number,
+  cache: ReturnType<typeof benchCache>,
+): Promise<BenchEngine> {
+  const engine = (await createCudaEngine(model, {
+    maxBatch: B,
+    hyper: DEFAULT_HYPER,
+    seed: 1,
+  })) as BenchEngine;
+  await engine.setImageCache(cache);
+  return engine;
+}
+
+/** Step s's crops (fixed boxes, alternating flips) and labels, the same on every run. */
+function benchBatches(B: number) {
+  const labels = new Int32Array(B);
+  const makeCrops = (step: number) => {
+    const indices = new Int32Array(B);
+    const boxes = new Float32Array(B * 4);
+    const flips = new Uint8Array(B);
+    for (let b = 0; b < B; b++) {
+      indices[b] = (b * 7 + step * 13) % 256;
+      labels[b] = (b + step) % 100;
+      boxes.set([0.1, 0.05, 0.8, 0.85], b * 4);
+      flips[b] = (b + step) & 1;
+    }
+    return { indices, boxes, flips };
+  };
+  return { labels, makeCrops };
+}
+
+/**
+ * GEMM tuning must not change a bit: `steps` steps at batch B with tuning and with
+ * UNMASK_GEMM_TUNE=0, the losses and the whole state (scores, Adam moments) compared.
+ */
+async function tuneCheck(B: number, steps: number) {
+  const model = vitB16(100);
+  const cache = benchCache();
+  const run = async (tune: boolean) => {
+    if (tune) delete process.env.UNMASK_GEMM_TUNE;
+    else process.env.UNMASK_GEMM_TUNE = "0";
+    const engine = await benchEngine(model, B, cache);
+    const { labels, makeCrops } = benchBatches(B);
+    const losses: number[] = [];
+    for (let s = 0; s < steps; s++) {
+      const r = await engine.step({ labels, crops: makeCrops(s) }, { lr: 8e-5, step: s });
+      losses.push(r.lossCe, r.lossKl);
+    }
+    const state = await engine.getState();
+    const tuned = engine.gemmTuning().filter((t) => t.chosen >= 0).length;
+    await engine.dispose();
+    return { losses, state, tuned };
+  };
+  const a = await run(true);
+  const b = await run(false);
+  delete process.env.UNMASK_GEMM_TUNE;
+  let differing = 0;
+  for (const kind of ["scores", "adamM", "adamV"] as const)
+    for (const [name, want] of b.state[kind]) {
+      const got = a.state[kind].get(name);
+      for (let i = 0; i < want.length; i++) if (got?.[i] !== want[i]) differing++;
+    }
+  out({
+    check: "gemm_tuning_bits",
+    batch: B,
+    steps,
+    shapes_tuned: a.tuned,
+    state_differing: differing,
+    losses_differing: a.losses.filter((x, i) => x !== b.losses[i]).length,
+  });
+}
+
 async function bench(batches: number[], profile = false) {
   const model = vitB16(100);
-  const cacheCount = 256;
-  const side = 256;
-  const pixels = new Uint8Array(cacheCount * side * side * 3);
-  for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24;
+  const cache = benchCache();
   for (const B of batches) {
     const t0 = performance.now();
-    const engine = (await createCudaEngine(model, { maxBatch: B, hyper: DEFAULT_HYPER, seed: 1 })) as Awaited<
-      ReturnType<typeof createCudaEngine>
-    > & {
-      timeGraph(B: number, n: number): number;
-      memoryInUse(): { arenaBytes: number; deviceUsed: number };
-      profileStep(B: number): { name: string; calls: number; ms: number; flops: number }[];
-      memoryBreakdown(): { name: string; bytes: number; count: number }[];
-    };
-    await engine.setImageCache({ count: cacheCount, height: side, width: side, pixels });
+    const engine = await benchEngine(model, B, cache);
     const setupMs = performance.now() - t0;
-    const labels = new Int32Array(B);
-    const makeCrops = (step: number) => {
-      const indices = new Int32Array(B);
-      const boxes = new Float32Array(B * 4);
-      const flips = new Uint8Array(B);
-      for (let b = 0; b < B; b++) {
-        indices[b] = (b * 7 + step * 13) % cacheCount;
-        labels[b] = (b + step) % 100;
-        boxes.set([0.1, 0.05, 0.8, 0.85], b * 4);
-        flips[b] = (b + step) & 1;
-      }
-      return { indices, boxes, flips };
-    };
+    const { labels, makeCrops } = benchBatches(B);
     const losses: number[] = [];
     const t1 = performance.now();
     for (let s = 0; s < 3; s++) {
@@ -246,6 +322,7 @@ async function bench(batches: number[], profile = false) {
       snapshot_issue_ms: +snapshotIssueMs.toFixed(2),
       snapshot_differing: snapshotDiffering,
     });
+    for (const t of engine.gemmTuning()) out({ gemm_tuning: t.shape, ...t });
     if (profile) {
       engine.profileStep(B); // warm the eager path
       const rows = engine.profileStep(B);
@@ -281,7 +358,10 @@ if (cmd === "parity") {
   await parity(rest[0]);
 } else if (cmd === "bench") await bench(rest.map(Number));
 else if (cmd === "profile") await bench(rest.map(Number), true);
+else if (cmd === "tunecheck") await tuneCheck(Number(rest[0] ?? 32), Number(rest[1] ?? 4));
 else {
-  console.error("usage: main.mjs parity <dir> | bench <batch>...");
+  console.error(
+    "usage: main.mjs parity <dir> | bench <batch>... | profile <batch>... | tunecheck <batch> <steps>",
+  );
   process.exit(2);
 }

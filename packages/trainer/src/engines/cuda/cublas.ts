@@ -1,12 +1,14 @@
 /**
- * bf16 GEMMs with fp32 accumulation through cuBLAS (cublasGemmEx / cublasGemmStridedBatchedEx),
- * expressed in row-major terms. cuBLAS is column-major; a row-major C = op(A) op(B) is the
+ * bf16 GEMMs with fp32 accumulation through cuBLAS (cublasGemmEx / cublasGemmStridedBatchedEx,
+ * or cublasLtMatmul with the algorithm gemm-tuning.ts chose for the shape), expressed in
+ * row-major terms. cuBLAS is column-major; a row-major C = op(A) op(B) is the
  * column-major C^T = op(B)^T op(A)^T, so every call swaps the operands and M with N.
  *
  * The handle uses a fixed workspace (so the calls can be captured into a CUDA graph) and the
  * engine's stream. Every call is checked and throws UnmaskError CUDA_ERROR naming the call.
  */
 import { UnmaskError } from "@unmask/clip";
+import type { CublasLt, LtPlan } from "./cublas-lt.js";
 import type { CudaDriver } from "./driver.js";
 import type { Library } from "./libraries.js";
 import type { LaunchProfiler } from "./profile.js";
@@ -21,6 +23,11 @@ const CUBLAS_GEMM_DEFAULT = -1;
 export const CUBLAS_WORKSPACE_BYTES = 32 << 20;
 
 export type GemmType = "bf16" | "f32";
+
+/** The cudaDataType of a GEMM operand. */
+export function gemmCudaType(t?: GemmType): number {
+  return t === "f32" ? CUDA_R_32F : CUDA_R_16BF;
+}
 
 /** Row-major operands: a pointer, its leading dimension (elements), batch stride (elements). */
 export interface GemmOperand {
@@ -46,6 +53,18 @@ export interface GemmCall {
   batch?: number;
 }
 
+/** Everything of a call but its pointers: calls with one key can share one tuned algorithm. */
+export function gemmKey(c: GemmCall): string {
+  const op = (o: GemmOperand) => `${o.type ?? "bf16"}/${o.ld}/${o.stride ?? 0}`;
+  return `${c.M}x${c.N}x${c.K}x${c.batch ?? 1} ${c.transA ? "T" : "N"}${c.transB ? "T" : "N"} ${op(c.A)} ${op(c.B)} ${op(c.C)} ${c.alpha ?? 1} ${c.beta ?? 0}`;
+}
+
+/** A tuned shape's cuBLASLt plan and algorithm (gemm-tuning.ts). */
+export interface GemmChoice {
+  plan: LtPlan;
+  algo: Uint8Array;
+}
+
 // biome-ignore lint/suspicious/noExplicitAny: koffi functions are variadic by declaration
 type Fn = (...args: any[]) => any;
 
@@ -58,6 +77,12 @@ export class Cublas {
   calls = 0;
   /** Bench hook: brackets every GEMM with events (eager steps only). */
   profiler?: LaunchProfiler;
+  /** Shapes whose tuning picked a cuBLASLt algorithm (by gemmKey): run with it instead of cublasGemmEx. */
+  readonly choices = new Map<string, GemmChoice>();
+  /** cuBLASLt, for the chosen algorithms. */
+  lt?: CublasLt;
+  /** When set, gemm() hands every call to it and runs nothing itself (the tuning pass). */
+  interceptor?: (c: GemmCall) => void;
 
   constructor(lib: Library, driver: CudaDriver, stream: number, workspace: number) {
     const declare = (name: string, proto: string) => {
@@ -99,6 +124,10 @@ export class Cublas {
   }
 
   gemm(c: GemmCall): void {
+    if (this.interceptor) {
+      this.interceptor(c);
+      return;
+    }
     if (this.profiler) {
       const batch = c.batch ?? 1;
       const name = `gemm ${c.M}x${c.N}x${c.K}${batch > 1 ? ` x${batch}` : ""} ${c.transA ? "T" : "N"}${c.transB ? "T" : "N"} ${c.C.type ?? "bf16"}${c.beta ? " +C" : ""}`;
@@ -111,9 +140,20 @@ export class Cublas {
       }
       return;
     }
+    const choice = this.lt && this.choices.size > 0 ? this.choices.get(gemmKey(c)) : undefined;
+    if (choice) {
+      this.calls++;
+      this.lt?.matmul(choice.plan, choice.algo, c);
+      return;
+    }
+    this.gemmEx(c);
+  }
+
+  /** c through cublasGemmEx (cublasGemmStridedBatchedEx when batched), cuBLAS's own algorithm choice. */
+  gemmEx(c: GemmCall): void {
     const ta = c.transA ? CUBLAS_OP_T : CUBLAS_OP_N;
     const tb = c.transB ? CUBLAS_OP_T : CUBLAS_OP_N;
-    const type = (t?: GemmType) => (t === "f32" ? CUDA_R_32F : CUDA_R_16BF);
+    const type = gemmCudaType;
     this.alpha[0] = c.alpha ?? 1;
     this.beta[0] = c.beta ?? 0;
     const batch = c.batch ?? 1;
@@ -177,6 +217,9 @@ export class Cublas {
   }
 
   dispose(): void {
+    this.lt?.dispose();
+    this.lt = undefined;
+    this.choices.clear();
     if (this.handle) this.check("cublasDestroy", this.fns.cublasDestroy_v2(this.handle));
     this.handle = 0;
   }

@@ -29,7 +29,9 @@ import type {
 } from "../../engine.js";
 import { philoxUniforms } from "../../random/philox.js";
 import { Cublas } from "./cublas.js";
+import { CublasLt } from "./cublas-lt.js";
 import { CudaDriver } from "./driver.js";
+import { GemmTuner, type GemmTuning } from "./gemm-tuning.js";
 import { Kernels } from "./kernels.js";
 import { openCudaLibraries } from "./libraries.js";
 import { type MaskedTensor, TowerModel } from "./model.js";
@@ -66,6 +68,12 @@ export const createCudaEngine: EngineFactory = async (
   );
   tower.logitScale = model.logitScale;
   blas = new Cublas(libs.cublas, cu, stream, tower.workspace);
+  // GEMM tuning (gemm-tuning.ts) on one GPU unless UNMASK_GEMM_TUNE=0; it never changes a bit
+  let tuner: GemmTuner | undefined;
+  if (libs.cublasLt && process.env.UNMASK_GEMM_TUNE !== "0" && !options.distributed) {
+    blas.lt = new CublasLt(libs.cublasLt, stream, tower.workspace);
+    tuner = new GemmTuner(cu, blas, blas.lt, kernels, stream);
+  }
   const { D, E, C } = tower.dims;
   kernels.prepareHead(D, E, C);
   // One rank of several: the reducer (and the NCCL communicator behind it) binds to the context
@@ -73,7 +81,7 @@ export const createCudaEngine: EngineFactory = async (
   tower.reducer = options.distributed?.createReducer(
     reducerContext(tower, { koffi: libs.koffi, driver: libs.driver }),
   );
-  return new CudaEngine(cu, stream, kernels, blas, tower, model, options);
+  return new CudaEngine(cu, stream, kernels, blas, tower, model, options, tuner);
 };
 
 /** What EngineOptions.distributed.createReducer gets: every masked tensor's fp32 [2, numel] gradient. */
@@ -92,6 +100,8 @@ export function reducerContext(
 export class CudaEngine implements Engine {
   readonly name = "cuda" as const;
   private readonly graphs = new Map<string, Graph>();
+  /** Batch sizes whose GEMMs were tuned. */
+  private readonly tunedBatches = new Set<number>();
   private cache: { ptr: number; H: number; W: number; count: number } | null = null;
   private readonly params = new ArrayBuffer(16);
   private uniformBuffer = 0;
@@ -112,8 +122,14 @@ export class CudaEngine implements Engine {
     private readonly tower: TowerModel,
     private readonly model: EngineModel,
     private readonly options: EngineOptions,
+    private readonly tuner?: GemmTuner,
   ) {
     this.resetState();
+  }
+
+  /** Bench hook: what GEMM tuning measured and chose, one entry per shape. */
+  gemmTuning(): GemmTuning[] {
+    return this.tuner?.results ?? [];
   }
 
   /** Scores at their initial value, Adam moments zero, W' = W. */
@@ -201,7 +217,14 @@ export class CudaEngine implements Engine {
     } else {
       const key = `${B}:${crops ? "crops" : "pixels"}`;
       let g = this.graphs.get(key);
-      if (!g) {
+      if (!g && this.tuner && !this.tunedBatches.has(B)) {
+        // the first step of a batch size runs eagerly; its GEMMs are then tuned on the buffers it
+        // left, before the step is captured (tuned algorithms give the same bits: gemm-tuning.ts)
+        this.tunedBatches.add(B);
+        t.encodeStep(B, crops);
+        this.cu.synchronize(this.stream);
+        this.tuner.tune(() => t.encodeStep(B, crops));
+      } else if (!g) {
         this.cu.beginCapture(this.stream);
         try {
           t.encodeStep(B, crops);
@@ -210,7 +233,7 @@ export class CudaEngine implements Engine {
         }
         this.graphs.set(key, g);
       }
-      this.cu.launchGraph(g.exec, this.stream);
+      if (g) this.cu.launchGraph(g.exec, this.stream);
     }
     this.cu.synchronize(this.stream);
     const stats = new Float32Array(B * 4);

@@ -36,6 +36,7 @@ const KERNEL_NAMES = [
   "mask_norms",
   "mask_apply",
   "mask_update",
+  "bits_digest",
 ] as const;
 type KernelName = (typeof KERNEL_NAMES)[number];
 
@@ -152,6 +153,8 @@ export class Kernels {
   launches = 0;
   /** Bench hook: brackets every launch with events (eager steps only). */
   profiler?: LaunchProfiler;
+  /** Launch nothing (the GEMM tuning pass walks a step for its GEMMs alone). */
+  dryRun = false;
 
   constructor(
     private readonly cu: CudaDriver,
@@ -170,7 +173,7 @@ export class Kernels {
     args: KernelArg[],
   ): void {
     const grid: [number, number, number] = typeof blocks === "number" ? [blocks, 1, 1] : blocks;
-    if (grid[0] * grid[1] * grid[2] <= 0) return;
+    if (grid[0] * grid[1] * grid[2] <= 0 || this.dryRun) return;
     this.launches++;
     const fn = this.fn.get(name) as number;
     if (shared > 48 * 1024 && (this.sharedLimit.get(name) ?? 0) < shared) {
@@ -362,6 +365,11 @@ export class Kernels {
     ]);
   }
 
+  /** *out (uint64, device) += a digest of the `words` 32-bit words at ptr (kernels/digest.cu). */
+  bitsDigest(ptr: number, words: number, out: number): void {
+    this.go("bits_digest", Math.min(1024, Math.ceil(words / 256)), 256, 0, [p(ptr), l(words), p(out)]);
+  }
+
   /** out = bf16(in), n values. */
   lnBwdCopy(input: number, out: number, n: number): void {
     this.elementwise("to_bf16", n, [p(input), p(out), l(n)]);
@@ -442,13 +450,19 @@ export class Kernels {
    * GEMM output: geluBwd adds the bias again.
    */
   biasGeluFwd(uPtr: number, bias: number, g: number, total: number, F: number): void {
-    assert(F % 8 === 0 && total % F === 0 && total / 8 < 2 ** 32, `MLP rows of ${F} (a multiple of 8) values`);
+    assert(
+      F % 8 === 0 && total % F === 0 && total / 8 < 2 ** 32,
+      `MLP rows of ${F} (a multiple of 8) values`,
+    );
     this.elementwise("bias_gelu_fwd", total / 8, [p(uPtr), p(bias), p(g), u(total / 8), i(F)]);
   }
 
   /** d = d * QuickGELU'(bf16(u + bias)), total values of rows of F (one signal). */
   geluBwd(d: number, uPtr: number, bias: number, total: number, F: number): void {
-    assert(F % 8 === 0 && total % F === 0 && total / 8 < 2 ** 32, `MLP rows of ${F} (a multiple of 8) values`);
+    assert(
+      F % 8 === 0 && total % F === 0 && total / 8 < 2 ** 32,
+      `MLP rows of ${F} (a multiple of 8) values`,
+    );
     this.elementwise("gelu_bwd", total / 8, [p(d), p(uPtr), p(bias), u(total / 8), i(F)]);
   }
 

@@ -1,5 +1,5 @@
 /**
- * Finds and opens the CUDA driver (libcuda) and cuBLAS through koffi. Nothing is compiled at
+ * Finds and opens the CUDA driver (libcuda), cuBLAS and cuBLASLt through koffi. Nothing is compiled at
  * install: a machine without a GPU, a driver or cuBLAS gets one typed error, CUDA_UNAVAILABLE,
  * that lists every path tried, and the cpu engine stays usable.
  *
@@ -16,6 +16,7 @@ export type { Koffi, Library };
 /** sonames in order of preference (cuBLAS 13 ships with CUDA 13, 12 with CUDA 12). */
 const DRIVER_NAMES = ["libcuda.so.1", "libcuda.so"];
 const CUBLAS_NAMES = ["libcublas.so.13", "libcublas.so.12", "libcublas.so"];
+const CUBLAS_LT_NAMES = ["libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"];
 
 const DRIVER_DIRS = [
   "/usr/local/nvidia/lib64",
@@ -85,6 +86,8 @@ export interface CudaLibraries {
   koffi: Koffi;
   driver: Library;
   cublas: Library;
+  /** cuBLASLt (installed with cuBLAS), for GEMM tuning; undefined where it did not load. */
+  cublasLt?: Library;
 }
 
 /** Opens libcuda and libcublas. @throws UnmaskError CUDA_UNAVAILABLE naming every path tried. */
@@ -105,5 +108,17 @@ export async function openCudaLibraries(options: OpenCudaOptions = {}): Promise<
     options.cublasDirs ?? librarySearchDirs(env, { last: TOOLKIT_DIRS }),
     options.loaderSearch,
   );
-  return { koffi, driver, cublas };
+  let cublasLt: Library | undefined;
+  try {
+    cublasLt = openFirst(
+      koffi,
+      "cuBLASLt (libcublasLt)",
+      CUBLAS_LT_NAMES,
+      options.cublasDirs ?? librarySearchDirs(env, { last: TOOLKIT_DIRS }),
+      options.loaderSearch,
+    );
+  } catch {
+    // optional: without it the GEMMs keep cuBLAS's own algorithm choice (no tuning)
+  }
+  return { koffi, driver, cublas, cublasLt };
 }

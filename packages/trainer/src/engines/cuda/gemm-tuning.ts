@@ -1,0 +1,129 @@
+/**
+ * GEMM algorithm tuning without changing a bit. cublasGemmEx runs cuBLAS's first heuristic choice
+ * for a shape; cuBLASLt offers several more. For each GEMM shape of a step, on the buffers the
+ * previous (eager) step left behind, the tuner runs cublasGemmEx and each cuBLASLt candidate,
+ * compares their outputs by a 64-bit digest (kernels/digest.cu) and times them (CUDA events). A
+ * candidate is kept only when its output has exactly cublasGemmEx's bits (the same reduction
+ * order: split-K variants differ and are never taken) and it is at least MIN_GAIN faster, so
+ * tuning changes speed and never results, whichever way the timings fall.
+ *
+ * A GEMM writes only its C, and every C of a step is scratch that the next step recomputes (no
+ * call accumulates: beta = 0), so running them again on the previous step's data is harmless.
+ */
+import { type Cublas, type GemmCall, gemmKey } from "./cublas.js";
+import type { CublasLt } from "./cublas-lt.js";
+import type { CudaDriver } from "./driver.js";
+import type { Kernels } from "./kernels.js";
+
+/** Candidates asked of cuBLASLt's heuristics per shape. */
+const CANDIDATES = 16;
+/** Timed runs per algorithm (after one that also yields the digest). */
+const REPEATS = 5;
+/** A candidate replaces cublasGemmEx only when this much faster. */
+const MIN_GAIN = 0.02;
+
+/** One tuned shape, for benches and reports. */
+export interface GemmTuning {
+  shape: string;
+  /** cuBLASLt candidates offered, and how many gave cublasGemmEx's bits. */
+  candidates: number;
+  identical: number;
+  defaultMs: number;
+  /** The time of what runs from now on (defaultMs when no candidate was taken). */
+  chosenMs: number;
+  /** Heuristic rank of the algorithm taken, -1 for cublasGemmEx. */
+  chosen: number;
+}
+
+export class GemmTuner {
+  readonly results: GemmTuning[] = [];
+  private readonly tried = new Set<string>();
+
+  constructor(
+    private readonly cu: CudaDriver,
+    private readonly blas: Cublas,
+    private readonly lt: CublasLt,
+    private readonly kernels: Kernels,
+    private readonly stream: number,
+  ) {}
+
+  /** Tunes every GEMM shape `walk` issues that was not tuned before; `walk` launches no kernels. */
+  tune(walk: () => void): void {
+    const calls: GemmCall[] = [];
+    this.blas.interceptor = (c) => {
+      const key = gemmKey(c);
+      if (this.tried.has(key) || (c.beta ?? 0) !== 0) return;
+      this.tried.add(key);
+      calls.push({ ...c, A: { ...c.A }, B: { ...c.B }, C: { ...c.C } });
+    };
+    this.kernels.dryRun = true;
+    try {
+      walk();
+    } finally {
+      this.blas.interceptor = undefined;
+      this.kernels.dryRun = false;
+    }
+    if (calls.length === 0) return;
+    const digest = this.cu.alloc(8);
+    const [e0, e1] = [this.cu.createEvent(), this.cu.createEvent()];
+    try {
+      for (const c of calls) this.tuneOne(c, digest, e0, e1);
+    } finally {
+      this.cu.synchronize(this.stream);
+      this.cu.destroyEvent(e0);
+      this.cu.destroyEvent(e1);
+      this.cu.free(digest);
+    }
+  }
+
+  private tuneOne(c: GemmCall, digest: number, e0: number, e1: number): void {
+    const outputDigest = (run: () => void): bigint => {
+      run();
+      this.cu.fill32(digest, 0, 2, this.stream);
+      this.kernels.bitsDigest(c.C.ptr, outputWords(c), digest);
+      this.cu.synchronize(this.stream);
+      const d = new BigUint64Array(1);
+      this.cu.download(d, digest);
+      return d[0];
+    };
+    const time = (run: () => void): number => {
+      this.cu.record(e0, this.stream);
+      for (let i = 0; i < REPEATS; i++) run();
+      this.cu.record(e1, this.stream);
+      this.cu.synchronize(this.stream);
+      return this.cu.elapsed(e0, e1) / REPEATS;
+    };
+    const runDefault = () => this.blas.gemmEx(c);
+    const reference = outputDigest(runDefault);
+    const defaultMs = time(runDefault);
+    const plan = this.lt.plan(c);
+    const algos = this.lt.algorithms(plan, CANDIDATES);
+    let best = { ms: defaultMs, rank: -1 };
+    let identical = 0;
+    algos.forEach((algo, rank) => {
+      const run = () => this.lt.matmul(plan, algo, c);
+      if (outputDigest(run) !== reference) return;
+      identical++;
+      const ms = time(run);
+      if (ms < best.ms) best = { ms, rank };
+    });
+    const taken = best.rank >= 0 && best.ms <= defaultMs * (1 - MIN_GAIN);
+    if (taken) this.blas.choices.set(gemmKey(c), { plan, algo: algos[best.rank] });
+    // the buffers hold the last candidate's output: leave them as the step would
+    runDefault();
+    this.results.push({
+      shape: `${c.M}x${c.N}x${c.K}${(c.batch ?? 1) > 1 ? ` x${c.batch}` : ""} ${c.transA ? "T" : "N"}${c.transB ? "T" : "N"} ${c.C.type ?? "bf16"}`,
+      candidates: algos.length,
+      identical,
+      defaultMs: +defaultMs.toFixed(4),
+      chosenMs: +(taken ? best.ms : defaultMs).toFixed(4),
+      chosen: taken ? best.rank : -1,
+    });
+  }
+}
+
+/** The 32-bit words spanned by c's output (rows apart by ld, batches by stride). */
+function outputWords(c: GemmCall): number {
+  const elements = ((c.batch ?? 1) - 1) * (c.C.stride ?? 0) + (c.M - 1) * c.C.ld + c.N;
+  return Math.floor((elements * (c.C.type === "f32" ? 4 : 2)) / 4);
+}
