@@ -263,9 +263,9 @@ export class TowerModel {
     s("h", R * D * BF);
     s("dresid", 2 * R * D * F4);
     s("dresBf", 2 * R * D * BF);
-    // forward-only scratch and backward-only scratch share their bytes (the input pixels are
-    // read by patchify before the forward and are dead by the backward; the teacher's residual
-    // stream is dead once the head has run)
+    // forward-only scratch, backward-only scratch and the input pixels share their bytes: the
+    // pixels are read by patchify before anything else of the step is written, and the teacher's
+    // residual stream is dead once the head has run
     a.beginUnion();
     s("residT", R * D * F4);
     s("patchOut", B * P * D * BF);
@@ -277,10 +277,11 @@ export class TowerModel {
     s("g", R * F * BF);
     a.alternative();
     s("pixels", B * 3 * this.dims.res * this.dims.res * F4);
-    // the backward runs the MLP and the attention one signal at a time: [R, width] scratch
+    a.alternative();
+    // the backward runs the MLP one signal at a time ([R, F] scratch), the attention for both
     s("dF", Math.max(R * F, this.convMask ? 2 * B * P * D : 0) * BF); // also dPatch, after the blocks
     s("dD", 2 * R * D * BF);
-    s("dqkv", R * 3 * D * BF);
+    s("dqkv", 2 * R * 3 * D * BF);
     a.endUnion();
     s("stats", B * 4 * F4);
     s("logits", 2 * B * C * F4);
@@ -517,48 +518,48 @@ export class TowerModel {
         B: { ptr: w.outWp.ptr, ld: D },
         C: { ptr: dD, ld: D },
       });
-      // attention backward, in_proj weight gradient and input gradient one signal at a time:
-      // signal s's dO rows of dD are consumed before the input gradient overwrites them
+      // attention backward of both signals (dO: dD's rows), then the in_proj weight gradients
+      // of both in one batched GEMM, and the input gradients of both into dD
       const dqkv = this.ptr("dqkv");
       const h = this.ptr("h");
       if (w.inMask)
         this.k.lnRecompute(act.x.ptr, act.mean1.ptr, act.rstd1.ptr, w.ln1w.ptr, w.ln1b.ptr, h, R, D);
       const below = l > 0 || this.convMask !== undefined; // something below needs the input gradient
-      for (let s = 0; s < 2; s++) {
-        this.k.attnBwd({
-          qkv: act.qkv.ptr,
-          bias: w.inB.ptr,
-          o: act.o.ptr,
-          dO: dD + s * R * D * BF,
-          lse: act.lse.ptr,
-          dqkv,
-          S: 1,
-          B,
-          N,
-          H,
+      this.k.attnBwd({
+        qkv: act.qkv.ptr,
+        bias: w.inB.ptr,
+        o: act.o.ptr,
+        dO: dD,
+        lse: act.lse.ptr,
+        dqkv,
+        S: 2,
+        B,
+        N,
+        H,
+      });
+      if (w.inMask) {
+        gemm.gemm({
+          M: 3 * D,
+          N: D,
+          K: R,
+          A: { ptr: dqkv, ld: 3 * D, stride: R * 3 * D },
+          transA: true,
+          B: { ptr: h, ld: D, stride: 0 },
+          C: { ptr: w.inMask.grads.ptr, ld: D, stride: 3 * D * D, type: "f32" },
+          batch: 2,
         });
-        if (w.inMask)
-          gemm.gemm({
-            M: 3 * D,
-            N: D,
-            K: R,
-            A: { ptr: dqkv, ld: 3 * D },
-            transA: true,
-            B: { ptr: h, ld: D },
-            C: { ptr: w.inMask.grads.ptr + s * 3 * D * D * F4, ld: D, type: "f32" },
-          });
         // both rows (ce, kl) written: hand the tensor over (also at block 0, before the break below)
-        if (w.inMask && s === 1) this.reducer?.tensorReady(w.inMask.index, this.stream);
-        if (below)
-          gemm.gemm({
-            M: R,
-            N: D,
-            K: 3 * D,
-            A: { ptr: dqkv, ld: 3 * D },
-            B: { ptr: w.inWp.ptr, ld: D },
-            C: { ptr: dD + s * R * D * BF, ld: D },
-          });
+        this.reducer?.tensorReady(w.inMask.index, this.stream);
       }
+      if (below)
+        gemm.gemm({
+          M: 2 * R,
+          N: D,
+          K: 3 * D,
+          A: { ptr: dqkv, ld: 3 * D },
+          B: { ptr: w.inWp.ptr, ld: D },
+          C: { ptr: dD, ld: D },
+        });
       if (!below) break; // nothing below block 0 needs a gradient
       this.k.lnBwd({
         dy: dD,
