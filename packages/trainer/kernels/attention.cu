@@ -576,13 +576,38 @@ extern "C" __global__ void __launch_bounds__(512, 1) attn_fwd16(ATT_FWD_ARGS) {
   attn_fwd_body<16>(qkv, bias, o, lse, N, H, scaleLog2);
 }
 
-// attn_bwd_fused: grid (B * H, S), block 32 * Nq / 16 threads (Nq = roundup(N, 16) <= 208: one warp
-// per 16 rows); dynamic shared 4 * Nq * ATT_LD * 2 + Nq * max(Nq + 8, ATT_LD) * 2 + 8 * Nq bytes. dk and dv are
-// bit-identical to attn_bwd_dkdv's (the same per-warp sequence, keys past N masked); dq sums the
-// same bf16 dS values over the keys in 16-key steps, in the order attn_bwd_dq does. One block an SM
-// (206 KB of shared memory at N = 197). 13 warps put 4 on one of the SM's four schedulers, whose
-// quarter of the register file then allows 128 registers a thread (a few bytes spill).
-__device__ __forceinline__ void attn_bwd_fused_body(ATT_BWD_ARGS) {
+// Ds[r] = sum_j dO[r, j] * o[r, j] with dO rows read from global memory (dRow0.., ld D, column col;
+// zero past `valid`) against a landed o tile: the same products and sums, in the same order, as
+// row_dots over a dO tile, so the values equal it bit for bit.
+__device__ __forceinline__ void row_dots_global(float* Ds, const bf16* __restrict__ dO, long long dRow0, int ld,
+                                                int col, const bf16* o, int rows, int valid) {
+  const int c8 = threadIdx.x & 7;
+  for (int i = threadIdx.x; i < rows * 8; i += blockDim.x) {
+    const int r = i >> 3;
+    Pack8 p, q;
+    p.u = r < valid ? *(const uint4*)(dO + (dRow0 + r) * ld + col + c8 * 8) : make_uint4(0u, 0u, 0u, 0u);
+    q.u = *(const uint4*)(o + r * ATT_LD + c8 * 8);
+    float dot = 0.f;
+#pragma unroll
+    for (int j = 0; j < 8; j++) dot += __bfloat162float(p.h[j]) * __bfloat162float(q.h[j]);
+    dot += __shfl_xor_sync(0xffffffffu, dot, 1);
+    dot += __shfl_xor_sync(0xffffffffu, dot, 2);
+    dot += __shfl_xor_sync(0xffffffffu, dot, 4);
+    if (c8 == 0) Ds[r] = dot;
+  }
+}
+
+// attn_bwd_fused: grid (B * H), block 32 * Nq / 16 threads (Nq = roundup(N, 16) <= 208: one warp
+// per 16 rows), all S signals of an (image, head) in one block: q, k, v and o are loaded (and the
+// bias added) once for them all. Dynamic shared 4 * Nq * ATT_LD * 2 + Nq * max(Nq + 8, ATT_LD) * 2 +
+// 4 * Nq * (1 + S) bytes. Per signal: the dk/dv pass (keys per warp), which leaves dS^T in shared
+// memory, then dq = scale * dS k from it (queries per warp); the next signal's dO tile loads during
+// this one's dq pass. dk and dv are bit-identical to attn_bwd_dkdv's (the same per-warp sequence,
+// keys past N masked); dq sums the same bf16 dS values over the keys in 16-key steps, in the order
+// attn_bwd_dq does. One block an SM (210 KB of shared memory at N = 197, S = 2). 13 warps put 4 on
+// one of the SM's four schedulers, whose quarter of the register file then allows 128 registers a
+// thread (a few bytes spill).
+__device__ __forceinline__ void attn_bwd_fused_body(ATT_BWD_ARGS, int S) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int Nq = (N + 15) & ~15, LDS = Nq + 8;  // dS^T row stride: an odd number of 16-byte units
   bf16* Qs = (bf16*)smem;
@@ -591,13 +616,13 @@ __device__ __forceinline__ void attn_bwd_fused_body(ATT_BWD_ARGS) {
   bf16* dOs = Vs + Nq * ATT_LD;
   bf16* dSt = dOs + Nq * ATT_LD;  // [key][query]; o's tile before that
   float* Ls = (float*)(dSt + Nq * max(LDS, ATT_LD));
-  float* Ds = Ls + Nq;
-  const int bh = blockIdx.x, b = bh / H, h = bh % H, D = H * 64, ld = 3 * D, sig = blockIdx.y;
+  float* DsAll = Ls + Nq;  // [S][Nq]
+  const int bh = blockIdx.x, b = bh / H, h = bh % H, D = H * 64, ld = 3 * D;
   const long long row0 = (long long)b * N;
   load_tile_async(Qs, qkv, row0, ld, h * 64, Nq, N);
   load_tile_async(Ks, qkv, row0, ld, D + h * 64, Nq, N);
   load_tile_async(Vs, qkv, row0, ld, 2 * D + h * 64, Nq, N);
-  load_tile_async(dOs, dO, (long long)sig * R + row0, D, h * 64, Nq, N);
+  load_tile_async(dOs, dO, row0, D, h * 64, Nq, N);
   load_tile_async(dSt, o, row0, D, h * 64, Nq, N);
   for (int i = threadIdx.x; i < Nq; i += blockDim.x) Ls[i] = i < N ? lse[(long long)bh * N + i] : INFINITY;
   cp_async_wait_all();
@@ -605,47 +630,55 @@ __device__ __forceinline__ void attn_bwd_fused_body(ATT_BWD_ARGS) {
   add_bias_tile(Qs, bias + h * 64, N);
   add_bias_tile(Ks, bias + D + h * 64, N);
   add_bias_tile(Vs, bias + 2 * D + h * 64, N);
-  row_dots(Ds, dOs, dSt, Nq);
+  row_dots(DsAll, dOs, dSt, Nq);
+  for (int sig = 1; sig < S; sig++) row_dots_global(DsAll + sig * Nq, dO, (long long)sig * R + row0, D, h * 64, dSt, Nq, N);
   __syncthreads();
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3, g = lane >> 2;
   const int r0 = warp * 16;  // this warp's keys in pass 1, its queries in pass 2
-  {
-    uint32_t kf[4][4], vf[4][4];
-    load_a_frags(kf, Ks, r0, lane);
-    load_a_frags(vf, Vs, r0, lane);
-    const bool key0 = r0 + g < N, key1 = r0 + g + 8 < N;
-    float dk[8][4], dv[8][4];
-#pragma unroll
-    for (int i = 0; i < 8; i++) {
-      dk[i][0] = dk[i][1] = dk[i][2] = dk[i][3] = 0.f;
-      dv[i][0] = dv[i][1] = dv[i][2] = dv[i][3] = 0.f;
-    }
-    for (int qc = 0; qc < Nq; qc += 16) {
-      uint32_t pa[4], da[4];
-      dkdv_step(dk, dv, pa, da, kf, vf, Qs, dOs, Ls, Ds, qc, key0, key1, scaleLog2, lane);
-      // da is dS^T for keys r0 + g (+ 8), queries qc + 2t (+ 1) (+ 8): 4-byte stores, no conflicts
-      *(uint32_t*)(dSt + (r0 + g) * LDS + qc + 2 * t) = da[0];
-      *(uint32_t*)(dSt + (r0 + g + 8) * LDS + qc + 2 * t) = da[1];
-      *(uint32_t*)(dSt + (r0 + g) * LDS + qc + 8 + 2 * t) = da[2];
-      *(uint32_t*)(dSt + (r0 + g + 8) * LDS + qc + 8 + 2 * t) = da[3];
-    }
-    // r0 < N for every warp: Nq - 16 < N
+  for (int sig = 0; sig < S; sig++) {
+    const float* Ds = DsAll + sig * Nq;
     const long long out0 = (long long)sig * R + row0 + r0;
-    store_rows(dqkv, out0, ld, D + h * 64, dk, scale, scale, N - r0, lane);
-    store_rows(dqkv, out0, ld, 2 * D + h * 64, dv, 1.f, 1.f, N - r0, lane);
-  }
-  __syncthreads();
-  // dq rows r0..r0 + 15: A = dS (queries x keys) read transposed out of dS^T by ldmatrix.trans
-  float dq[8][4];
+    {
+      uint32_t kf[4][4], vf[4][4];
+      load_a_frags(kf, Ks, r0, lane);
+      load_a_frags(vf, Vs, r0, lane);
+      const bool key0 = r0 + g < N, key1 = r0 + g + 8 < N;
+      float dk[8][4], dv[8][4];
 #pragma unroll
-  for (int i = 0; i < 8; i++) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.f;
-  for (int kc = 0; kc < Nq; kc += 16) {
-    uint32_t a[4];
-    ldsm_x4_t(a, dSt + (kc + (lane & 7) + ((lane >> 4) << 3)) * LDS + r0 + ((lane >> 3) & 1) * 8);
-    mma_tile(dq, a, Ks, kc, lane);
+      for (int i = 0; i < 8; i++) {
+        dk[i][0] = dk[i][1] = dk[i][2] = dk[i][3] = 0.f;
+        dv[i][0] = dv[i][1] = dv[i][2] = dv[i][3] = 0.f;
+      }
+      for (int qc = 0; qc < Nq; qc += 16) {
+        uint32_t pa[4], da[4];
+        dkdv_step(dk, dv, pa, da, kf, vf, Qs, dOs, Ls, Ds, qc, key0, key1, scaleLog2, lane);
+        // da is dS^T for keys r0 + g (+ 8), queries qc + 2t (+ 1) (+ 8): 4-byte stores, no conflicts
+        *(uint32_t*)(dSt + (r0 + g) * LDS + qc + 2 * t) = da[0];
+        *(uint32_t*)(dSt + (r0 + g + 8) * LDS + qc + 2 * t) = da[1];
+        *(uint32_t*)(dSt + (r0 + g) * LDS + qc + 8 + 2 * t) = da[2];
+        *(uint32_t*)(dSt + (r0 + g + 8) * LDS + qc + 8 + 2 * t) = da[3];
+      }
+      // r0 < N for every warp: Nq - 16 < N
+      store_rows(dqkv, out0, ld, D + h * 64, dk, scale, scale, N - r0, lane);
+      store_rows(dqkv, out0, ld, 2 * D + h * 64, dv, 1.f, 1.f, N - r0, lane);
+    }
+    __syncthreads();
+    // the dO tile is free (the dq pass reads dS^T and k): the next signal's starts loading
+    if (sig + 1 < S) load_tile_async(dOs, dO, (long long)(sig + 1) * R + row0, D, h * 64, Nq, N);
+    // dq rows r0..r0 + 15: A = dS (queries x keys) read transposed out of dS^T by ldmatrix.trans
+    float dq[8][4];
+#pragma unroll
+    for (int i = 0; i < 8; i++) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.f;
+    for (int kc = 0; kc < Nq; kc += 16) {
+      uint32_t a[4];
+      ldsm_x4_t(a, dSt + (kc + (lane & 7) + ((lane >> 4) << 3)) * LDS + r0 + ((lane >> 3) & 1) * 8);
+      mma_tile(dq, a, Ks, kc, lane);
+    }
+    store_rows(dqkv, out0, ld, h * 64, dq, scale, scale, N - r0, lane);
+    cp_async_wait_all();
+    __syncthreads();  // dS^T read and the next dO landed before the next signal's pass 1
   }
-  store_rows(dqkv, (long long)sig * R + row0 + r0, ld, h * 64, dq, scale, scale, N - r0, lane);
 }
-extern "C" __global__ void __launch_bounds__(416, 1) attn_bwd_fused(ATT_BWD_ARGS) {
-  attn_bwd_fused_body(qkv, bias, o, dO, lse, dqkv, N, H, R, scaleLog2, scale);
+extern "C" __global__ void __launch_bounds__(416, 1) attn_bwd_fused(ATT_BWD_ARGS, int S) {
+  attn_bwd_fused_body(qkv, bias, o, dO, lse, dqkv, N, H, R, scaleLog2, scale, S);
 }

@@ -93,19 +93,19 @@ function attentionShared(W: number, N: number): { fwd: number; dq: number; dkdv:
 /** kernels/attention.cu attn_bwd_fused: one warp per 16 tokens, at most 13 warps (416 threads). */
 const FUSED_BACKWARD_MAX_TOKENS = 208;
 
-/** Dynamic shared bytes of attn_bwd_fused: q, k, v, dO tiles, dS^T (o before it), lse and D rows. */
-function fusedBackwardShared(N: number): number {
+/** Dynamic shared bytes of attn_bwd_fused: q, k, v, dO tiles, dS^T (o before it), lse and S rows of D. */
+function fusedBackwardShared(N: number, S: number): number {
   const Nq = Math.ceil(N / 16) * 16;
-  return 4 * Nq * ATT_LD * 2 + Nq * Math.max(Nq + 8, ATT_LD) * 2 + 8 * Nq;
+  return 4 * Nq * ATT_LD * 2 + Nq * Math.max(Nq + 8, ATT_LD) * 2 + 4 * Nq * (1 + S);
 }
 
 /**
  * The one-kernel backward (attn_bwd_fused) where every token fits one block, else the split pair
  * (attn_bwd_dq + attn_bwd_dkdv). UNMASK_ATTN_BWD=split forces the pair (benches, checks).
  */
-function fusedBackward(N: number): boolean {
+function fusedBackward(N: number, S: number): boolean {
   if (process.env.UNMASK_ATTN_BWD === "split") return false;
-  return N <= FUSED_BACKWARD_MAX_TOKENS && fusedBackwardShared(N) <= SHARED_PER_BLOCK;
+  return N <= FUSED_BACKWARD_MAX_TOKENS && fusedBackwardShared(N, S) <= SHARED_PER_BLOCK;
 }
 
 /** Most tokens the fused attention holds in shared memory (227 KiB per block on Hopper). */
@@ -432,9 +432,10 @@ export class Kernels {
       f(Math.LOG2E / 8),
       f(1 / 8),
     ];
-    if (fusedBackward(a.N)) {
+    if (fusedBackward(a.N, a.S)) {
+      // one block per (image, head) for every signal: q, k, v, o loaded once
       const threads = 32 * Math.ceil(a.N / 16);
-      this.go("attn_bwd_fused", [a.B * a.H, a.S, 1], threads, fusedBackwardShared(a.N), args);
+      this.go("attn_bwd_fused", a.B * a.H, threads, fusedBackwardShared(a.N, a.S), [...args, i(a.S)]);
       return;
     }
     // the split kernels have no 16-warp variant: 8 where shared memory allows
