@@ -41,8 +41,9 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const bf16* p) {
                : "r"(a));
 }
 
+// Not volatile: a pure register operation, so the compiler may interleave independent MMAs.
 __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
+  asm(
       "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
       "{%0,%1,%2,%3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
@@ -202,18 +203,21 @@ __device__ __forceinline__ void row_dots(float* Ds, const bf16* a, const bf16* b
 }
 
 // acc[4 n-tiles of 8 columns][4] += A (16 x 64, fragments af) times rows n0.. n0 + 31 of a
-// [rows][ATT_LD] tile taken as B^T (S = Q K^T, dP = dO V^T).
+// [rows][ATT_LD] tile taken as B^T (S = Q K^T, dP = dO V^T). The n-tiles are the inner loop: four
+// independent MMAs in a row instead of chains of dependent ones (each accumulator still sums its
+// k steps in the same order: the same bits).
 __device__ __forceinline__ void mma_rows_t(float (&acc)[4][4], const uint32_t (&af)[4][4], const bf16* tile, int n0,
                                            int lane) {
 #pragma unroll
-  for (int nt = 0; nt < 4; nt++)
+  for (int kp = 0; kp < 2; kp++) {
+    uint32_t b[4][4];
 #pragma unroll
-    for (int kp = 0; kp < 2; kp++) {
-      uint32_t b[4];
-      ldsm_x4(b, tile + (n0 + nt * 8 + (lane & 7)) * ATT_LD + kp * 32 + (lane >> 3) * 8);
-      mma16816(acc[nt], af[2 * kp], b[0], b[1]);
-      mma16816(acc[nt], af[2 * kp + 1], b[2], b[3]);
-    }
+    for (int nt = 0; nt < 4; nt++) ldsm_x4(b[nt], tile + (n0 + nt * 8 + (lane & 7)) * ATT_LD + kp * 32 + (lane >> 3) * 8);
+#pragma unroll
+    for (int nt = 0; nt < 4; nt++) mma16816(acc[nt], af[2 * kp], b[nt][0], b[nt][1]);
+#pragma unroll
+    for (int nt = 0; nt < 4; nt++) mma16816(acc[nt], af[2 * kp + 1], b[nt][2], b[nt][3]);
+  }
 }
 
 // acc[8 n-tiles over the 64 columns][4] += A (16 x 16, fragment a) times tile rows k0 .. k0 + 15
@@ -264,18 +268,23 @@ __device__ __forceinline__ void dkdv_step(float (&dk)[8][4], float (&dv)[8][4], 
     st[i][0] = st[i][1] = st[i][2] = st[i][3] = 0.f;
     dpt[i][0] = dpt[i][1] = dpt[i][2] = dpt[i][3] = 0.f;
   }
+  // four independent accumulators (S^T and dP^T, two n-tiles each) per round, k steps in order
 #pragma unroll
-  for (int nt = 0; nt < 2; nt++)
+  for (int kp = 0; kp < 2; kp++) {
+    uint32_t bq[2][4], bd[2][4];
 #pragma unroll
-    for (int kp = 0; kp < 2; kp++) {
-      uint32_t bq[4], bd[4];
-      ldsm_x4(bq, Qs + (qc + nt * 8 + (lane & 7)) * ATT_LD + kp * 32 + (lane >> 3) * 8);
-      ldsm_x4(bd, dOs + (qc + nt * 8 + (lane & 7)) * ATT_LD + kp * 32 + (lane >> 3) * 8);
-      mma16816(st[nt], kf[2 * kp], bq[0], bq[1]);
-      mma16816(st[nt], kf[2 * kp + 1], bq[2], bq[3]);
-      mma16816(dpt[nt], vf[2 * kp], bd[0], bd[1]);
-      mma16816(dpt[nt], vf[2 * kp + 1], bd[2], bd[3]);
+    for (int nt = 0; nt < 2; nt++) {
+      ldsm_x4(bq[nt], Qs + (qc + nt * 8 + (lane & 7)) * ATT_LD + kp * 32 + (lane >> 3) * 8);
+      ldsm_x4(bd[nt], dOs + (qc + nt * 8 + (lane & 7)) * ATT_LD + kp * 32 + (lane >> 3) * 8);
     }
+#pragma unroll
+    for (int half = 0; half < 2; half++)
+#pragma unroll
+      for (int nt = 0; nt < 2; nt++) {
+        mma16816(st[nt], kf[2 * kp + half], bq[nt][2 * half], bq[nt][2 * half + 1]);
+        mma16816(dpt[nt], vf[2 * kp + half], bd[nt][2 * half], bd[nt][2 * half + 1]);
+      }
+  }
 #pragma unroll
   for (int nt = 0; nt < 2; nt++)
 #pragma unroll
