@@ -50,6 +50,14 @@ __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// 2^x by the SFU alone (ex2.approx.ftz): exp2f adds a rescaling around it for results below 2^-126,
+// 3 more instructions per probability; those results (flushed to 0 here) change no sum or bf16 P.
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *(uint32_t*)&v;
@@ -290,7 +298,7 @@ __device__ __forceinline__ void dkdv_step(float (&dk)[8][4], float (&dv)[8][4], 
 #pragma unroll
     for (int c = 0; c < 4; c++) {
       const int q = qc + nt * 8 + 2 * t + (c & 1);
-      const float p = (c < 2 ? key0 : key1) ? exp2f(st[nt][c] * scaleLog2 - Ls[q]) : 0.f;
+      const float p = (c < 2 ? key0 : key1) ? fast_exp2(st[nt][c] * scaleLog2 - Ls[q]) : 0.f;
       st[nt][c] = p;
       dpt[nt][c] = p * (dpt[nt][c] - Ds[q]);
     }
@@ -300,63 +308,73 @@ __device__ __forceinline__ void dkdv_step(float (&dk)[8][4], float (&dv)[8][4], 
   mma_tile(dk, da, Qs, qc, lane);
 }
 
+// One 32-key chunk kc.. of a warp's online softmax: S = Q K^T for the chunk, the running maxima
+// m and sums l rescaled, P V added into oc. Masked: keys past N count as -infinity (only the last
+// chunk has any, so the others skip the compares).
+template <bool Masked>
+__device__ __forceinline__ void attn_fwd_chunk(float (&oc)[8][4], float& m0, float& m1, float& l0, float& l1,
+                                               const uint32_t (&qf)[4][4], const bf16* Ks, const bf16* Vs, int kc,
+                                               int N, float scaleLog2, int lane) {
+  const int t = lane & 3;
+  float s[4][4];
+#pragma unroll
+  for (int i = 0; i < 4; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+  mma_rows_t(s, qf, Ks, kc, lane);
+  float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+  for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+    for (int c = 0; c < 4; c++) {
+      const float v = !Masked || kc + nt * 8 + 2 * t + (c & 1) < N ? s[nt][c] * scaleLog2 : -INFINITY;
+      s[nt][c] = v;
+      if (c < 2) mx0 = fmaxf(mx0, v);
+      else mx1 = fmaxf(mx1, v);
+    }
+  const float mn0 = fmaxf(m0, quad_max(mx0)), mn1 = fmaxf(m1, quad_max(mx1));
+  const float a0 = fast_exp2(m0 - mn0), a1 = fast_exp2(m1 - mn1);
+  m0 = mn0;
+  m1 = mn1;
+  l0 *= a0;
+  l1 *= a1;
+#pragma unroll
+  for (int i = 0; i < 8; i++) {
+    oc[i][0] *= a0;
+    oc[i][1] *= a0;
+    oc[i][2] *= a1;
+    oc[i][3] *= a1;
+  }
+#pragma unroll
+  for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+    for (int c = 0; c < 4; c++) {
+      const float p = fast_exp2(s[nt][c] - (c < 2 ? m0 : m1));
+      s[nt][c] = p;
+      if (c < 2) l0 += p;
+      else l1 += p;
+    }
+#pragma unroll
+  for (int j = 0; j < 2; j++) {
+    uint32_t pa[4];
+    c_to_a(pa, s[2 * j], s[2 * j + 1]);
+    mma_tile(oc, pa, Vs, kc + 16 * j, lane);
+  }
+}
+
 // One warp's 16 query rows qw.. (its rows of the Qs tile from qs) of (image b = row0 / N, head h)
 // against the Np = roundup(N, 32) keys of the Ks, Vs tiles: o rows and lse (when lse is given).
 __device__ __forceinline__ void attn_fwd_warp(const bf16* Qs, const bf16* Ks, const bf16* Vs, int qs, int qw,
                                               long long row0, int bh, int h, bf16* __restrict__ o,
                                               float* __restrict__ lse, int N, int D, float scaleLog2) {
-  const int Np = (N + 31) & ~31, lane = threadIdx.x & 31, t = lane & 3, g = lane >> 2;
+  const int lane = threadIdx.x & 31, t = lane & 3, g = lane >> 2;
   uint32_t qf[4][4];
   load_a_frags(qf, Qs, qs, lane);
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
   float oc[8][4];
 #pragma unroll
   for (int i = 0; i < 8; i++) oc[i][0] = oc[i][1] = oc[i][2] = oc[i][3] = 0.f;
-  for (int kc = 0; kc < Np; kc += 32) {
-    float s[4][4];
-#pragma unroll
-    for (int i = 0; i < 4; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
-    mma_rows_t(s, qf, Ks, kc, lane);
-    float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-    for (int nt = 0; nt < 4; nt++)
-#pragma unroll
-      for (int c = 0; c < 4; c++) {
-        const int key = kc + nt * 8 + 2 * t + (c & 1);
-        const float v = key < N ? s[nt][c] * scaleLog2 : -INFINITY;
-        s[nt][c] = v;
-        if (c < 2) mx0 = fmaxf(mx0, v);
-        else mx1 = fmaxf(mx1, v);
-      }
-    const float mn0 = fmaxf(m0, quad_max(mx0)), mn1 = fmaxf(m1, quad_max(mx1));
-    const float a0 = exp2f(m0 - mn0), a1 = exp2f(m1 - mn1);
-    m0 = mn0;
-    m1 = mn1;
-    l0 *= a0;
-    l1 *= a1;
-#pragma unroll
-    for (int i = 0; i < 8; i++) {
-      oc[i][0] *= a0;
-      oc[i][1] *= a0;
-      oc[i][2] *= a1;
-      oc[i][3] *= a1;
-    }
-#pragma unroll
-    for (int nt = 0; nt < 4; nt++)
-#pragma unroll
-      for (int c = 0; c < 4; c++) {
-        const float p = exp2f(s[nt][c] - (c < 2 ? m0 : m1));
-        s[nt][c] = p;
-        if (c < 2) l0 += p;
-        else l1 += p;
-      }
-#pragma unroll
-    for (int j = 0; j < 2; j++) {
-      uint32_t pa[4];
-      c_to_a(pa, s[2 * j], s[2 * j + 1]);
-      mma_tile(oc, pa, Vs, kc + 16 * j, lane);
-    }
-  }
+  int kc = 0;
+  for (; kc + 32 <= N; kc += 32) attn_fwd_chunk<false>(oc, m0, m1, l0, l1, qf, Ks, Vs, kc, N, scaleLog2, lane);
+  if (kc < N) attn_fwd_chunk<true>(oc, m0, m1, l0, l1, qf, Ks, Vs, kc, N, scaleLog2, lane);
   l0 = quad_sum(l0);
   l1 = quad_sum(l1);
   store_rows(o, row0 + qw, D, h * 64, oc, 1.f / l0, 1.f / l1, N - qw, lane);
@@ -366,14 +384,6 @@ __device__ __forceinline__ void attn_fwd_warp(const bf16* Qs, const bf16* Ks, co
   }
 }
 
-// Each kernel is a template over W, the warps of a block (16 W rows of queries, or of keys for
-// dkdv): W = 4 is the first version (attn_fwd, attn_bwd_dq, attn_bwd_dkdv), W = 8 (the *8
-// kernels) loads K / V (Q / dO for dkdv) half as often and holds 16 warps on an SM instead of 8
-// (backward) or 12 (forward): two blocks of 256 threads at most 128 registers each; attn_fwd16
-// holds all the queries of an (image, head) up to 256 tokens. Every output row is computed by one
-// warp over the same key (query) order whatever W is, so all variants give bit-identical results.
-//
-// attn_fwd: grid (ceil(N / 16W), B * H); dynamic shared (2 * roundup(N, 32) + 16W) * ATT_LD * 2 bytes.
 template <int W>
 __device__ __forceinline__ void attn_fwd_body(const bf16* __restrict__ qkv, const float* __restrict__ bias,
                                               bf16* __restrict__ o, float* __restrict__ lse, int N, int H,
@@ -491,7 +501,7 @@ __device__ __forceinline__ void attn_bwd_dq_body(const bf16* __restrict__ qkv, c
 #pragma unroll
       for (int c = 0; c < 4; c++) {
         const int key = kc + nt * 8 + 2 * t + (c & 1);
-        const float p = key < N ? exp2f(s[nt][c] * scaleLog2 - (c < 2 ? L0 : L1)) : 0.f;
+        const float p = key < N ? fast_exp2(s[nt][c] * scaleLog2 - (c < 2 ? L0 : L1)) : 0.f;
         s[nt][c] = p * (dp[nt][c] - (c < 2 ? D0 : D1));
       }
 #pragma unroll
