@@ -7,6 +7,8 @@
  *                                                                JPEG image folder (sharp; with
  *                                                                distinct, the rest are copies)
  *   node e2e.mjs train <modelDir> <dataDir> <epochs> <batch|-> <out.umask> [cpu|cuda]
+ *   node e2e.mjs decode <dataDir> [limit] [threads]              the image cache alone (buildImageCache),
+ *                                                                with the process's user / system CPU
  * Prints one JSON line. Timing wraps (never changes) what train() calls: the image decoder, the
  * text encoder and the engine (creation, the image-cache upload, the steps).
  */
@@ -14,6 +16,8 @@ import { copyFileSync, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import sharp from "sharp";
+import { buildImageCache } from "../../src/data/image-cache.js";
+import { loadImageFolder } from "../../src/data/image-folder.js";
 import { clipImageIo, type ImageIo } from "../../src/data/image-io.js";
 import type { Engine, EngineFactory } from "../../src/engine.js";
 import { type EngineName, engineFactory } from "../../src/engine-factory.js";
@@ -188,12 +192,33 @@ async function run(
   });
 }
 
+/** Decoding alone: the first `limit` images of the folder into a 224 px cache, timed with CPU use. */
+async function decode(dir: string, limit: number, threads?: number) {
+  const { items } = await loadImageFolder({ root: dir });
+  const some = items.slice(0, limit || items.length);
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  await buildImageCache({ items: some, size: 224, io: clipImageIo, threads });
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  out({
+    decode: some.length,
+    threads: threads ?? "default",
+    uvThreadpool: process.env.UV_THREADPOOL_SIZE ?? "4",
+    seconds: +seconds.toFixed(2),
+    imagesPerSecond: Math.round(some.length / seconds),
+    userMsPerImage: +(cpu.user / 1000 / some.length).toFixed(2),
+    systemMsPerImage: +(cpu.system / 1000 / some.length).toFixed(2),
+  });
+}
+
 if (cmd === "model") {
   const t0 = performance.now();
   writeVitB16(args[0]);
   out({ model: args[0], seconds: +((performance.now() - t0) / 1000).toFixed(1) });
 } else if (cmd === "images")
   await images(args[0], Number(args[1]), Number(args[2]), Number(args[3]), Number(args[4] ?? 0));
+else if (cmd === "decode") await decode(args[0], Number(args[1] ?? 0), args[2] ? Number(args[2]) : undefined);
 else if (cmd === "train") await run(args[0], args[1], Number(args[2]), args[3], args[4], args[5] ?? "cuda");
 else {
   console.error(
