@@ -87,21 +87,6 @@ await build({
   },
   logLevel: "warning",
 });
-// @unmask/clip alone, for the image workers (src/data/image-pool.ts) of e2e.mjs: a bundle has no
-// node_modules to import it from, so the run scripts point UNMASK_CLIP_ENTRY at this file
-await build({
-  entryPoints: [join(repo, "packages", "clip", "src", "index.ts")],
-  bundle: true,
-  platform: "node",
-  format: "esm",
-  target: "node20",
-  outfile: join(out, "run", "clip.mjs"),
-  external: ["onnxruntime-node", "@img/sharp-*"],
-  banner: {
-    js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
-  },
-  logLevel: "warning",
-});
 if (process.argv.includes("--sharp")) {
   const sharpDir = realpathSync(join(repo, "node_modules", ".pnpm", "node_modules", "sharp"));
   const stage = join(out, "sharp-stage");

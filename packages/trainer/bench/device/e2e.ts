@@ -7,9 +7,8 @@
  *                                                                JPEG image folder (sharp; with
  *                                                                distinct, the rest are copies)
  *   node e2e.mjs train <modelDir> <dataDir> <epochs> <batch|-> <out.umask> [cpu|cuda]
- *   node e2e.mjs decode <dataDir> [limit] [threads] [main]       the image cache alone (buildImageCache),
- *                                                                with the process's user / system CPU;
- *                                                                main: files decoded on the calling thread
+ *   node e2e.mjs decode <dataDir> [limit] [threads]              the image cache alone (buildImageCache),
+ *                                                                with the process's user / system CPU
  * Prints one JSON line. Timing wraps (never changes) what train() calls: the image decoder, the
  * text encoder and the engine (creation, the image-cache upload, the steps).
  */
@@ -194,22 +193,17 @@ async function run(
 }
 
 /** Decoding alone: the first `limit` images of the folder into a 224 px cache, timed with CPU use. */
-async function decode(dir: string, limit: number, threads?: number, onCallingThread = false) {
+async function decode(dir: string, limit: number, threads?: number) {
   const { items } = await loadImageFolder({ root: dir });
   const some = items.slice(0, limit || items.length);
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  // another load function (the same decoder) keeps the files off the image workers
-  const io = onCallingThread
-    ? { ...clipImageIo, load: (s: Parameters<ImageIo["load"]>[0]) => clipImageIo.load(s) }
-    : clipImageIo;
-  await buildImageCache({ items: some, size: 224, io, threads });
+  await buildImageCache({ items: some, size: 224, io: clipImageIo, threads });
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   out({
     decode: some.length,
     threads: threads ?? "default",
-    decodedOn: onCallingThread ? "calling thread" : "image workers",
     uvThreadpool: process.env.UV_THREADPOOL_SIZE ?? "4",
     seconds: +seconds.toFixed(2),
     imagesPerSecond: Math.round(some.length / seconds),
@@ -224,13 +218,7 @@ if (cmd === "model") {
   out({ model: args[0], seconds: +((performance.now() - t0) / 1000).toFixed(1) });
 } else if (cmd === "images")
   await images(args[0], Number(args[1]), Number(args[2]), Number(args[3]), Number(args[4] ?? 0));
-else if (cmd === "decode")
-  await decode(
-    args[0],
-    Number(args[1] ?? 0),
-    args[2] && args[2] !== "-" ? Number(args[2]) : undefined,
-    args[3] === "main",
-  );
+else if (cmd === "decode") await decode(args[0], Number(args[1] ?? 0), args[2] ? Number(args[2]) : undefined);
 else if (cmd === "train") await run(args[0], args[1], Number(args[2]), args[3], args[4], args[5] ?? "cuda");
 else {
   console.error(

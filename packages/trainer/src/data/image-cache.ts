@@ -11,13 +11,11 @@
  *
  * Images stream into the preallocated cache with `threads` + DECODE_AHEAD in flight (`threads`
  * default: os.availableParallelism()), so at most that many decoded originals exist at once.
- * sharp decodes on libuv's pool, shared by the whole process (UV_THREADPOOL_SIZE, default 4: at
- * most that many images decode at once), with sharp.concurrency() libvips threads an image (1 with
- * glibc's allocator). With the default decode and resize (clipImageIo) and enough images, worker
- * threads (imageWorkerCount; image-pool.ts) take the files: each decodes, resizes when needed and
- * writes into the cache (then a SharedArrayBuffer) itself, so the JavaScript around every image no
- * longer queues on the calling thread. In-memory images, and files with another decoder, are
- * loaded on the calling thread, their resizes sent to the workers when the resize is the default.
+ * Decoding runs off-thread already: sharp works on libuv's pool, shared by the whole process
+ * (UV_THREADPOOL_SIZE, default 4: at most that many images decode at once), with
+ * sharp.concurrency() libvips threads an image (1 with glibc's allocator). The resize is
+ * JavaScript: with the default resize (clipImageIo.resize) and enough images it runs on the
+ * threads the decoders leave (resizeWorkerCount; resize-pool.ts), else on the calling thread.
  * Either way the bytes are the sequential decode-then-resize's (tested).
  */
 import { availableParallelism } from "node:os";
@@ -25,7 +23,7 @@ import { UnmaskError } from "@unmask/clip";
 import type { ImageCache } from "../engine.js";
 import type { DatasetItem } from "./dataset.js";
 import { clipImageIo, type ImageIo } from "./image-io.js";
-import { ImagePool } from "./image-pool.js";
+import { ResizePool } from "./resize-pool.js";
 
 /**
  * Images in flight beyond `threads`: each holds at most one decoded original, and with
@@ -35,27 +33,27 @@ const DECODE_AHEAD = 4;
 /** Below this many images the calling thread does it all: starting workers takes ~50-100 ms. */
 export const MIN_WORKER_IMAGES = 32;
 /**
- * Fewest image workers worth starting: with one, the calling thread might as well do the work (on
- * 2 cores it resizing while libuv's pool decodes already keeps both busy; workers add copies and
+ * Fewest resize workers worth starting: with one, the calling thread might as well resize (on 2
+ * cores it resizing while libuv's pool decodes already keeps both busy; workers add copies and
  * startup, and oversubscribed threads thrash the caches: ~2 ms more CPU an image measured there).
  */
-const MIN_IMAGE_WORKERS = 2;
+const MIN_RESIZE_WORKERS = 2;
 /** libuv's default thread pool size (UV_THREADPOOL_SIZE unset). */
 const DEFAULT_UV_THREADPOOL_SIZE = 4;
 
 /**
- * Image workers for `threads` threads (0: the calling thread does it all): the threads left after
+ * Resize workers for `threads` threads (0: the calling thread resizes): the threads left after
  * sharp's decoders, which run on libuv's pool (at most UV_THREADPOOL_SIZE images at once), taking
  * no more than half the threads: 16 threads -> 12 workers, 4 -> 2, 2 -> 0.
  */
-export function imageWorkerCount(threads: number): number {
+export function resizeWorkerCount(threads: number): number {
   const pool = Number(process.env.UV_THREADPOOL_SIZE);
   const decoders = Math.min(
     Number.isInteger(pool) && pool > 0 ? pool : DEFAULT_UV_THREADPOOL_SIZE,
     Math.floor(threads / 2),
   );
   const workers = threads - decoders;
-  return workers >= MIN_IMAGE_WORKERS ? workers : 0;
+  return workers >= MIN_RESIZE_WORKERS ? workers : 0;
 }
 
 /** 8192 x 8192 x 3 bytes per image would already be 200 MB: a size this large is a mistake. */
@@ -68,7 +66,7 @@ export interface BuildImageCacheOptions {
   io: ImageIo;
   /**
    * Sizes the work to the machine (default os.availableParallelism()): `threads` + DECODE_AHEAD
-   * images in flight, and imageWorkerCount(threads) image worker threads with the default resize
+   * images in flight, and resizeWorkerCount(threads) resize worker threads with the default resize
    * (none: the calling thread resizes, as it does with another resize).
    */
   threads?: number;
@@ -91,35 +89,22 @@ export async function buildImageCache(options: BuildImageCacheOptions): Promise<
     });
   const threads = Math.max(1, Math.floor(options.threads ?? availableParallelism()));
   const stride = size * size * 3;
-  const workerCount =
-    io.resize === clipImageIo.resize && items.length >= MIN_WORKER_IMAGES ? imageWorkerCount(threads) : 0;
-  // the workers decode files only with the default decoder; they write into shared memory
-  const decodeOnWorkers = workerCount > 0 && io.load === clipImageIo.load;
-  const pixels = new Uint8Array(
-    decodeOnWorkers ? new SharedArrayBuffer(items.length * stride) : new ArrayBuffer(items.length * stride),
-  );
+  const pixels = new Uint8Array(items.length * stride);
   const sizes: { width: number; height: number }[] = new Array(items.length);
   let done = 0;
-  let workers: ImagePool | undefined; // started by the first image that needs one
-  const pool = () => {
-    workers ??= new ImagePool(
-      workerCount,
-      decodeOnWorkers ? (pixels.buffer as SharedArrayBuffer) : undefined,
-    );
-    return workers;
-  };
+  const workerCount =
+    io.resize === clipImageIo.resize && items.length >= MIN_WORKER_IMAGES ? resizeWorkerCount(threads) : 0;
+  let workers: ResizePool | undefined; // started by the first image that needs resizing
   try {
     await streamInOrder(items, threads + DECODE_AHEAD, options.signal, async (item, i) => {
-      if (decodeOnWorkers && typeof item.source === "string") {
-        sizes[i] = await pool().decodeInto(item.source, size, i * stride);
-      } else {
-        const image = await io.load(item.source);
-        sizes[i] = { width: image.width, height: image.height };
-        let resized = image.data;
-        if (image.width !== size || image.height !== size)
-          resized = workerCount ? await pool().resize(image, size, size) : io.resize(image, size, size).data;
-        pixels.set(resized, i * stride);
+      const image = await io.load(item.source);
+      sizes[i] = { width: image.width, height: image.height };
+      let resized = image.data;
+      if (image.width !== size || image.height !== size) {
+        if (workerCount && !workers) workers = new ResizePool(workerCount);
+        resized = workers ? await workers.resize(image, size, size) : io.resize(image, size, size).data;
       }
+      pixels.set(resized, i * stride);
       options.onImage?.(++done, items.length);
     });
   } finally {
