@@ -192,15 +192,13 @@ __device__ __forceinline__ void add_bias_tile(bf16* tile, const float* __restric
   }
 }
 
-// Ds[r] = sum_j a[r, j] * b[r, j] for rows [0, rows): b a landed [rows][ATT_LD] tile, a's 16-byte
-// pieces (columns 8 c8 .. 8 c8 + 7 of row r) from load_a(r, c8): a landed tile, or rows in global
-// memory; summed as load_grad_tile sums (rows * 8 a multiple of blockDim.x: the shuffles are uniform).
-template <typename LoadA>
-__device__ __forceinline__ void row_dots(float* Ds, LoadA load_a, const bf16* b, int rows) {
+// Ds[r] = sum_j a[r, j] * b[r, j] over two landed [rows][ATT_LD] tiles, summed as load_grad_tile
+// sums (rows * 8 a multiple of blockDim.x: the shuffles are uniform).
+__device__ __forceinline__ void row_dots(float* Ds, const bf16* a, const bf16* b, int rows) {
   const int c8 = threadIdx.x & 7;
   for (int i = threadIdx.x; i < rows * 8; i += blockDim.x) {
     Pack8 p, q;
-    p.u = load_a(i >> 3, c8);
+    p.u = *(const uint4*)(a + (i >> 3) * ATT_LD + c8 * 8);
     q.u = *(const uint4*)(b + (i >> 3) * ATT_LD + c8 * 8);
     float dot = 0.f;
 #pragma unroll
@@ -597,6 +595,27 @@ extern "C" __global__ void __launch_bounds__(512, 1) attn_fwd16(ATT_FWD_ARGS) {
   attn_fwd_body<16>(qkv, bias, o, lse, N, H, scaleLog2);
 }
 
+// Ds[r] = sum_j dO[r, j] * o[r, j] with dO rows read from global memory (dRow0.., ld D, column col;
+// zero past `valid`) against a landed o tile: the same products and sums, in the same order, as
+// row_dots over a dO tile, so the values equal it bit for bit.
+__device__ __forceinline__ void row_dots_global(float* Ds, const bf16* __restrict__ dO, long long dRow0, int ld,
+                                                int col, const bf16* o, int rows, int valid) {
+  const int c8 = threadIdx.x & 7;
+  for (int i = threadIdx.x; i < rows * 8; i += blockDim.x) {
+    const int r = i >> 3;
+    Pack8 p, q;
+    p.u = r < valid ? *(const uint4*)(dO + (dRow0 + r) * ld + col + c8 * 8) : make_uint4(0u, 0u, 0u, 0u);
+    q.u = *(const uint4*)(o + r * ATT_LD + c8 * 8);
+    float dot = 0.f;
+#pragma unroll
+    for (int j = 0; j < 8; j++) dot += __bfloat162float(p.h[j]) * __bfloat162float(q.h[j]);
+    dot += __shfl_xor_sync(0xffffffffu, dot, 1);
+    dot += __shfl_xor_sync(0xffffffffu, dot, 2);
+    dot += __shfl_xor_sync(0xffffffffu, dot, 4);
+    if (c8 == 0) Ds[r] = dot;
+  }
+}
+
 // attn_bwd_fused: grid (B * H), block 32 * Nq / 16 threads (Nq = roundup(N, 16) <= 208: one warp
 // per 16 rows), all S signals of an (image, head) in one block: q, k, v and o are loaded (and the
 // bias added) once for them all. Dynamic shared 4 * Nq * ATT_LD * 2 + Nq * max(Nq + 8, ATT_LD) * 2 +
@@ -630,16 +649,8 @@ __device__ __forceinline__ void attn_bwd_fused_body(ATT_BWD_ARGS, int S) {
   add_bias_tile(Qs, bias + h * 64, N);
   add_bias_tile(Ks, bias + D + h * 64, N);
   add_bias_tile(Vs, bias + 2 * D + h * 64, N);
-  // D = rowsum(dO * o) of every signal while o's tile is still there: signal 0's dO from its tile,
-  // the others' straight from global memory (their tiles load later, into the same buffer)
-  row_dots(DsAll, [&](int r, int c8) { return *(const uint4*)(dOs + r * ATT_LD + c8 * 8); }, dSt, Nq);
-  for (int sig = 1; sig < S; sig++) {
-    const bf16* rows = dO + ((long long)sig * R + row0) * D + h * 64;
-    row_dots(
-        DsAll + sig * Nq,
-        [&](int r, int c8) { return r < N ? *(const uint4*)(rows + (long long)r * D + c8 * 8) : make_uint4(0u, 0u, 0u, 0u); },
-        dSt, Nq);
-  }
+  row_dots(DsAll, dOs, dSt, Nq);
+  for (int sig = 1; sig < S; sig++) row_dots_global(DsAll + sig * Nq, dO, (long long)sig * R + row0, D, h * 64, dSt, Nq, N);
   __syncthreads();
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3, g = lane >> 2;
   const int r0 = warp * 16;  // this warp's keys in pass 1, its queries in pass 2
