@@ -10,6 +10,7 @@ import type { ClipConfig } from "@unmask/clip";
 import { VIT_B16_CONFIG } from "../../../convert/src/testing/clip-shapes.js";
 import { DEFAULT_HYPER, type EngineModel, type EngineState, type FloatTensor } from "../../src/engine.js";
 import { createCudaEngine } from "../../src/engines/cuda/engine.js";
+import type { GemmTuning } from "../../src/engines/cuda/gemm-tuning.js";
 import { philoxUniforms } from "../../src/random/philox.js";
 import { attentionCheck } from "./attention-check.js";
 import { agreement, loadTinyFixture, normError, relError } from "./fixture.js";
@@ -180,14 +181,7 @@ type BenchEngine = Awaited<ReturnType<typeof createCudaEngine>> & {
   memoryInUse(): { arenaBytes: number; deviceUsed: number };
   profileStep(B: number): { name: string; calls: number; ms: number; flops: number }[];
   memoryBreakdown(): { name: string; bytes: number; count: number }[];
-  gemmTuning(): {
-    shape: string;
-    candidates: number;
-    identical: number;
-    defaultMs: number;
-    chosenMs: number;
-    chosen: number;
-  }[];
+  gemmTuning(): GemmTuning[];
 };
 
 async function benchEngine(
