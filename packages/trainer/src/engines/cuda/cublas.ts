@@ -141,9 +141,9 @@ export class Cublas {
       return;
     }
     const choice = this.lt && this.choices.size > 0 ? this.choices.get(gemmKey(c)) : undefined;
-    if (choice) {
+    if (this.lt && choice) {
       this.calls++;
-      this.lt?.matmul(choice.plan, choice.algo, c);
+      this.lt.matmul(choice.plan, choice.algo, c);
       return;
     }
     this.gemmEx(c);
@@ -153,7 +153,6 @@ export class Cublas {
   gemmEx(c: GemmCall): void {
     const ta = c.transA ? CUBLAS_OP_T : CUBLAS_OP_N;
     const tb = c.transB ? CUBLAS_OP_T : CUBLAS_OP_N;
-    const type = gemmCudaType;
     this.alpha[0] = c.alpha ?? 1;
     this.beta[0] = c.beta ?? 0;
     const batch = c.batch ?? 1;
@@ -171,14 +170,14 @@ export class Cublas {
           c.K,
           this.alpha,
           c.B.ptr,
-          type(c.B.type),
+          gemmCudaType(c.B.type),
           c.B.ld,
           c.A.ptr,
-          type(c.A.type),
+          gemmCudaType(c.A.type),
           c.A.ld,
           this.beta,
           c.C.ptr,
-          type(c.C.type),
+          gemmCudaType(c.C.type),
           c.C.ld,
           CUBLAS_COMPUTE_32F,
           CUBLAS_GEMM_DEFAULT,
@@ -197,16 +196,16 @@ export class Cublas {
         c.K,
         this.alpha,
         c.B.ptr,
-        type(c.B.type),
+        gemmCudaType(c.B.type),
         c.B.ld,
         c.B.stride ?? 0,
         c.A.ptr,
-        type(c.A.type),
+        gemmCudaType(c.A.type),
         c.A.ld,
         c.A.stride ?? 0,
         this.beta,
         c.C.ptr,
-        type(c.C.type),
+        gemmCudaType(c.C.type),
         c.C.ld,
         c.C.stride ?? 0,
         batch,

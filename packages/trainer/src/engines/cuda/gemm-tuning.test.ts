@@ -9,7 +9,7 @@ import type { Kernels } from "./kernels.js";
  * Stand-ins: every algorithm "writes" an output named by its bits ("same" or "other") and advances
  * a clock by its cost; the digest kernel reads the last output, events read the clock.
  */
-function standIns(candidates: { bits: "same" | "other"; ms: number }[], defaultMs = 1) {
+function standIns(candidates: { bits: "same" | "other" | "refused"; ms: number }[], defaultMs = 1) {
   let clock = 0;
   let output = "";
   const events = new Map<number, number>();
@@ -54,6 +54,7 @@ function standIns(candidates: { bits: "same" | "other"; ms: number }[], defaultM
     plan: () => ({ op: 1, a: 2, b: 3, c: 4 }),
     algorithms: () => algos,
     matmul: (_plan: unknown, algo: Uint8Array) => {
+      if (candidates[algo[0]].bits === "refused") throw new Error("CUBLAS_STATUS_NOT_SUPPORTED");
       output = candidates[algo[0]].bits;
       clock += candidates[algo[0]].ms;
     },
@@ -83,6 +84,15 @@ describe("GemmTuner", () => {
     const [result] = s.tuner.results;
     expect(result).toMatchObject({ candidates: 3, identical: 2, defaultMs: 1, chosenMs: 0.8, chosen: 2 });
     expect([...s.blas.choices.values()].map((c) => c.algo)).toEqual([s.algos[2]]);
+  });
+
+  it("passes over a candidate that cuBLASLt refuses to run", () => {
+    const s = standIns([
+      { bits: "refused", ms: 0.1 },
+      { bits: "same", ms: 0.7 },
+    ]);
+    s.tuner.tune(() => s.blas.gemm(call(128)));
+    expect(s.tuner.results[0]).toMatchObject({ candidates: 2, identical: 1, chosen: 1, chosenMs: 0.7 });
   });
 
   it("keeps cublasGemmEx when no identical candidate is at least 2% faster", () => {

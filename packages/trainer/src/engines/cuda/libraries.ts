@@ -90,7 +90,7 @@ export interface CudaLibraries {
   cublasLt?: Library;
 }
 
-/** Opens libcuda and libcublas. @throws UnmaskError CUDA_UNAVAILABLE naming every path tried. */
+/** Opens libcuda, libcublas and (when present) libcublasLt. @throws UnmaskError CUDA_UNAVAILABLE naming every path tried. */
 export async function openCudaLibraries(options: OpenCudaOptions = {}): Promise<CudaLibraries> {
   const koffi = await loadKoffi();
   const env = options.env ?? process.env;
@@ -101,22 +101,11 @@ export async function openCudaLibraries(options: OpenCudaOptions = {}): Promise<
     options.driverDirs ?? librarySearchDirs(env, { last: DRIVER_DIRS }),
     options.loaderSearch,
   );
-  const cublas = openFirst(
-    koffi,
-    "cuBLAS (libcublas)",
-    CUBLAS_NAMES,
-    options.cublasDirs ?? librarySearchDirs(env, { last: TOOLKIT_DIRS }),
-    options.loaderSearch,
-  );
+  const toolkitDirs = options.cublasDirs ?? librarySearchDirs(env, { last: TOOLKIT_DIRS });
+  const cublas = openFirst(koffi, "cuBLAS (libcublas)", CUBLAS_NAMES, toolkitDirs, options.loaderSearch);
   let cublasLt: Library | undefined;
   try {
-    cublasLt = openFirst(
-      koffi,
-      "cuBLASLt (libcublasLt)",
-      CUBLAS_LT_NAMES,
-      options.cublasDirs ?? librarySearchDirs(env, { last: TOOLKIT_DIRS }),
-      options.loaderSearch,
-    );
+    cublasLt = openFirst(koffi, "cuBLASLt (libcublasLt)", CUBLAS_LT_NAMES, toolkitDirs, options.loaderSearch);
   } catch {
     // optional: without it the GEMMs keep cuBLAS's own algorithm choice (no tuning)
   }
