@@ -145,6 +145,11 @@ function assert(ok: boolean, what: string): void {
   if (!ok) throw new UnmaskError("CUDA_SHAPE", `cuda kernel precondition failed: ${what}`);
 }
 
+/** What kernels/mlp.cu assumes: rows of F values, F a multiple of 8, fewer than 2^32 groups of 8. */
+function assertMlpRows(total: number, F: number): void {
+  assert(F % 8 === 0 && total % F === 0 && total / 8 < 2 ** 32, `MLP rows of ${F} (a multiple of 8) values`);
+}
+
 export class Kernels {
   private readonly fn = new Map<KernelName, number>();
   private readonly module: number;
@@ -451,19 +456,13 @@ export class Kernels {
    * GEMM output: geluBwd adds the bias again.
    */
   biasGeluFwd(uPtr: number, bias: number, g: number, total: number, F: number): void {
-    assert(
-      F % 8 === 0 && total % F === 0 && total / 8 < 2 ** 32,
-      `MLP rows of ${F} (a multiple of 8) values`,
-    );
+    assertMlpRows(total, F);
     this.elementwise("bias_gelu_fwd", total / 8, [p(uPtr), p(bias), p(g), u(total / 8), i(F)]);
   }
 
   /** d = d * QuickGELU'(bf16(u + bias)), total values of rows of F (one signal). */
   geluBwd(d: number, uPtr: number, bias: number, total: number, F: number): void {
-    assert(
-      F % 8 === 0 && total % F === 0 && total / 8 < 2 ** 32,
-      `MLP rows of ${F} (a multiple of 8) values`,
-    );
+    assertMlpRows(total, F);
     this.elementwise("gelu_bwd", total / 8, [p(d), p(uPtr), p(bias), u(total / 8), i(F)]);
   }
 
