@@ -140,8 +140,9 @@ export class Cublas {
       }
       return;
     }
-    const choice = this.lt && this.choices.size > 0 ? this.choices.get(gemmKey(c)) : undefined;
-    if (this.lt && choice) {
+    // choices exist only once tuning ran: untuned engines skip building the key
+    const choice = this.choices.size > 0 ? this.choices.get(gemmKey(c)) : undefined;
+    if (choice && this.lt) {
       this.calls++;
       this.lt.matmul(choice.plan, choice.algo, c);
       return;
