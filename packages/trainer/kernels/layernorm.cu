@@ -10,6 +10,8 @@
 //                    also writes a bf16 copy of dresid (the next GEMM's input). Accumulates on the
 //                    residual stream, assigns otherwise.
 //   embed_ln_bwd     dx0 = LN_pre'(dresid), scattered to the patch rows dPatch [S, B * P, D] (bf16)
+//   copy_rows        fp32 rows copied between strided layouts: the class tokens' residual rows
+//                    gathered for the last block, their gradients scattered back
 #include "common.cuh"
 
 #define LN_EPS 1e-5f
@@ -300,4 +302,16 @@ extern "C" __global__ void embed_ln_bwd(const float* __restrict__ dresid,  // [S
 extern "C" __global__ void to_bf16(const float* __restrict__ in, bf16* __restrict__ out, long long n) {
   const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
   if (i < n) out[i] = __float2bfloat16(in[i]);
+}
+
+// copy_rows: dst row r = src row r for r < rows (D values, a multiple of 4; rows srcStride and
+// dstStride floats apart, multiples of 4).
+extern "C" __global__ void copy_rows(const float* __restrict__ src, long long srcStride, float* __restrict__ dst,
+                                     long long dstStride, int rows, int D) {
+  const int D4 = D >> 2;
+  const long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (k >= (long long)rows * D4) return;
+  const long long r = k / D4;
+  const int c = (int)(k % D4) * 4;
+  *(float4*)(dst + r * dstStride + c) = *(const float4*)(src + r * srcStride + c);
 }

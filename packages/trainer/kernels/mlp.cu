@@ -1,7 +1,8 @@
 // MLP activation: g = QuickGELU(u + bias) = x * sigmoid(1.702 x), x = bf16(u + bias), u the c_fc
 // GEMM output (bf16). u is left as the GEMM wrote it: the backward adds the bias again (the same
 // rounding), which saves writing a second [R, F] copy in the student's forward.
-// Backward (one signal a call): du = dg * (s + 1.702 x s (1 - s)), s = sigmoid(1.702 x).
+// Backward, for S <= 2 signals at once (rows s * R + r read u row r: u is read and the derivative
+// computed once for both): du = dg * (s + 1.702 x s (1 - s)), s = sigmoid(1.702 x).
 // 8 values per thread through 16-byte accesses (F a multiple of 8).
 #include "common.cuh"
 
@@ -34,19 +35,25 @@ extern "C" __global__ void bias_gelu_fwd(const bf16* u,  // [R, F] c_fc GEMM out
   *(uint4*)(g + i8) = pg.u;
 }
 
-extern "C" __global__ void gelu_bwd(bf16* __restrict__ d,        // [R, F] in: dg, out: du
+extern "C" __global__ void gelu_bwd(bf16* __restrict__ d,        // [S, R, F] in: dg, out: du
                                     const bf16* __restrict__ u,  // [R, F] c_fc GEMM output
-                                    const float* __restrict__ bias, unsigned groups, int F) {
+                                    const float* __restrict__ bias, unsigned groups /* of one signal */, int F,
+                                    int S) {
   GROUP_INDEX(groups)
-  Pack8 pd, pu;
-  pd.u = *(const uint4*)(d + i8);
+  const long long second = (long long)groups * 8;  // signal 1's offset
+  Pack8 pd[2], pu;
+  pd[0].u = *(const uint4*)(d + i8);
+  if (S > 1) pd[1].u = *(const uint4*)(d + second + i8);  // both loads in flight before any math
   pu.u = *(const uint4*)(u + i8);
   float x[8];
   add_bias8(x, pu, bias, col);
 #pragma unroll
   for (int j = 0; j < 8; j++) {
     const float s = 1.f / (1.f + __expf(-1.702f * x[j]));
-    pd.h[j] = __float2bfloat16(__bfloat162float(pd.h[j]) * (s + 1.702f * x[j] * s * (1.f - s)));
+    const float du = s + 1.702f * x[j] * s * (1.f - s);
+    pd[0].h[j] = __float2bfloat16(__bfloat162float(pd[0].h[j]) * du);
+    if (S > 1) pd[1].h[j] = __float2bfloat16(__bfloat162float(pd[1].h[j]) * du);
   }
-  *(uint4*)(d + i8) = pd.u;
+  *(uint4*)(d + i8) = pd[0].u;
+  if (S > 1) *(uint4*)(d + second + i8) = pd[1].u;
 }

@@ -4,7 +4,8 @@
  * forward o and lse, backward dq, dk, dv for two signals. Errors are max |a - b| / max |b|, of the
  * default kernels (pipelined forward, fused backward where they fit) unless named split_*. The
  * pipelined forward is also compared bit for bit with attn_fwd16 on enough images that its
- * persistent blocks take three (image, head) pairs or more each.
+ * persistent blocks take three (image, head) pairs or more each. The class-query kernels (the
+ * last block) are checked against the same reference with dO on the class rows alone (cls_*).
  */
 import { f32ToBf16 } from "@unmask/clip";
 import { CudaDriver } from "../../src/engines/cuda/driver.js";
@@ -143,6 +144,8 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
   const refO = new Float64Array(R * D);
   const refLse = new Float64Array(B * H * N);
   const refD = new Float64Array(2 * R * 3 * D);
+  // the class query alone: o and lse of row 0, and the gradients when only row 0 has a dO
+  const refDC = new Float64Array(2 * R * 3 * D);
   const scale = 1 / 8;
   const at = (r: number, c: number) => bf(qkv.vals[r * 3 * D + c] + bias[c]);
   const P = new Float64Array(N * N);
@@ -179,6 +182,22 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
           let acc = 0;
           for (let j = 0; j < N; j++) acc += P[i * N + j] * V[j * 64 + d];
           refO[(b * N + i) * D + h * 64 + d] = acc;
+        }
+      }
+      for (let s = 0; s < 2; s++) {
+        const g0 = (d: number) => dO.vals[(s * R + b * N) * D + h * 64 + d];
+        let D0 = 0;
+        for (let d = 0; d < 64; d++) D0 += g0(d) * refO[b * N * D + h * 64 + d];
+        const row = (j: number) => (s * R + b * N + j) * 3 * D;
+        for (let j = 0; j < N; j++) {
+          let dp = 0;
+          for (let d = 0; d < 64; d++) dp += g0(d) * V[j * 64 + d];
+          const ds = P[j] * (dp - D0);
+          for (let d = 0; d < 64; d++) {
+            refDC[row(0) + h * 64 + d] += ds * K[j * 64 + d] * scale;
+            refDC[row(j) + D + h * 64 + d] = ds * Q[d] * scale;
+            refDC[row(j) + 2 * D + h * 64 + d] = P[j] * g0(d);
+          }
         }
       }
       for (let s = 0; s < 2; s++) {
@@ -228,7 +247,40 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
     dk: err(part(dqkv, 1), part(refD, 1)),
     dv: err(part(dqkv, 2), part(refD, 2)),
   };
-  for (const p of [pQkv, pBias, pO, pLse, pDo, pDqkv]) cu.free(p);
+  // the class-query kernels: dO of the class rows, compact [2B, D]
+  const dOC = new Uint16Array(2 * B * D);
+  for (let r = 0; r < 2 * B; r++) dOC.set(dO.bits.subarray(r * N * D, r * N * D + D), r * D);
+  const pDoC = dev(dOC.byteLength);
+  cu.upload(pDoC, dOC);
+  const pOC = dev(B * D * 2);
+  const pLseC = dev(B * H * 4);
+  cu.fill32(pDqkv, 0x7fc07fc0, 3 * R * D, stream); // NaN: every value must be written
+  k.attnClsFwd(pQkv, pBias, pOC, pLseC, B, N, H);
+  k.attnClsBwd({ qkv: pQkv, bias: pBias, o: pOC, dO: pDoC, lse: pLseC, dqkv: pDqkv, S: 2, B, N, H });
+  cu.synchronize(stream);
+  const oC = new Uint16Array(B * D);
+  cu.download(oC, pOC);
+  const lseC = new Float32Array(B * H);
+  cu.download(lseC, pLseC);
+  const dC = new Uint16Array(2 * R * 3 * D);
+  cu.download(dC, pDqkv);
+  const classRows = (a: ArrayLike<number>) => {
+    const out: number[] = [];
+    for (let b = 0; b < B; b++) for (let c = 0; c < D; c++) out.push(a[b * N * D + c]);
+    return out;
+  };
+  const classLse = (a: ArrayLike<number>) => Array.from({ length: B * H }, (_, bh) => a[bh * N]);
+  const dqkvC = toF32(dC);
+  Object.assign(result, {
+    cls_o: err(toF32(oC), classRows(refO)),
+    cls_lse: err(lseC, classLse(refLse)),
+    cls_dq: err(part(dqkvC, 0), part(refDC, 0)),
+    cls_dk: err(part(dqkvC, 1), part(refDC, 1)),
+    cls_dv: err(part(dqkvC, 2), part(refDC, 2)),
+    cls_vs_full_o: err(toF32(oC), classRows(o)),
+    cls_unwritten: dqkvC.filter((x) => Number.isNaN(x)).length,
+  });
+  for (const p of [pQkv, pBias, pO, pLse, pDo, pDqkv, pDoC, pOC, pLseC]) cu.free(p);
   const pipelineDiffer = pipelinedForwardDiffer(
     cu,
     k,

@@ -28,6 +28,9 @@ const KERNEL_NAMES = [
   "attn_fwd16",
   "attn_fwd_pipe",
   "attn_bwd_fused",
+  "attn_cls_fwd",
+  "attn_cls_bwd",
+  "copy_rows",
   "bias_gelu_fwd",
   "gelu_bwd",
   "head_forward",
@@ -107,6 +110,9 @@ function fusedBackward(N: number, S: number): boolean {
   if (process.env.UNMASK_ATTN_BWD === "split") return false;
   return N <= FUSED_BACKWARD_MAX_TOKENS && fusedBackwardShared(N, S) <= SHARED_PER_BLOCK;
 }
+
+/** kernels/class_attention.cu: warps per block (one per (image, head) or (signal, image, head)). */
+const CLS_WARPS = 4;
 
 /** Most tokens the fused attention holds in shared memory (227 KiB per block on Hopper). */
 export const MAX_TOKENS = 704;
@@ -452,6 +458,63 @@ export class Kernels {
   }
 
   /**
+   * Attention forward of the class token's query alone (the last block): q, k, v of B images from
+   * qkv [B * N, 3 * 64 H] (+ bias) as attnFwd, o [B, 64 H] (one row an image) out, lse [B * H] (or 0).
+   */
+  attnClsFwd(qkv: number, bias: number, o: number, lse: number, B: number, N: number, H: number): void {
+    assert(N <= MAX_TOKENS, `tokens ${N} <= ${MAX_TOKENS}`);
+    this.go("attn_cls_fwd", Math.ceil((B * H) / CLS_WARPS), 32 * CLS_WARPS, 0, [
+      p(qkv),
+      p(bias),
+      p(o),
+      p(lse),
+      i(B),
+      i(N),
+      i(H),
+      f(Math.LOG2E / 8),
+    ]);
+  }
+
+  /**
+   * Its backward for S signals: dO [S * B, 64 H] (class rows, signal-major) against o [B, 64 H] and
+   * lse [B * H], into every row of dqkv [S * B * N, 3 * 64 H] (dq 0 but on the class rows).
+   */
+  attnClsBwd(a: {
+    qkv: number;
+    bias: number;
+    o: number;
+    dO: number;
+    lse: number;
+    dqkv: number;
+    S: number;
+    B: number;
+    N: number;
+    H: number;
+  }): void {
+    assert(a.N <= MAX_TOKENS, `tokens ${a.N} <= ${MAX_TOKENS}`);
+    this.go("attn_cls_bwd", Math.ceil((a.S * a.B * a.H) / CLS_WARPS), 32 * CLS_WARPS, 0, [
+      p(a.qkv),
+      p(a.bias),
+      p(a.o),
+      p(a.dO),
+      p(a.lse),
+      p(a.dqkv),
+      i(a.B),
+      i(a.N),
+      i(a.H),
+      i(a.S),
+      f(Math.LOG2E / 8),
+      f(1 / 8),
+    ]);
+  }
+
+  /** dst row r = src row r (fp32, D values) for r < rows; rows srcStride / dstStride floats apart. */
+  copyRows(src: number, srcStride: number, dst: number, dstStride: number, rows: number, D: number): void {
+    assert(D % 4 === 0 && srcStride % 4 === 0 && dstStride % 4 === 0, "rows of 16-byte units");
+    this.elementwise("copy_rows", (rows * D) / 4, [p(src), l(srcStride), p(dst), l(dstStride), i(rows), i(D)]);
+  }
+
+  /**
    * g = QuickGELU(bf16(u + bias)), total values of rows of F; g may be u (in place). u stays the
    * GEMM output: geluBwd adds the bias again.
    */
@@ -460,10 +523,14 @@ export class Kernels {
     this.elementwise("bias_gelu_fwd", total / 8, [p(uPtr), p(bias), p(g), u(total / 8), i(F)]);
   }
 
-  /** d = d * QuickGELU'(bf16(u + bias)), total values of rows of F (one signal). */
-  geluBwd(d: number, uPtr: number, bias: number, total: number, F: number): void {
+  /**
+   * d = d * QuickGELU'(bf16(u + bias)) for S (1 or 2) signals: d [S, rows, F], u [rows, F] of
+   * total = rows * F values (u read once for both signals).
+   */
+  geluBwd(d: number, uPtr: number, bias: number, total: number, F: number, S: number): void {
     assertMlpRows(total, F);
-    this.elementwise("gelu_bwd", total / 8, [p(d), p(uPtr), p(bias), u(total / 8), i(F)]);
+    assert(S === 1 || S === 2, `gelu_bwd signals ${S} (1 or 2)`);
+    this.elementwise("gelu_bwd", total / 8, [p(d), p(uPtr), p(bias), u(total / 8), i(F), i(S)]);
   }
 
   headForward(a: {

@@ -6,6 +6,12 @@
  * Shapes: B images, N = G*G + 1 tokens, R = B*N rows, D width, H = D/64 heads, F = 4D, E embed,
  * C classes, K = 3*p*p patch length. Signal s = 0 (ce) and 1 (kl) stacked: [2R, width].
  *
+ * The last block runs for the class tokens alone after its keys and values: the head reads the
+ * class token only, so the other rows' attention outputs, out_proj, LN2 and MLP there feed
+ * nothing. Its attention takes one query per (image, head) (kernels/class_attention.cu) and the
+ * rest of it works on B compact rows: the class rows of the residual stream are gathered into
+ * residCS / residCT (the head's input) and their gradients (dresidC) scattered back before its LN1.
+ *
  * Several GPUs (README "Several GPUs"): with a `reducer`, the backward hands each masked
  * tensor's [2, numel] gradient over right after the GEMM that writes it (tensorReady), and the
  * update waits for the all-reduced gradients (wait) before its kernels. Without one (a single
@@ -69,17 +75,18 @@ interface BlockWeights {
   outMask?: MaskedTensor;
 }
 
+/** What the backward reads of block l; the last block's rows after its attention are the B class rows. */
 interface BlockActs {
   x: Region; // bf16 [R, D] LN1 input
   mean1: Region;
   rstd1: Region;
   qkv: Region; // bf16 [R, 3D] in_proj output before its bias (the attention kernels add it)
-  lse: Region; // fp32 [B*H*N] attention row log2-sum-exp2 (probabilities are recomputed)
-  o: Region; // bf16 [R, D]
-  xmid: Region; // bf16 [R, D]
+  lse: Region; // fp32 [B*H*N] attention row log2-sum-exp2 (probabilities are recomputed); last: [B*H]
+  o: Region; // bf16 [R, D]; last: [B, D]
+  xmid: Region; // bf16 [R, D]; last: [B, D]
   mean2: Region;
   rstd2: Region;
-  u: Region; // bf16 [R, F] c_fc output before its bias (gelu_bwd adds it, as bias_gelu_fwd did)
+  u: Region; // bf16 [R, F] c_fc output before its bias (gelu_bwd adds it, as bias_gelu_fwd did); last: [B, F]
 }
 
 export class TowerModel {
@@ -238,20 +245,22 @@ export class TowerModel {
     }
     for (let t = 0; t < model.maskedTensors.length; t++)
       if (!this.masked[t]) throw new UnmaskError("MISSING_TENSOR", `model lacks ${model.maskedTensors[t]}`);
-    // saved student activations
-    for (let l = 0; l < L; l++)
+    // saved student activations (the last block's past its attention: class rows only)
+    for (let l = 0; l < L; l++) {
+      const rows = l === L - 1 ? B : R;
       this.acts.push({
         x: a.take(`act${l}.x`, R * D * BF),
         mean1: a.take(`act${l}.mean1`, R * F4),
         rstd1: a.take(`act${l}.rstd1`, R * F4),
         qkv: a.take(`act${l}.qkv`, R * 3 * D * BF),
-        lse: a.take(`act${l}.lse`, B * H * N * F4),
-        o: a.take(`act${l}.o`, R * D * BF),
-        xmid: a.take(`act${l}.xmid`, R * D * BF),
-        mean2: a.take(`act${l}.mean2`, R * F4),
-        rstd2: a.take(`act${l}.rstd2`, R * F4),
-        u: a.take(`act${l}.u`, R * F * BF),
+        lse: a.take(`act${l}.lse`, (l === L - 1 ? B * H : B * H * N) * F4),
+        o: a.take(`act${l}.o`, rows * D * BF),
+        xmid: a.take(`act${l}.xmid`, rows * D * BF),
+        mean2: a.take(`act${l}.mean2`, rows * F4),
+        rstd2: a.take(`act${l}.rstd2`, rows * F4),
+        u: a.take(`act${l}.u`, rows * F * BF),
       });
+    }
     const s = (name: string, bytes: number) => {
       this.r[name] = a.take(name, bytes);
     };
@@ -263,6 +272,12 @@ export class TowerModel {
     s("h", R * D * BF);
     s("dresid", 2 * R * D * F4);
     s("dresBf", 2 * R * D * BF);
+    // the class rows through the last block: the residual stream of each forward (the head's
+    // input) and its gradient for both signals
+    s("residCS", B * D * F4);
+    s("residCT", B * D * F4);
+    s("dresidC", 2 * B * D * F4);
+    s("dresBfC", 2 * B * D * BF);
     // forward-only scratch, backward-only scratch and the input pixels share their bytes: the
     // pixels are read by patchify before anything else of the step is written, and the teacher's
     // residual stream is dead once the head has run
@@ -278,8 +293,8 @@ export class TowerModel {
     a.alternative();
     s("pixels", B * 3 * this.dims.res * this.dims.res * F4);
     a.alternative();
-    // the backward runs the MLP one signal at a time ([R, F] scratch), the attention for both
-    s("dF", Math.max(R * F, this.convMask ? 2 * B * P * D : 0) * BF); // also dPatch, after the blocks
+    // the backward runs the MLP and the attention for both signals at once
+    s("dF", Math.max(2 * R * F, this.convMask ? 2 * B * P * D : 0) * BF); // also dPatch, after the blocks
     s("dD", 2 * R * D * BF);
     s("dqkv", 2 * R * 3 * D * BF);
     a.endUnion();
@@ -326,8 +341,8 @@ export class TowerModel {
 
   /**
    * Forward of the tower on `B` images already patchified in `patches`: the student keeps what the
-   * backward needs; the teacher (and evaluation) keep nothing. Leaves the final residual stream
-   * in residS (student) or residT.
+   * backward needs; the teacher (and evaluation) keep nothing. Leaves the class rows of the final
+   * residual stream in residCS (student) or residCT, [B, D].
    */
   forward(B: number, mode: "student" | "teacher" | "eval-student"): void {
     const { N, D, H, F, K, P, L } = this.dims;
@@ -335,6 +350,7 @@ export class TowerModel {
     const keep = mode === "student";
     const studentWeights = mode !== "teacher";
     const resid = keep ? this.ptr("residS") : this.ptr("residT");
+    const residC = keep ? this.ptr("residCS") : this.ptr("residCT");
     const gemm = this.blas;
     gemm.gemm({
       M: B * P,
@@ -377,6 +393,7 @@ export class TowerModel {
     for (let l = 0; l < L; l++) {
       const w = this.blocks[l];
       const act = this.acts[l];
+      const last = l === L - 1;
       const qkv = keep ? act.qkv.ptr : this.ptr("qkv");
       const o = keep ? act.o.ptr : this.ptr("to");
       const u = keep ? act.u.ptr : this.ptr("g"); // the teacher activates in place
@@ -389,9 +406,14 @@ export class TowerModel {
         transB: true,
         C: { ptr: qkv, ld: 3 * D },
       });
-      this.k.attnFwd(qkv, w.inB.ptr, o, keep ? act.lse.ptr : 0, B, N, H);
+      if (last) this.k.attnClsFwd(qkv, w.inB.ptr, o, keep ? act.lse.ptr : 0, B, N, H);
+      else this.k.attnFwd(qkv, w.inB.ptr, o, keep ? act.lse.ptr : 0, B, N, H);
+      // the last block goes on with the class rows alone, gathered out of the residual stream
+      const rows = last ? B : R;
+      const res = last ? residC : resid;
+      if (last) this.k.copyRows(resid, N * D, residC, D, B, D);
       gemm.gemm({
-        M: R,
+        M: rows,
         N: D,
         K: D,
         A: { ptr: o, ld: D },
@@ -400,7 +422,7 @@ export class TowerModel {
         C: { ptr: this.ptr("y"), ld: D },
       });
       this.k.residualLnFwd({
-        resid,
+        resid: res,
         y: this.ptr("y"),
         bias: w.outB.ptr,
         gamma: w.ln2w.ptr,
@@ -409,11 +431,11 @@ export class TowerModel {
         mean: keep ? act.mean2.ptr : this.ptr("tmean"),
         rstd: keep ? act.rstd2.ptr : this.ptr("trstd"),
         save: keep ? act.xmid.ptr : 0,
-        R,
+        R: rows,
         D,
       });
       gemm.gemm({
-        M: R,
+        M: rows,
         N: F,
         K: D,
         A: { ptr: h, ld: D },
@@ -421,9 +443,9 @@ export class TowerModel {
         transB: true,
         C: { ptr: u, ld: F },
       });
-      this.k.biasGeluFwd(u, w.fcB.ptr, this.ptr("g"), R * F, F);
+      this.k.biasGeluFwd(u, w.fcB.ptr, this.ptr("g"), rows * F, F);
       gemm.gemm({
-        M: R,
+        M: rows,
         N: D,
         K: F,
         A: { ptr: this.ptr("g"), ld: F },
@@ -433,7 +455,7 @@ export class TowerModel {
       });
       const next = l + 1 < L ? this.blocks[l + 1] : undefined;
       this.k.residualLnFwd({
-        resid,
+        resid: res,
         y: this.ptr("y"),
         bias: w.projB.ptr,
         gamma: next ? next.ln1w.ptr : 0,
@@ -442,7 +464,7 @@ export class TowerModel {
         mean: next ? (keep ? this.acts[l + 1].mean1.ptr : this.ptr("tmean")) : 0,
         rstd: next ? (keep ? this.acts[l + 1].rstd1.ptr : this.ptr("trstd")) : 0,
         save: next && keep ? this.acts[l + 1].x.ptr : 0,
-        R,
+        R: rows,
         D,
       });
     }
@@ -450,40 +472,45 @@ export class TowerModel {
 
   // ------------------------------------------------------------------ backward
 
-  /** Both loss signals from dresid (class-token rows filled by head_step) down to the masked weights' gradients. */
+  /**
+   * Both loss signals from dresidC (the class rows' gradients, filled by head_step; dresid zero)
+   * down to the masked weights' gradients.
+   */
   backward(B: number): void {
     const { N, D, H, F, K, P, L } = this.dims;
     const R = B * N;
     const gemm = this.blas;
-    const dresid = this.ptr("dresid");
-    const dresBf = this.ptr("dresBf");
     const dD = this.ptr("dD");
     const dF = this.ptr("dF");
     // bf16 copy of the head's gradient for the first GEMM (ln_bwd keeps it current afterwards)
-    this.k.lnBwdCopy(dresid, dresBf, 2 * R * D);
+    this.k.lnBwdCopy(this.ptr("dresidC"), this.ptr("dresBfC"), 2 * B * D);
     for (let l = L - 1; l >= 0; l--) {
       const w = this.blocks[l];
       const act = this.acts[l];
-      // MLP: dg = dres @ Wproj, du = dg * gelu'(u), dln2 = du @ Wfc, LN2 backward onto the residual
-      for (let s = 0; s < 2; s++) {
-        gemm.gemm({
-          M: R,
-          N: F,
-          K: D,
-          A: { ptr: dresBf + s * R * D * BF, ld: D },
-          B: { ptr: w.projW.ptr, ld: F },
-          C: { ptr: dF, ld: F },
-        });
-        this.k.geluBwd(dF, act.u.ptr, w.fcB.ptr, R * F, F);
-        gemm.gemm({
-          M: R,
-          N: D,
-          K: F,
-          A: { ptr: dF, ld: F },
-          B: { ptr: w.fcW.ptr, ld: D },
-          C: { ptr: dD + s * R * D * BF, ld: D },
-        });
-      }
+      // down to its attention the last block has the class rows alone (forward)
+      const last = l === L - 1;
+      const rows = last ? B : R;
+      const dresid = last ? this.ptr("dresidC") : this.ptr("dresid");
+      const dresBf = last ? this.ptr("dresBfC") : this.ptr("dresBf");
+      // MLP for both signals: dg = dres @ Wproj, du = dg * gelu'(u), dln2 = du @ Wfc, LN2 backward
+      // onto the residual
+      gemm.gemm({
+        M: 2 * rows,
+        N: F,
+        K: D,
+        A: { ptr: dresBf, ld: D },
+        B: { ptr: w.projW.ptr, ld: F },
+        C: { ptr: dF, ld: F },
+      });
+      this.k.geluBwd(dF, act.u.ptr, w.fcB.ptr, rows * F, F, 2);
+      gemm.gemm({
+        M: 2 * rows,
+        N: D,
+        K: F,
+        A: { ptr: dF, ld: F },
+        B: { ptr: w.fcW.ptr, ld: D },
+        C: { ptr: dD, ld: D },
+      });
       this.k.lnBwd({
         dy: dD,
         x: act.xmid.ptr,
@@ -492,8 +519,8 @@ export class TowerModel {
         gamma: w.ln2w.ptr,
         dresid,
         dresBf,
-        SR: 2 * R,
-        R,
+        SR: 2 * rows,
+        R: rows,
         D,
         accumulate: true,
       });
@@ -502,8 +529,8 @@ export class TowerModel {
         gemm.gemm({
           M: D,
           N: D,
-          K: R,
-          A: { ptr: dresBf, ld: D, stride: R * D },
+          K: rows,
+          A: { ptr: dresBf, ld: D, stride: rows * D },
           transA: true,
           B: { ptr: act.o.ptr, ld: D, stride: 0 },
           C: { ptr: w.outMask.grads.ptr, ld: D, stride: D * D, type: "f32" },
@@ -511,13 +538,15 @@ export class TowerModel {
         });
       if (w.outMask) this.reducer?.tensorReady(w.outMask.index, this.stream);
       gemm.gemm({
-        M: 2 * R,
+        M: 2 * rows,
         N: D,
         K: D,
         A: { ptr: dresBf, ld: D },
         B: { ptr: w.outWp.ptr, ld: D },
         C: { ptr: dD, ld: D },
       });
+      // the class rows' residual gradients into the full stream (its other rows are zero)
+      if (last) this.k.copyRows(dresid, D, this.ptr("dresid"), N * D, 2 * B, D);
       // attention backward of both signals (dO: dD's rows), then the in_proj weight gradients
       // of both in one batched GEMM, and the input gradients of both into dD
       const dqkv = this.ptr("dqkv");
@@ -525,18 +554,9 @@ export class TowerModel {
       if (w.inMask)
         this.k.lnRecompute(act.x.ptr, act.mean1.ptr, act.rstd1.ptr, w.ln1w.ptr, w.ln1b.ptr, h, R, D);
       const below = l > 0 || this.convMask !== undefined; // something below needs the input gradient
-      this.k.attnBwd({
-        qkv: act.qkv.ptr,
-        bias: w.inB.ptr,
-        o: act.o.ptr,
-        dO: dD,
-        lse: act.lse.ptr,
-        dqkv,
-        S: 2,
-        B,
-        N,
-        H,
-      });
+      const attention = { qkv: act.qkv.ptr, bias: w.inB.ptr, o: act.o.ptr, dO: dD, lse: act.lse.ptr, dqkv, S: 2, B, N, H };
+      if (last) this.k.attnClsBwd(attention);
+      else this.k.attnBwd(attention);
       if (w.inMask) {
         gemm.gemm({
           M: 3 * D,
@@ -567,8 +587,8 @@ export class TowerModel {
         mean: act.mean1.ptr,
         rstd: act.rstd1.ptr,
         gamma: w.ln1w.ptr,
-        dresid,
-        dresBf,
+        dresid: this.ptr("dresid"),
+        dresBf: this.ptr("dresBf"),
         SR: 2 * R,
         R,
         D,
@@ -578,7 +598,7 @@ export class TowerModel {
     if (this.convMask) {
       const dPatch = this.ptr("dF");
       this.k.embedLnBwd({
-        dresid,
+        dresid: this.ptr("dresid"),
         x0: this.ptr("x0"),
         mean: this.ptr("mean0"),
         rstd: this.ptr("rstd0"),
@@ -660,9 +680,9 @@ export class TowerModel {
     this.forward(B, "student");
     this.cu.fill32(this.ptr("dresid"), 0, 2 * R * D, this.stream);
     this.k.headStep({
-      residS: this.ptr("residS"),
-      residT: this.ptr("residT"),
-      N,
+      residS: this.ptr("residCS"),
+      residT: this.ptr("residCT"),
+      N: 1, // the class rows alone: residC [B, D], dresidC [2, B, D]
       D,
       E,
       C,
@@ -675,7 +695,7 @@ export class TowerModel {
       B,
       T: this.hyper.klTemperature,
       alpha: this.hyper.fuseAlpha,
-      dresid: this.ptr("dresid"),
+      dresid: this.ptr("dresidC"),
       stats: this.ptr("stats"),
       logits: this.ptr("logits"),
     });
@@ -691,8 +711,8 @@ export class TowerModel {
     this.k.patchify(this.ptr("pixels"), this.ptr("patches"), B, res, patch);
     this.forward(B, teacher ? "teacher" : "eval-student");
     this.k.headForward({
-      resid: this.ptr("residT"),
-      N,
+      resid: this.ptr("residCT"),
+      N: 1,
       D,
       E,
       C,
