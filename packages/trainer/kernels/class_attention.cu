@@ -12,7 +12,8 @@
 //
 //   attn_cls_fwd  o [B, D] (row b: image b's class token), lse [B * H] (or null)
 //   attn_cls_bwd  dO [S * B, D] (class rows, signal-major) against o and lse -> dqkv [S * R, 3D]:
-//                 dk and dv for every row of the image, dq for its class row and 0 for the others.
+//                 dk and dv for every row of the image, dq for its class row (the other rows' dq
+//                 are not written: they are zero, and the engine's GEMMs read the class rows').
 // Both: grid ceil(pairs / CLS_WARPS), block 32 * CLS_WARPS; N <= CLS_MAX_TOKENS.
 #define CLS_WARPS 4
 #define CLS_MAX_TOKENS 704
@@ -125,7 +126,6 @@ extern "C" __global__ void __launch_bounds__(32 * CLS_WARPS)
   __syncwarp();
   const float2 q = make_float2(sh.q[d], sh.q[d + 1]), g = make_float2(sh.g[d], sh.g[d + 1]);
   const float2 kb = make_float2(sh.kb[d], sh.kb[d + 1]);
-  const __nv_bfloat162 zero = __floats2bfloat162_rn(0.f, 0.f);
   bf16* out = dqkv + ((long long)sig * B * N + (long long)b * N) * ld + h * 64 + d;
   float2 dq = make_float2(0.f, 0.f);
 #pragma unroll 4
@@ -135,7 +135,6 @@ extern "C" __global__ void __launch_bounds__(32 * CLS_WARPS)
     dq.x += ds * k.x;
     dq.y += ds * k.y;
     bf16* row = out + (long long)j * ld;
-    if (j > 0) *(__nv_bfloat162*)row = zero;  // only the class query has a gradient
     *(__nv_bfloat162*)(row + D) = __floats2bfloat162_rn(ds * q.x * scale, ds * q.y * scale);
     *(__nv_bfloat162*)(row + 2 * D) = __floats2bfloat162_rn(p * g.x, p * g.y);
   }

@@ -39,6 +39,7 @@ const KERNEL_NAMES = [
   "mask_norms",
   "mask_apply",
   "mask_update",
+  "sum_chunks",
   "bits_digest",
 ] as const;
 type KernelName = (typeof KERNEL_NAMES)[number];
@@ -477,7 +478,8 @@ export class Kernels {
 
   /**
    * Its backward for S signals: dO [S * B, 64 H] (class rows, signal-major) against o [B, 64 H] and
-   * lse [B * H], into every row of dqkv [S * B * N, 3 * 64 H] (dq 0 but on the class rows).
+   * lse [B * H], into dqkv [S * B * N, 3 * 64 H]: dk and dv of every row, dq of the class rows only
+   * (the others are zero and not written).
    */
   attnClsBwd(a: {
     qkv: number;
@@ -511,7 +513,14 @@ export class Kernels {
   /** dst row r = src row r (fp32, D values) for r < rows; rows srcStride / dstStride floats apart. */
   copyRows(src: number, srcStride: number, dst: number, dstStride: number, rows: number, D: number): void {
     assert(D % 4 === 0 && srcStride % 4 === 0 && dstStride % 4 === 0, "rows of 16-byte units");
-    this.elementwise("copy_rows", (rows * D) / 4, [p(src), l(srcStride), p(dst), l(dstStride), i(rows), i(D)]);
+    this.elementwise("copy_rows", (rows * D) / 4, [
+      p(src),
+      l(srcStride),
+      p(dst),
+      l(dstStride),
+      i(rows),
+      i(D),
+    ]);
   }
 
   /**
@@ -631,6 +640,22 @@ export class Kernels {
 
   maskNorms(partials: number, blocks: number, norms: number, tensors: number): void {
     this.go("mask_norms", tensors, SUMSQ_BLOCKS, 0, [p(partials), p(blocks), p(norms)]);
+  }
+
+  /**
+   * out[s * outStride + i] = sum over c < chunks, in order, of parts[(s * chunks + c) * n + i]
+   * (fp32, n a multiple of 4, s < signals).
+   */
+  sumChunks(parts: number, out: number, chunks: number, n: number, outStride: number, signals: number): void {
+    assert(n % 4 === 0 && outStride % 4 === 0, "chunk sums of 16-byte units");
+    this.elementwise("sum_chunks", (signals * n) / 4, [
+      p(parts),
+      p(out),
+      i(chunks),
+      l(n),
+      l(outStride),
+      i(signals),
+    ]);
   }
 
   maskApply(S: number, W: number, Wp: number, n: number, threshold: number): void {

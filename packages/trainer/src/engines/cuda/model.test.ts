@@ -22,7 +22,7 @@ import type { Kernels } from "./kernels.js";
 import { TowerModel } from "./model.js";
 
 type Entry =
-  | { kind: "gemm"; C: number }
+  | { kind: "gemm"; C: number; K: number; batch: number }
   | { kind: "kernel"; name: string }
   | { kind: "driver"; name: string }
   | { kind: "ready"; tensor: number; stream: number }
@@ -55,7 +55,7 @@ function standIns(log: Entry[]) {
   }) as unknown as CudaDriver;
   const kernels = recording(log, "kernel") as unknown as Kernels;
   const blas = {
-    gemm: (c: GemmCall) => log.push({ kind: "gemm", C: c.C.ptr }),
+    gemm: (c: GemmCall) => log.push({ kind: "gemm", C: c.C.ptr, K: c.K, batch: c.batch ?? 1 }),
     dispose: () => {},
   } as unknown as Cublas;
   return { cu, kernels, blas };
@@ -108,6 +108,7 @@ describe("TowerModel with a gradient reducer", () => {
     t.encodeStep(MAX_BATCH, null);
 
     const ready = log.flatMap((e, i) => (e.kind === "ready" ? [{ ...e, at: i }] : []));
+    const lastInProj = model.maskedTensors.indexOf("visual.transformer.resblocks.1.attn.in_proj_weight");
     // every masked tensor once, in the order the bucket plan expects (last block first, conv1 last)
     expect(ready.map((r) => r.tensor)).toEqual(backwardOrder(model.maskedTensors));
     expect(model.maskedTensors.length).toBe(5);
@@ -116,9 +117,10 @@ describe("TowerModel with a gradient reducer", () => {
       // the launch just before is the GEMM writing this gradient; nothing writes it afterwards
       expect(writesGrads(t, log[r.at - 1], r.tensor)).toBe(true);
       expect(log.slice(r.at + 1).some((e) => writesGrads(t, e, r.tensor))).toBe(false);
-      // one GEMM batched over both signals writes each gradient (in_proj, out_proj, conv1)
+      // one GEMM batched over both signals writes each gradient (in_proj, out_proj, conv1), but
+      // the last block's in_proj: its query rows (class rows only) and its key and value rows
       const writers = log.slice(0, r.at).filter((e) => writesGrads(t, e, r.tensor)).length;
-      expect(writers).toBe(1);
+      expect(writers).toBe(r.tensor === lastInProj ? 2 : 1);
     }
 
     const waits = log.flatMap((e, i) => (e.kind === "wait" ? [i] : []));
@@ -132,6 +134,31 @@ describe("TowerModel with a gradient reducer", () => {
     expect(kernelAt("maskUpdate")).toHaveLength(5);
     expect(Math.min(...kernelAt("maskUpdate"))).toBeGreaterThan(wait);
     expect(Math.max(...ready.map((r) => r.at))).toBeLessThan(wait);
+  });
+
+  it("cuts long weight-gradient sums into chunks of whole images, added by sum_chunks before the hand-over", () => {
+    // 64 px at patch 8: 65 tokens, 128 images: 8,320 rows a block, two chunks of 64 images
+    const model = randomVitModel({ resolution: 64, patch: 8, width: 64, layers: 2, embed: 8, classes: 3 });
+    const log: Entry[] = [];
+    const { cu, kernels, blas } = standIns(log);
+    const t = new TowerModel(cu, kernels, blas, STREAM, model, 128, DEFAULT_HYPER, 1);
+    t.reducer = recordingReducer(log);
+    log.length = 0;
+    t.encodeStep(128, null);
+    const ready = log.flatMap((e, i) => (e.kind === "ready" ? [{ ...e, at: i }] : []));
+    const name = (i: number) => model.maskedTensors[i];
+    for (const r of ready) {
+      const before = log[r.at - 1];
+      // block 0's sums (8,320 rows) and conv1's (8,192) are long; the last block's out_proj has the
+      // class rows alone (128), and its in_proj's query rows too, so that tensor's last GEMM
+      // (keys and values, 8,320 rows) is chunked
+      const long = !name(r.tensor).includes("resblocks.1.attn.out_proj");
+      expect(before.kind === "kernel" && before.name === "sumChunks").toBe(long);
+    }
+    const chunked = log.filter((e) => e.kind === "gemm" && e.batch === 2 && (e.K === 4160 || e.K === 4096));
+    // per signal one GEMM of 2 chunks: block 0's in_proj and out_proj, the last block's key and
+    // value rows (4,160 rows a chunk), conv1 (4,096)
+    expect(chunked).toHaveLength(2 * 4);
   });
 
   it("launches exactly the same sequence with and without a reducer (the single-GPU path)", () => {

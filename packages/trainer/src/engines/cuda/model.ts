@@ -28,6 +28,15 @@ import { Kernels, SUMSQ_BLOCKS } from "./kernels.js";
 const BF = 2;
 const F4 = 4;
 const HEAD_DIM = 64;
+/** Weight gradients (weightGradient): at most this many chunks, of at least MIN_CHUNK_ROWS rows. */
+const MAX_WEIGHT_CHUNKS = 8;
+const MIN_CHUNK_ROWS = 4096;
+
+/** Chunks of a long weight-gradient sum: UNMASK_DW_CHUNKS (1, 2, 4 or 8; benches), else 4. */
+function weightChunks(): number {
+  const forced = Number(process.env.UNMASK_DW_CHUNKS);
+  return [1, 2, 4, 8].includes(forced) ? forced : 4;
+}
 
 export interface Dims {
   B: number;
@@ -101,6 +110,7 @@ export class TowerModel {
   private readonly uploads: (() => void)[] = [];
   /** Set by the engine when it is one rank of several (EngineOptions.distributed). */
   reducer?: GradientReducer;
+  private readonly weightChunks = weightChunks();
 
   constructor(
     private readonly cu: CudaDriver,
@@ -297,6 +307,7 @@ export class TowerModel {
     s("dF", Math.max(2 * R * F, this.convMask ? 2 * B * P * D : 0) * BF); // also dPatch, after the blocks
     s("dD", 2 * R * D * BF);
     s("dqkv", 2 * R * 3 * D * BF);
+    s("dwParts", 2 * MAX_WEIGHT_CHUNKS * 3 * D * D * F4);
     a.endUnion();
     s("stats", B * 4 * F4);
     s("logits", 2 * B * C * F4);
@@ -397,15 +408,37 @@ export class TowerModel {
       const qkv = keep ? act.qkv.ptr : this.ptr("qkv");
       const o = keep ? act.o.ptr : this.ptr("to");
       const u = keep ? act.u.ptr : this.ptr("g"); // the teacher activates in place
-      gemm.gemm({
-        M: R,
-        N: 3 * D,
-        K: D,
-        A: { ptr: h, ld: D },
-        B: { ptr: studentWeights ? w.inWp.ptr : w.inW.ptr, ld: D },
-        transB: true,
-        C: { ptr: qkv, ld: 3 * D },
-      });
+      const inW = studentWeights ? w.inWp.ptr : w.inW.ptr;
+      if (last) {
+        // keys and values of every row, the query of the class rows alone (h's rows N * D apart)
+        gemm.gemm({
+          M: R,
+          N: 2 * D,
+          K: D,
+          A: { ptr: h, ld: D },
+          B: { ptr: inW + D * D * BF, ld: D },
+          transB: true,
+          C: { ptr: qkv + D * BF, ld: 3 * D },
+        });
+        gemm.gemm({
+          M: B,
+          N: D,
+          K: D,
+          A: { ptr: h, ld: N * D },
+          B: { ptr: inW, ld: D },
+          transB: true,
+          C: { ptr: qkv, ld: N * 3 * D },
+        });
+      } else
+        gemm.gemm({
+          M: R,
+          N: 3 * D,
+          K: D,
+          A: { ptr: h, ld: D },
+          B: { ptr: inW, ld: D },
+          transB: true,
+          C: { ptr: qkv, ld: 3 * D },
+        });
       if (last) this.k.attnClsFwd(qkv, w.inB.ptr, o, keep ? act.lse.ptr : 0, B, N, H);
       else this.k.attnFwd(qkv, w.inB.ptr, o, keep ? act.lse.ptr : 0, B, N, H);
       // the last block goes on with the class rows alone, gathered out of the residual stream
@@ -525,18 +558,19 @@ export class TowerModel {
         accumulate: true,
       });
       // out_proj: weight gradient per signal, input gradient for both
-      if (w.outMask)
-        gemm.gemm({
+      if (w.outMask) {
+        this.weightGradient({
           M: D,
           N: D,
           K: rows,
-          A: { ptr: dresBf, ld: D, stride: rows * D },
-          transA: true,
-          B: { ptr: act.o.ptr, ld: D, stride: 0 },
-          C: { ptr: w.outMask.grads.ptr, ld: D, stride: D * D, type: "f32" },
-          batch: 2,
+          images: B,
+          dY: { ptr: dresBf, ld: D, stride: rows * D },
+          X: { ptr: act.o.ptr, ld: D },
+          out: w.outMask.grads.ptr,
+          outStride: D * D,
         });
-      if (w.outMask) this.reducer?.tensorReady(w.outMask.index, this.stream);
+        this.reducer?.tensorReady(w.outMask.index, this.stream);
+      }
       gemm.gemm({
         M: 2 * rows,
         N: D,
@@ -554,24 +588,71 @@ export class TowerModel {
       if (w.inMask)
         this.k.lnRecompute(act.x.ptr, act.mean1.ptr, act.rstd1.ptr, w.ln1w.ptr, w.ln1b.ptr, h, R, D);
       const below = l > 0 || this.convMask !== undefined; // something below needs the input gradient
-      const attention = { qkv: act.qkv.ptr, bias: w.inB.ptr, o: act.o.ptr, dO: dD, lse: act.lse.ptr, dqkv, S: 2, B, N, H };
+      const attention = {
+        qkv: act.qkv.ptr,
+        bias: w.inB.ptr,
+        o: act.o.ptr,
+        dO: dD,
+        lse: act.lse.ptr,
+        dqkv,
+        S: 2,
+        B,
+        N,
+        H,
+      };
       if (last) this.k.attnClsBwd(attention);
       else this.k.attnBwd(attention);
+      // the last block's dq is the class rows' alone (rows N apart): its own GEMMs, over B rows
+      const qRows = last ? { K: B, ld: N * 3 * D, hld: N * D } : undefined;
       if (w.inMask) {
-        gemm.gemm({
-          M: 3 * D,
-          N: D,
-          K: R,
-          A: { ptr: dqkv, ld: 3 * D, stride: R * 3 * D },
-          transA: true,
-          B: { ptr: h, ld: D, stride: 0 },
-          C: { ptr: w.inMask.grads.ptr, ld: D, stride: 3 * D * D, type: "f32" },
-          batch: 2,
-        });
+        const grads = w.inMask.grads.ptr;
+        const common = { N: D, images: B, X: { ptr: h, ld: D }, outStride: 3 * D * D };
+        if (qRows) {
+          this.weightGradient({
+            ...common,
+            M: D,
+            K: qRows.K,
+            dY: { ptr: dqkv, ld: qRows.ld, stride: R * 3 * D },
+            X: { ptr: h, ld: qRows.hld },
+            out: grads,
+          });
+          this.weightGradient({
+            ...common,
+            M: 2 * D,
+            K: R,
+            dY: { ptr: dqkv + D * BF, ld: 3 * D, stride: R * 3 * D },
+            out: grads + D * D * F4,
+          });
+        } else
+          this.weightGradient({
+            ...common,
+            M: 3 * D,
+            K: R,
+            dY: { ptr: dqkv, ld: 3 * D, stride: R * 3 * D },
+            out: grads,
+          });
         // both rows (ce, kl) written: hand the tensor over (also at block 0, before the break below)
         this.reducer?.tensorReady(w.inMask.index, this.stream);
       }
-      if (below)
+      if (below && qRows) {
+        gemm.gemm({
+          M: 2 * R,
+          N: D,
+          K: 2 * D,
+          A: { ptr: dqkv + D * BF, ld: 3 * D },
+          B: { ptr: w.inWp.ptr + D * D * BF, ld: D },
+          C: { ptr: dD, ld: D },
+        });
+        gemm.gemm({
+          M: 2 * B,
+          N: D,
+          K: D,
+          A: { ptr: dqkv, ld: qRows.ld },
+          B: { ptr: w.inWp.ptr, ld: D },
+          C: { ptr: dD, ld: N * D },
+          beta: 1,
+        });
+      } else if (below)
         gemm.gemm({
           M: 2 * R,
           N: D,
@@ -609,18 +690,67 @@ export class TowerModel {
         N,
         D,
       });
-      gemm.gemm({
+      this.weightGradient({
         M: D,
         N: K,
         K: B * P,
-        A: { ptr: dPatch, ld: D, stride: B * P * D },
-        transA: true,
-        B: { ptr: this.ptr("patches"), ld: K, stride: 0 },
-        C: { ptr: this.convMask.grads.ptr, ld: K, stride: D * K, type: "f32" },
-        batch: 2,
+        images: B,
+        dY: { ptr: dPatch, ld: D, stride: B * P * D },
+        X: { ptr: this.ptr("patches"), ld: K },
+        out: this.convMask.grads.ptr,
+        outStride: D * K,
       });
       this.reducer?.tensorReady(this.convMask.index, this.stream);
     }
+  }
+
+  /**
+   * Both signals' weight gradients dW_s = dY_s^T X (fp32) into out (signal s at out + s * outStride
+   * floats; rows M of ld N): dY_s [K, M] (ld, signal stride in elements), X [K, N], K rows of
+   * `images` images. Such a GEMM has few output tiles and a long sum, so as one call it keeps
+   * part of the GPU idle: long ones are cut into chunks of whole images, a strided-batched GEMM
+   * per signal writes the chunks' sums into dwParts, and sum_chunks adds them in a fixed order
+   * (deterministic, so a replay is bit-identical).
+   */
+  private weightGradient(g: {
+    M: number;
+    N: number;
+    K: number;
+    images: number;
+    dY: { ptr: number; ld: number; stride: number };
+    X: { ptr: number; ld: number };
+    out: number;
+    outStride: number;
+  }): void {
+    let chunks = this.weightChunks;
+    while (chunks > 1 && (g.images % chunks !== 0 || g.K / chunks < MIN_CHUNK_ROWS)) chunks /= 2;
+    if (chunks === 1) {
+      this.blas.gemm({
+        M: g.M,
+        N: g.N,
+        K: g.K,
+        A: { ptr: g.dY.ptr, ld: g.dY.ld, stride: g.dY.stride },
+        transA: true,
+        B: { ptr: g.X.ptr, ld: g.X.ld, stride: 0 },
+        C: { ptr: g.out, ld: g.N, stride: g.outStride, type: "f32" },
+        batch: 2,
+      });
+      return;
+    }
+    const rows = g.K / chunks;
+    const parts = this.ptr("dwParts");
+    for (let s = 0; s < 2; s++)
+      this.blas.gemm({
+        M: g.M,
+        N: g.N,
+        K: rows,
+        A: { ptr: g.dY.ptr + s * g.dY.stride * BF, ld: g.dY.ld, stride: rows * g.dY.ld },
+        transA: true,
+        B: { ptr: g.X.ptr, ld: g.X.ld, stride: rows * g.X.ld },
+        C: { ptr: parts + s * chunks * g.M * g.N * F4, ld: g.N, stride: g.M * g.N, type: "f32" },
+        batch: chunks,
+      });
+    this.k.sumChunks(parts, g.out, chunks, g.M * g.N, g.outStride, 2);
   }
 
   /**
