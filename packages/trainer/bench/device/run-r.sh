@@ -6,6 +6,8 @@
 cd "$(dirname "$0")/.."
 DEVICE_FIXTURES=1 source packages/trainer/bench/device/device-env.sh
 OLD=$PWD/old
+# carried as xz (the upload limit): the A/B fatbins, the previous bundle, the end-to-end script
+for f in exact-gelu.fatbin old/old.fatbin old/main.mjs run/e2e.mjs; do xz -dc $f.xz > $f; done
 b() { timeout 60 "$@" 2>&1 | grep -v gemm_tuning; }
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader
 el parity; timeout 150 $N main.mjs parity ../fixtures/.unpacked/tiny-vit-p8 2>&1 | tee $OUT/parity.log
