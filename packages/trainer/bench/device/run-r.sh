@@ -2,7 +2,7 @@
 # Device run R (round 6): the last block's query GEMM on the class rows alone, long weight-gradient
 # sums in chunks of whole images (UNMASK_DW_CHUNKS 1 / 2 / 4 / 8 side by side), QuickGELU's sigmoid
 # by __fdividef (A/B against the same code with the IEEE division: .gpu/exact-gelu.fatbin), the
-# previous commit's bundle (.gpu/old), tunecheck, the eager profile, then the end to end at 256.
+# previous commit's bundle (.gpu/old), tunecheck and the eager profile.
 cd "$(dirname "$0")/.."
 DEVICE_FIXTURES=1 source packages/trainer/bench/device/device-env.sh
 OLD=$PWD/old
@@ -19,8 +19,4 @@ done
 for c in 1 2 8; do el "bench chunks $c"; UNMASK_DW_CHUNKS=$c b $N main.mjs bench 256 | tee -a $OUT/bench-chunks.log; done
 el "bench old"; UNMASK_CUDA_FATBIN=$OLD/old.fatbin b $N old/main.mjs bench 256 | tee -a $OUT/bench-old.log
 el profile; timeout 90 $N main.mjs profile 256 2>&1 | grep -v gemm_tuning > $OUT/profile.log
-export UV_THREADPOOL_SIZE=$(nproc)
-mkdir -p /tmp/e2e; el model; $N run/e2e.mjs model /tmp/vitb16
-el images; $N run/e2e.mjs images /tmp/imgs 1000 16 224 1000 2>&1 | tee $OUT/images.log
-el e2e256; timeout 110 $N run/e2e.mjs train /tmp/vitb16 /tmp/imgs 10 256 /tmp/e2e/out256.umask cuda 2>&1 | tee $OUT/e2e256.log
 el done
