@@ -16,59 +16,7 @@
 
 #define LN_EPS 1e-5f
 
-// Loads row values into v[], returns (mean, rstd) computed two-pass in fp32.
-__device__ __forceinline__ void row_stats(const float (&v)[MAX_PER_LANE], int D, float& mean, float& rstd) {
-  const int lane = threadIdx.x & 31;
-  float s = 0.f;
-#pragma unroll
-  for (int i = 0; i < MAX_PER_LANE; i++)
-    if (lane + 32 * i < D) s += v[i];
-  mean = warp_sum(s) / D;
-  float q = 0.f;
-#pragma unroll
-  for (int i = 0; i < MAX_PER_LANE; i++)
-    if (lane + 32 * i < D) {
-      const float d = v[i] - mean;
-      q += d * d;
-    }
-  rstd = rsqrtf(warp_sum(q) / D + LN_EPS);
-}
-
-extern "C" __global__ void embed_ln_fwd(const bf16* __restrict__ patchOut,  // [B * (N-1), D]
-                                        const float* __restrict__ cls,      // [D]
-                                        const float* __restrict__ pos,      // [N, D]
-                                        const float* __restrict__ gamma, const float* __restrict__ beta,
-                                        bf16* __restrict__ x0Save,  // [R, D] or null
-                                        float* __restrict__ meanOut, float* __restrict__ rstdOut,  // [R]
-                                        float* __restrict__ resid,  // [R, D]
-                                        int R, int N, int D) {
-  const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-  if (row >= R) return;
-  const int b = row / N, t = row % N;
-  const bf16* src = t == 0 ? nullptr : patchOut + ((long long)b * (N - 1) + t - 1) * D;
-  float v[MAX_PER_LANE];
-#pragma unroll
-  for (int i = 0; i < MAX_PER_LANE; i++) {
-    const int d = lane + 32 * i;
-    if (d < D) {
-      v[i] = (t == 0 ? cls[d] : __bfloat162float(src[d])) + pos[t * D + d];
-      if (x0Save) x0Save[(long long)row * D + d] = __float2bfloat16(v[i]);
-    }
-  }
-  float mean, rstd;
-  row_stats(v, D, mean, rstd);
-  if (lane == 0) {
-    meanOut[row] = mean;
-    rstdOut[row] = rstd;
-  }
-#pragma unroll
-  for (int i = 0; i < MAX_PER_LANE; i++) {
-    const int d = lane + 32 * i;
-    if (d < D) resid[(long long)row * D + d] = (v[i] - mean) * rstd * gamma[d] + beta[d];
-  }
-}
-
-// Vectorised row kernels (residual_ln_fwd, ln_recompute, ln_bwd): one warp per row, each lane
+// Vectorised row kernels (embed_ln_fwd, residual_ln_fwd, ln_recompute, ln_bwd): one warp per row, each lane
 // owns chunks c = lane + 32 i (i < LN_CHUNKS) of 8 consecutive values, moved as 16-byte (bf16)
 // or 2 x 16-byte (fp32) accesses. D must be a multiple of 8, at most 32 * 8 * LN_CHUNKS.
 #define LN_CHUNKS 4
@@ -95,6 +43,79 @@ __device__ __forceinline__ void store8h(bf16* __restrict__ p, const float (&v)[8
 #pragma unroll
   for (int j = 0; j < 8; j++) q.h[j] = __float2bfloat16(v[j]);
   *(uint4*)p = q.u;
+}
+
+__device__ __forceinline__ void store8(bf16* __restrict__ p, const float (&v)[8]) { store8h(p, v); }
+__device__ __forceinline__ void store8(float* __restrict__ p, const float (&v)[8]) { store8f(p, v); }
+
+// A warp's row v (its lane's chunks, their sum `sum`) normalised: mean and rstd (two-pass, fp32)
+// to meanOut / rstdOut (when given), (v - mean) * rstd * gamma + beta to out (bf16 or fp32).
+template <typename T>
+__device__ __forceinline__ void ln_finish(const float (&v)[LN_CHUNKS][8], float sum, long long row, int D,
+                                          const float* __restrict__ gamma, const float* __restrict__ beta,
+                                          float* __restrict__ meanOut, float* __restrict__ rstdOut,
+                                          T* __restrict__ out) {
+  const int lane = threadIdx.x & 31, D8 = D >> 3;
+  const float mean = warp_sum(sum) / D;
+  float q = 0.f;
+#pragma unroll
+  for (int i = 0; i < LN_CHUNKS; i++)
+    if (lane + 32 * i < D8)
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        const float d = v[i][j] - mean;
+        q += d * d;
+      }
+  const float rstd = rsqrtf(warp_sum(q) / D + LN_EPS);
+  if (lane == 0 && meanOut) {
+    meanOut[row] = mean;
+    rstdOut[row] = rstd;
+  }
+#pragma unroll
+  for (int i = 0; i < LN_CHUNKS; i++) {
+    const int c = lane + 32 * i;
+    if (c < D8) {
+      float gm[8], bt[8], o[8];
+      load8f(gm, gamma + c * 8);
+      load8f(bt, beta + c * 8);
+#pragma unroll
+      for (int j = 0; j < 8; j++) o[j] = (v[i][j] - mean) * rstd * gm[j] + bt[j];
+      store8(out + row * D + c * 8, o);
+    }
+  }
+}
+
+extern "C" __global__ void embed_ln_fwd(const bf16* __restrict__ patchOut,  // [B * (N-1), D]
+                                        const float* __restrict__ cls,      // [D]
+                                        const float* __restrict__ pos,      // [N, D]
+                                        const float* __restrict__ gamma, const float* __restrict__ beta,
+                                        bf16* __restrict__ x0Save,  // [R, D] or null
+                                        float* __restrict__ meanOut, float* __restrict__ rstdOut,  // [R]
+                                        float* __restrict__ resid,  // [R, D]
+                                        int R, int N, int D) {
+  const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (row >= R) return;
+  const int b = row / N, t = row % N, D8 = D >> 3;
+  const bf16* src = patchOut + ((long long)b * (N - 1) + t - 1) * D;  // read for t > 0 only
+  float v[LN_CHUNKS][8];
+  float sum = 0.f;
+#pragma unroll
+  for (int i = 0; i < LN_CHUNKS; i++) {
+    const int c = lane + 32 * i;
+    if (c < D8) {
+      float ps[8];
+      load8f(ps, pos + (long long)t * D + c * 8);
+      if (t == 0) load8f(v[i], cls + c * 8);
+      else load8h(v[i], src + c * 8);
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        v[i][j] += ps[j];
+        sum += v[i][j];
+      }
+      if (x0Save) store8h(x0Save + (long long)row * D + c * 8, v[i]);
+    }
+  }
+  ln_finish(v, sum, row, D, gamma, beta, meanOut, rstdOut, resid);
 }
 
 extern "C" __global__ void residual_ln_fwd(float* __restrict__ resid,       // [R, D]
@@ -129,34 +150,7 @@ extern "C" __global__ void residual_ln_fwd(float* __restrict__ resid,       // [
       for (int j = 0; j < 8; j++) sum += v[i][j];
     }
   }
-  if (!out) return;
-  const float mean = warp_sum(sum) / D;
-  float q = 0.f;
-#pragma unroll
-  for (int i = 0; i < LN_CHUNKS; i++)
-    if (lane + 32 * i < D8)
-#pragma unroll
-      for (int j = 0; j < 8; j++) {
-        const float d = v[i][j] - mean;
-        q += d * d;
-      }
-  const float rstd = rsqrtf(warp_sum(q) / D + LN_EPS);
-  if (lane == 0 && meanOut) {
-    meanOut[row] = mean;
-    rstdOut[row] = rstd;
-  }
-#pragma unroll
-  for (int i = 0; i < LN_CHUNKS; i++) {
-    const int c = lane + 32 * i;
-    if (c < D8) {
-      float gm[8], bt[8], o[8];
-      load8f(gm, gamma + c * 8);
-      load8f(bt, beta + c * 8);
-#pragma unroll
-      for (int j = 0; j < 8; j++) o[j] = (v[i][j] - mean) * rstd * gm[j] + bt[j];
-      store8h(out + (long long)row * D + c * 8, o);
-    }
-  }
+  if (out) ln_finish(v, sum, row, D, gamma, beta, meanOut, rstdOut, out);
 }
 
 extern "C" __global__ void ln_recompute(const bf16* __restrict__ x, const float* __restrict__ mean,

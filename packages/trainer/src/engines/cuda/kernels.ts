@@ -240,13 +240,11 @@ export class Kernels {
   patchify(pixels: number, patches: number, B: number, R: number, patch: number): void {
     assert(R % patch === 0, `resolution ${R} divisible by patch ${patch}`);
     const G = R / patch;
-    this.elementwise("patchify", B * G * G * 3 * patch * patch, [
-      p(pixels),
-      p(patches),
-      i(B),
-      i(R),
-      i(patch),
-    ]);
+    // values a thread converts: 8 (16-byte stores) where the patch allows, else what divides it
+    const V = [8, 4, 2, 1].find((v) => patch % v === 0 && (v < 8 || R % 4 === 0)) as number;
+    const groups = (B * G * G * 3 * patch * patch) / V;
+    assert(groups < 2 ** 32, `patchify of ${B} images: fewer than 2^32 groups`);
+    this.elementwise("patchify", groups, [p(pixels), p(patches), i(R), i(patch), i(V), u(groups)]);
   }
 
   embedLnFwd(a: {
@@ -263,7 +261,7 @@ export class Kernels {
     N: number;
     D: number;
   }): void {
-    assert(a.D <= MAX_ROW, `width ${a.D} <= ${MAX_ROW}`);
+    assert(a.D % 8 === 0 && a.D <= MAX_ROW, `width ${a.D} (a multiple of 8) <= ${MAX_ROW}`);
     this.rows("embed_ln_fwd", a.R, [
       p(a.patchOut),
       p(a.cls),

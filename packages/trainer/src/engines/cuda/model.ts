@@ -32,10 +32,10 @@ const HEAD_DIM = 64;
 const MAX_WEIGHT_CHUNKS = 8;
 const MIN_CHUNK_ROWS = 4096;
 
-/** Chunks of a long weight-gradient sum: UNMASK_DW_CHUNKS (1, 2, 4 or 8; benches), else 4. */
+/** Chunks of a long weight-gradient sum: UNMASK_DW_CHUNKS (1, 2, 4 or 8; benches), else 2. */
 function weightChunks(): number {
   const forced = Number(process.env.UNMASK_DW_CHUNKS);
-  return [1, 2, 4, 8].includes(forced) ? forced : 4;
+  return [1, 2, 4, 8].includes(forced) ? forced : 2;
 }
 
 export interface Dims {
