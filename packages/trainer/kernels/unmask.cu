@@ -7,5 +7,5 @@
 #include "class_attention.cu"  // attn_cls_fwd, attn_cls_bwd: the last block's class-token query alone
 #include "mlp.cu"        // bias_gelu_fwd, gelu_bwd
 #include "head.cu"       // head_forward, head_step: LN_post, projection, logits, losses, their gradients
-#include "update.cu"     // mask_sumsq, mask_apply, mask_update: ST gradient + regulariser + GDR + Adam + W'; sum_chunks
+#include "update.cu"     // mask_sumsq, mask_apply, mask_update: ST gradient + regulariser + GDR + Adam + W'
 #include "digest.cu"     // bits_digest: a 64-bit digest of a buffer (GEMM tuning's bit-identity check)

@@ -9,8 +9,7 @@
 // `params` is a device struct written by the host before each step: {lr, bc1, sqrt(bc2), step}.
 // mask_sumsq writes per-block partial sums of S^2 into partials[slot * 1024 + block] and
 // mask_norms adds them in a fixed order into norms[slot] (deterministic: no float atomics, so a
-// replayed step is bit-identical); mask_apply builds W' alone; sum_chunks adds a weight gradient's
-// partial sums.
+// replayed step is bit-identical); mask_apply builds W' alone.
 #include "common.cuh"
 #include "philox.cuh"
 
@@ -91,25 +90,4 @@ extern "C" __global__ void mask_update(float* __restrict__ S, const float* __res
     S[i] = sn;
     Wp[i] = __float2bfloat16(sn > threshold ? wt : 0.f);
   }
-}
-
-// sum_chunks: out[s * outStride + i] = sum over c = 0, 1, .. chunks - 1 (in that order) of
-// parts[(s * chunks + c) * n + i], for i < n (a multiple of 4) and s < signals: a weight gradient
-// whose rows were cut into chunks (model.ts weightGradient), added in a fixed order so that a
-// replayed step is bit-identical.
-extern "C" __global__ void sum_chunks(const float* __restrict__ parts, float* __restrict__ out, int chunks, long long n,
-                                      long long outStride, int signals) {
-  const long long n4 = n >> 2, k = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-  if (k >= signals * n4) return;
-  const long long s = k / n4, i = k % n4;
-  const float4* p = (const float4*)parts + s * chunks * n4 + i;
-  float4 acc = p[0];
-  for (int c = 1; c < chunks; c++) {
-    const float4 v = p[c * n4];
-    acc.x += v.x;
-    acc.y += v.y;
-    acc.z += v.z;
-    acc.w += v.w;
-  }
-  *(float4*)(out + s * outStride + i * 4) = acc;
 }

@@ -39,7 +39,6 @@ const KERNEL_NAMES = [
   "mask_norms",
   "mask_apply",
   "mask_update",
-  "sum_chunks",
   "bits_digest",
 ] as const;
 type KernelName = (typeof KERNEL_NAMES)[number];
@@ -638,22 +637,6 @@ export class Kernels {
 
   maskNorms(partials: number, blocks: number, norms: number, tensors: number): void {
     this.go("mask_norms", tensors, SUMSQ_BLOCKS, 0, [p(partials), p(blocks), p(norms)]);
-  }
-
-  /**
-   * out[s * outStride + i] = sum over c < chunks, in order, of parts[(s * chunks + c) * n + i]
-   * (fp32, n a multiple of 4, s < signals).
-   */
-  sumChunks(parts: number, out: number, chunks: number, n: number, outStride: number, signals: number): void {
-    assert(n % 4 === 0 && outStride % 4 === 0, "chunk sums of 16-byte units");
-    this.elementwise("sum_chunks", (signals * n) / 4, [
-      p(parts),
-      p(out),
-      i(chunks),
-      l(n),
-      l(outStride),
-      i(signals),
-    ]);
   }
 
   maskApply(S: number, W: number, Wp: number, n: number, threshold: number): void {

@@ -136,31 +136,6 @@ describe("TowerModel with a gradient reducer", () => {
     expect(Math.max(...ready.map((r) => r.at))).toBeLessThan(wait);
   });
 
-  it("cuts long weight-gradient sums into chunks of whole images, added by sum_chunks before the hand-over", () => {
-    // 64 px at patch 8: 65 tokens, 128 images: 8,320 rows a block, two chunks of 64 images
-    const model = randomVitModel({ resolution: 64, patch: 8, width: 64, layers: 2, embed: 8, classes: 3 });
-    const log: Entry[] = [];
-    const { cu, kernels, blas } = standIns(log);
-    const t = new TowerModel(cu, kernels, blas, STREAM, model, 128, DEFAULT_HYPER, 1);
-    t.reducer = recordingReducer(log);
-    log.length = 0;
-    t.encodeStep(128, null);
-    const ready = log.flatMap((e, i) => (e.kind === "ready" ? [{ ...e, at: i }] : []));
-    const name = (i: number) => model.maskedTensors[i];
-    for (const r of ready) {
-      const before = log[r.at - 1];
-      // block 0's sums (8,320 rows) and conv1's (8,192) are long; the last block's out_proj has the
-      // class rows alone (128), and its in_proj's query rows too, so that tensor's last GEMM
-      // (keys and values, 8,320 rows) is chunked
-      const long = !name(r.tensor).includes("resblocks.1.attn.out_proj");
-      expect(before.kind === "kernel" && before.name === "sumChunks").toBe(long);
-    }
-    const chunked = log.filter((e) => e.kind === "gemm" && e.batch === 2 && (e.K === 4160 || e.K === 4096));
-    // per signal one GEMM of 2 chunks: block 0's in_proj and out_proj, the last block's key and
-    // value rows (4,160 rows a chunk), conv1 (4,096)
-    expect(chunked).toHaveLength(2 * 4);
-  });
-
   it("launches exactly the same sequence with and without a reducer (the single-GPU path)", () => {
     const model = tinyModel();
     const plain: Entry[] = [];

@@ -28,16 +28,6 @@ import { Kernels, SUMSQ_BLOCKS } from "./kernels.js";
 const BF = 2;
 const F4 = 4;
 const HEAD_DIM = 64;
-/** Weight gradients (weightGradient): at most this many chunks, of at least MIN_CHUNK_ROWS rows. */
-const MAX_WEIGHT_CHUNKS = 8;
-const MIN_CHUNK_ROWS = 4096;
-
-/** Chunks of a long weight-gradient sum: UNMASK_DW_CHUNKS (1, 2, 4 or 8; benches), else 2. */
-function weightChunks(): number {
-  const forced = Number(process.env.UNMASK_DW_CHUNKS);
-  return [1, 2, 4, 8].includes(forced) ? forced : 2;
-}
-
 export interface Dims {
   B: number;
   N: number;
@@ -110,7 +100,6 @@ export class TowerModel {
   private readonly uploads: (() => void)[] = [];
   /** Set by the engine when it is one rank of several (EngineOptions.distributed). */
   reducer?: GradientReducer;
-  private readonly weightChunks = weightChunks();
 
   constructor(
     private readonly cu: CudaDriver,
@@ -307,7 +296,6 @@ export class TowerModel {
     s("dF", Math.max(2 * R * F, this.convMask ? 2 * B * P * D : 0) * BF); // also dPatch, after the blocks
     s("dD", 2 * R * D * BF);
     s("dqkv", 2 * R * 3 * D * BF);
-    s("dwParts", 2 * MAX_WEIGHT_CHUNKS * 3 * D * D * F4);
     a.endUnion();
     s("stats", B * 4 * F4);
     s("logits", 2 * B * C * F4);
@@ -563,7 +551,6 @@ export class TowerModel {
           M: D,
           N: D,
           K: rows,
-          images: B,
           dY: { ptr: dresBf, ld: D, stride: rows * D },
           X: { ptr: act.o.ptr, ld: D },
           out: w.outMask.grads.ptr,
@@ -606,7 +593,7 @@ export class TowerModel {
       const qRows = last ? { K: B, ld: N * 3 * D, hld: N * D } : undefined;
       if (w.inMask) {
         const grads = w.inMask.grads.ptr;
-        const common = { N: D, images: B, X: { ptr: h, ld: D }, outStride: 3 * D * D };
+        const common = { N: D, X: { ptr: h, ld: D }, outStride: 3 * D * D };
         if (qRows) {
           this.weightGradient({
             ...common,
@@ -694,7 +681,6 @@ export class TowerModel {
         M: D,
         N: K,
         K: B * P,
-        images: B,
         dY: { ptr: dPatch, ld: D, stride: B * P * D },
         X: { ptr: this.ptr("patches"), ld: K },
         out: this.convMask.grads.ptr,
@@ -705,52 +691,29 @@ export class TowerModel {
   }
 
   /**
-   * Both signals' weight gradients dW_s = dY_s^T X (fp32) into out (signal s at out + s * outStride
-   * floats; rows M of ld N): dY_s [K, M] (ld, signal stride in elements), X [K, N], K rows of
-   * `images` images. Such a GEMM has few output tiles and a long sum, so as one call it keeps
-   * part of the GPU idle: long ones are cut into chunks of whole images, a strided-batched GEMM
-   * per signal writes the chunks' sums into dwParts, and sum_chunks adds them in a fixed order
-   * (deterministic, so a replay is bit-identical).
+   * Both signals' weight gradients dW_s = dY_s^T X (fp32) in one GEMM batched over the signals:
+   * dY_s [K, M] (ld; signal s `stride` elements on), X [K, N], into out (rows M of ld N; signal s
+   * at out + s * outStride floats).
    */
   private weightGradient(g: {
     M: number;
     N: number;
     K: number;
-    images: number;
     dY: { ptr: number; ld: number; stride: number };
     X: { ptr: number; ld: number };
     out: number;
     outStride: number;
   }): void {
-    let chunks = this.weightChunks;
-    while (chunks > 1 && (g.images % chunks !== 0 || g.K / chunks < MIN_CHUNK_ROWS)) chunks /= 2;
-    if (chunks === 1) {
-      this.blas.gemm({
-        M: g.M,
-        N: g.N,
-        K: g.K,
-        A: { ptr: g.dY.ptr, ld: g.dY.ld, stride: g.dY.stride },
-        transA: true,
-        B: { ptr: g.X.ptr, ld: g.X.ld, stride: 0 },
-        C: { ptr: g.out, ld: g.N, stride: g.outStride, type: "f32" },
-        batch: 2,
-      });
-      return;
-    }
-    const rows = g.K / chunks;
-    const parts = this.ptr("dwParts");
-    for (let s = 0; s < 2; s++)
-      this.blas.gemm({
-        M: g.M,
-        N: g.N,
-        K: rows,
-        A: { ptr: g.dY.ptr + s * g.dY.stride * BF, ld: g.dY.ld, stride: rows * g.dY.ld },
-        transA: true,
-        B: { ptr: g.X.ptr, ld: g.X.ld, stride: rows * g.X.ld },
-        C: { ptr: parts + s * chunks * g.M * g.N * F4, ld: g.N, stride: g.M * g.N, type: "f32" },
-        batch: chunks,
-      });
-    this.k.sumChunks(parts, g.out, chunks, g.M * g.N, g.outStride, 2);
+    this.blas.gemm({
+      M: g.M,
+      N: g.N,
+      K: g.K,
+      A: { ptr: g.dY.ptr, ld: g.dY.ld, stride: g.dY.stride },
+      transA: true,
+      B: { ptr: g.X.ptr, ld: g.X.ld, stride: 0 },
+      C: { ptr: g.out, ld: g.N, stride: g.outStride, type: "f32" },
+      batch: 2,
+    });
   }
 
   /**
