@@ -7,7 +7,7 @@
 // The tiny-vit-p8 fixture is not copied: the device unpacks the repository's fixtures bundle
 // (fixtures/index.js fixturesRoot()).
 import { execFileSync } from "node:child_process";
-import { cpSync, mkdirSync, realpathSync, rmSync } from "node:fs";
+import { cpSync, mkdirSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
@@ -19,6 +19,17 @@ mkdirSync(out, { recursive: true });
 rmSync(join(out, "node_modules"), { recursive: true, force: true });
 rmSync(join(out, "assets"), { recursive: true, force: true }); // a run may have made it a link
 rmSync(join(out, "fixtures"), { recursive: true, force: true }); // the device unpacks the repo's bundle
+// full.mjs runs without sharp (its datasets are in memory): a stub that throws if called
+const noSharp = {
+  name: "no-sharp",
+  setup(b) {
+    b.onResolve({ filter: /^sharp$/ }, () => ({ path: "sharp", namespace: "stub" }));
+    b.onLoad({ filter: /.*/, namespace: "stub" }, () => ({
+      contents: "export default function sharp() { throw new Error('sharp is not on this machine'); }",
+      loader: "js",
+    }));
+  },
+};
 await build({
   entryPoints: [join(pkg, "bench", "device", "main.ts")],
   bundle: true,
@@ -42,23 +53,28 @@ await build({
   target: "node20",
   outfile: join(out, "run", "full.mjs"), // clip finds its BPE vocabulary at ../assets
   external: ["koffi", "onnxruntime-node"],
-  plugins: [
-    {
-      name: "no-sharp",
-      setup(b) {
-        b.onResolve({ filter: /^sharp$/ }, () => ({ path: "sharp", namespace: "stub" }));
-        b.onLoad({ filter: /.*/, namespace: "stub" }, () => ({
-          contents: "export default function sharp() { throw new Error('sharp is not on this machine'); }",
-          loader: "js",
-        }));
-      },
-    },
-  ],
+  plugins: [noSharp],
   banner: {
     js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
   },
   logLevel: "warning",
 });
+// The image cache's resize workers (src/data/resize-pool.ts) import @unmask/clip by name: a
+// bundle of it where the workers look (pure JavaScript resize; sharp stubbed, never called there)
+await build({
+  entryPoints: [join(pkg, "..", "clip", "src", "index.ts")],
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node20",
+  outfile: join(out, "node_modules", "@unmask", "clip", "index.js"),
+  plugins: [noSharp],
+  logLevel: "warning",
+});
+writeFileSync(
+  join(out, "node_modules", "@unmask", "clip", "package.json"),
+  JSON.stringify({ name: "@unmask/clip", type: "module", main: "index.js" }),
+);
 const vocab = "bpe_simple_vocab_16e6.txt.gz";
 cpSync(join(pkg, "..", "clip", "assets", vocab), join(out, "assets", vocab));
 cpSync(join(pkg, "kernels", "unmask.fatbin"), join(out, "unmask.fatbin"));
