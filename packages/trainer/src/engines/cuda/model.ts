@@ -28,6 +28,7 @@ import { Kernels, SUMSQ_BLOCKS } from "./kernels.js";
 const BF = 2;
 const F4 = 4;
 const HEAD_DIM = 64;
+
 export interface Dims {
   B: number;
   N: number;
@@ -568,8 +569,7 @@ export class TowerModel {
       });
       // the class rows' residual gradients into the full stream (its other rows are zero)
       if (last) this.k.copyRows(dresid, D, this.ptr("dresid"), N * D, 2 * B, D);
-      // attention backward of both signals (dO: dD's rows), then the in_proj weight gradients
-      // of both in one batched GEMM, and the input gradients of both into dD
+      // attention backward of both signals (dO: dD's rows)
       const dqkv = this.ptr("dqkv");
       const h = this.ptr("h");
       if (w.inMask)
@@ -589,65 +589,49 @@ export class TowerModel {
       };
       if (last) this.k.attnClsBwd(attention);
       else this.k.attnBwd(attention);
-      // the last block's dq is the class rows' alone (rows N apart): its own GEMMs, over B rows
-      const qRows = last ? { K: B, ld: N * 3 * D, hld: N * D } : undefined;
+      // in_proj: the weight gradients of both signals, then their input gradients into dD. The
+      // last block's dq is nonzero on the class rows alone (rows N apart): its query third runs on
+      // those B rows (in the input gradient, added to the keys' and values' share)
       if (w.inMask) {
         const grads = w.inMask.grads.ptr;
-        const common = { N: D, X: { ptr: h, ld: D }, outStride: 3 * D * D };
-        if (qRows) {
+        const dW = (first: number, M: number, K: number, rowStep: number) =>
           this.weightGradient({
-            ...common,
-            M: D,
-            K: qRows.K,
-            dY: { ptr: dqkv, ld: qRows.ld, stride: R * 3 * D },
-            X: { ptr: h, ld: qRows.hld },
-            out: grads,
+            M,
+            N: D,
+            K,
+            dY: { ptr: dqkv + first * BF, ld: rowStep * 3 * D, stride: R * 3 * D },
+            X: { ptr: h, ld: rowStep * D },
+            out: grads + first * D * F4,
+            outStride: 3 * D * D,
           });
-          this.weightGradient({
-            ...common,
-            M: 2 * D,
-            K: R,
-            dY: { ptr: dqkv + D * BF, ld: 3 * D, stride: R * 3 * D },
-            out: grads + D * D * F4,
-          });
-        } else
-          this.weightGradient({
-            ...common,
-            M: 3 * D,
-            K: R,
-            dY: { ptr: dqkv, ld: 3 * D, stride: R * 3 * D },
-            out: grads,
-          });
+        if (last) {
+          dW(0, D, B, N); // queries: the class rows
+          dW(D, 2 * D, R, 1); // keys and values: every row
+        } else dW(0, 3 * D, R, 1);
         // both rows (ce, kl) written: hand the tensor over (also at block 0, before the break below)
         this.reducer?.tensorReady(w.inMask.index, this.stream);
       }
-      if (below && qRows) {
+      if (below) {
+        const first = last ? D : 0;
         gemm.gemm({
           M: 2 * R,
           N: D,
-          K: 2 * D,
-          A: { ptr: dqkv + D * BF, ld: 3 * D },
-          B: { ptr: w.inWp.ptr + D * D * BF, ld: D },
+          K: 3 * D - first,
+          A: { ptr: dqkv + first * BF, ld: 3 * D },
+          B: { ptr: w.inWp.ptr + first * D * BF, ld: D },
           C: { ptr: dD, ld: D },
         });
-        gemm.gemm({
-          M: 2 * B,
-          N: D,
-          K: D,
-          A: { ptr: dqkv, ld: qRows.ld },
-          B: { ptr: w.inWp.ptr, ld: D },
-          C: { ptr: dD, ld: N * D },
-          beta: 1,
-        });
-      } else if (below)
-        gemm.gemm({
-          M: 2 * R,
-          N: D,
-          K: 3 * D,
-          A: { ptr: dqkv, ld: 3 * D },
-          B: { ptr: w.inWp.ptr, ld: D },
-          C: { ptr: dD, ld: D },
-        });
+        if (last)
+          gemm.gemm({
+            M: 2 * B,
+            N: D,
+            K: D,
+            A: { ptr: dqkv, ld: N * 3 * D },
+            B: { ptr: w.inWp.ptr, ld: D },
+            C: { ptr: dD, ld: N * D },
+            beta: 1,
+          });
+      }
       if (!below) break; // nothing below block 0 needs a gradient
       this.k.lnBwd({
         dy: dD,
@@ -800,7 +784,7 @@ export class TowerModel {
 
   /** Evaluation forward of `B` normalised images already in `pixels`. */
   encodeEval(B: number, teacher: boolean, output: "logits" | "features"): void {
-    const { N, D, E, C, res, patch } = this.dims;
+    const { D, E, C, res, patch } = this.dims;
     this.k.patchify(this.ptr("pixels"), this.ptr("patches"), B, res, patch);
     this.forward(B, teacher ? "teacher" : "eval-student");
     this.k.headForward({
