@@ -45,20 +45,24 @@ await build({
 });
 // the full-run entry (train() + convert()): sharp (image decoding) is replaced by a stub that
 // throws, since the device gets its images already decoded (bench/device/prep-fashion.mjs)
-await build({
-  entryPoints: [join(pkg, "bench", "device", "full-run.ts")],
-  bundle: true,
-  platform: "node",
-  format: "esm",
-  target: "node20",
-  outfile: join(out, "run", "full.mjs"), // clip finds its BPE vocabulary at ../assets
-  external: ["koffi", "onnxruntime-node"],
-  plugins: [noSharp],
-  banner: {
-    js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
-  },
-  logLevel: "warning",
-});
+for (const [entry, bundle] of [
+  ["full-run.ts", "full.mjs"],
+  ["cross-eval.ts", "cross-eval.mjs"],
+])
+  await build({
+    entryPoints: [join(pkg, "bench", "device", entry)],
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    outfile: join(out, "run", bundle), // clip finds its BPE vocabulary at ../assets
+    external: ["koffi", "onnxruntime-node"],
+    plugins: [noSharp],
+    banner: {
+      js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
+    },
+    logLevel: "warning",
+  });
 // The image cache's resize workers (src/data/resize-pool.ts) import @unmask/clip by name: a
 // bundle of it where the workers look (pure JavaScript resize; sharp stubbed, never called there)
 await build({

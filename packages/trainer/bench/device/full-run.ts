@@ -6,39 +6,15 @@
  * Prints one JSON line per seed and writes <outDir>/<model>-seed<k>.mask (the raw mask bits of
  * every tensor, concatenated in order) for bit agreement between engines.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { convert } from "../../../convert/src/index.js";
-import { inMemoryDataset } from "../../src/data/in-memory.js";
 import { train } from "../../src/train.js";
+import { loadFashion } from "./fashion-data.js";
 
 const [engine, modelPath, dataPath, seedList, epochs, outDir] = process.argv.slice(2);
 mkdirSync(outDir, { recursive: true });
-const bytes = readFileSync(dataPath);
-const headerLength = bytes.readUInt32LE(0);
-const header = JSON.parse(bytes.subarray(4, 4 + headerLength).toString("utf8")) as {
-  classNames: string[];
-  width: number;
-  height: number;
-  test: number[];
-  lists: Record<string, number[]>;
-};
-const px = header.width * header.height;
-let offset = 4 + headerLength;
-const take = (labels: number[]) =>
-  labels.map((label) => {
-    const data = new Uint8Array(bytes.subarray(offset, offset + px));
-    offset += px;
-    return { width: header.width, height: header.height, channels: 1 as const, data, label };
-  });
-const testImages = take(header.test);
-const lists: Record<string, ReturnType<typeof take>> = {};
-for (const seed of Object.keys(header.lists)) lists[seed] = take(header.lists[seed]);
-const testData = inMemoryDataset({
-  classNames: header.classNames,
-  images: testImages,
-  description: "fashion test",
-});
+const fashion = loadFashion(dataPath);
 
 // a checkpoint is converted here; a model directory (config.json + model.safetensors) is used as is
 const name = basename(modelPath).replace(/\.jit\.pt$/, "");
@@ -47,16 +23,11 @@ const modelDir = isDir ? modelPath : join(outDir, `${name}-model`);
 if (!isDir)
   await convert(modelPath, modelDir, { overwrite: true, onnx: false } as Parameters<typeof convert>[2]);
 for (const seed of seedList.split(",").map(Number)) {
-  const data = inMemoryDataset({
-    classNames: header.classNames,
-    images: lists[String(seed)],
-    description: `fashion fewshot-16-seed${seed}`,
-  });
   const t0 = performance.now();
   const result = await train({
     model: modelDir,
-    data,
-    testData,
+    data: fashion.list(seed),
+    testData: fashion.test,
     seed,
     engine: engine as "cpu" | "cuda",
     preset: "recipe",
