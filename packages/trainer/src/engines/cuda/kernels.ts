@@ -147,6 +147,20 @@ const f = (v: number): KernelArg => ["f", v];
 const l = (v: number): KernelArg => ["l", v];
 const u = (v: number): KernelArg => ["u", v];
 
+/** Pointers and shapes of an attention backward (attnBwd, attnClsBwd). */
+export interface AttentionBackward {
+  qkv: number;
+  bias: number;
+  o: number;
+  dO: number;
+  lse: number;
+  dqkv: number;
+  S: number;
+  B: number;
+  N: number;
+  H: number;
+}
+
 function assert(ok: boolean, what: string): void {
   if (!ok) throw new UnmaskError("CUDA_SHAPE", `cuda kernel precondition failed: ${what}`);
 }
@@ -415,18 +429,7 @@ export class Kernels {
    * Fused attention backward for S signals: dO [S * B * N, 64 H] (rows s * R + r) against the saved
    * qkv, o and lse, into dqkv [S * B * N, 3 * 64 H].
    */
-  attnBwd(a: {
-    qkv: number;
-    bias: number;
-    o: number;
-    dO: number;
-    lse: number;
-    dqkv: number;
-    S: number;
-    B: number;
-    N: number;
-    H: number;
-  }): void {
+  attnBwd(a: AttentionBackward): void {
     assert(a.N <= MAX_TOKENS, `tokens ${a.N} <= ${MAX_TOKENS}`);
     const args = [
       p(a.qkv),
@@ -478,18 +481,7 @@ export class Kernels {
    * lse [B * H], into dqkv [S * B * N, 3 * 64 H]: dk and dv of every row, dq of the class rows only
    * (the others are zero and not written).
    */
-  attnClsBwd(a: {
-    qkv: number;
-    bias: number;
-    o: number;
-    dO: number;
-    lse: number;
-    dqkv: number;
-    S: number;
-    B: number;
-    N: number;
-    H: number;
-  }): void {
+  attnClsBwd(a: AttentionBackward): void {
     assert(a.N <= MAX_TOKENS, `tokens ${a.N} <= ${MAX_TOKENS}`);
     this.go("attn_cls_bwd", Math.ceil((a.S * a.B * a.H) / CLS_WARPS), 32 * CLS_WARPS, 0, [
       p(a.qkv),
