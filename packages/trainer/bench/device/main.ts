@@ -4,6 +4,7 @@
  *   node main.mjs bench <batch>...           ViT-B/16 R-AMT step throughput (random weights)
  *   node main.mjs profile <batch>...         the same, then one eager step with every launch timed
  *   node main.mjs tunecheck <batch> <steps>  GEMM tuning changes no bit of the state
+ *   node main.mjs gemmlayouts <batch>        the weight-gradient GEMMs as written and transposed
  * Prints one JSON line per result.
  */
 import type { ClipConfig } from "@unmask/clip";
@@ -14,6 +15,7 @@ import type { GemmTuning } from "../../src/engines/cuda/gemm-tuning.js";
 import { philoxUniforms } from "../../src/random/philox.js";
 import { attentionCheck } from "./attention-check.js";
 import { agreement, loadTinyFixture, normError, relError } from "./fixture.js";
+import { gemmLayouts } from "./gemm-layouts.js";
 
 const out = (o: unknown) => console.log(JSON.stringify(o));
 
@@ -353,9 +355,12 @@ if (cmd === "parity") {
 } else if (cmd === "bench") await bench(rest.map(Number));
 else if (cmd === "profile") await bench(rest.map(Number), true);
 else if (cmd === "tunecheck") await tuneCheck(Number(rest[0] ?? 32), Number(rest[1] ?? 4));
+else if (cmd === "gemmlayouts")
+  for (const row of await gemmLayouts(Number(rest[0] ?? 256)))
+    out({ bench: "weight_gradient_layouts", ...row });
 else {
   console.error(
-    "usage: main.mjs parity <dir> | bench <batch>... | profile <batch>... | tunecheck <batch> <steps>",
+    "usage: main.mjs parity <dir> | bench <batch>... | profile <batch>... | tunecheck <batch> <steps> | gemmlayouts <batch>",
   );
   process.exit(2);
 }
