@@ -479,7 +479,7 @@ export class Kernels {
   /**
    * Its backward for S signals: dO [S * B, 64 H] (class rows, signal-major) against o [B, 64 H] and
    * lse [B * H], into dqkv [S * B * N, 3 * 64 H]: dk and dv of every row, dq of the class rows only
-   * (the others are zero and not written).
+   * (the other rows' dq are zero and left unwritten: the engine's GEMMs read the class rows' alone).
    */
   attnClsBwd(a: AttentionBackward): void {
     assert(a.N <= MAX_TOKENS, `tokens ${a.N} <= ${MAX_TOKENS}`);
