@@ -12,9 +12,8 @@
 //   attn_bwd_dkdv  dk = scale * dS^T q, dv = P^T dO: per 64 keys, all queries in shared memory
 // Both backward kernels recompute P from lse2 (no atomics: each output row has one owner), and
 // carry S signals (blockIdx.z): gradient rows s * R + r read saved row r.
-//   attn_bwd_fused persistent blocks, one (image, head) at a time for every signal, while every
-//                  token fits in shared memory (N <= 208, ViT-B/16 at 224 px; the next pair's tiles
-//                  load during the last dq pass): the dk/dv pass of attn_bwd_dkdv, which also
+//   attn_bwd_fused one block per (image, head, signal) while every token fits in shared memory
+//                  (N <= 208, ViT-B/16 at 224 px): the dk/dv pass of attn_bwd_dkdv, which also
 //                  keeps dS^T (bf16) in shared memory, then dq = scale * dS k from it. S and dP are
 //                  computed once instead of twice (10 of the split kernels' 14 matmul units), and
 //                  q, k, v, dO are loaded once per (image, head) instead of once per 128 rows.
@@ -617,20 +616,17 @@ __device__ __forceinline__ void row_dots_global(float* Ds, const bf16* __restric
   }
 }
 
-// attn_bwd_fused: persistent blocks (grid min(pairs, SMs)) taking (image, head) pairs blockIdx.x,
-// + gridDim.x, ... of the B * H `pairs`; block 32 * Nq / 16 threads (Nq = roundup(N, 16) <= 208: one
-// warp per 16 rows); all S signals of a pair in one block: q, k, v and o are loaded (and the bias
-// added) once for them all. Dynamic shared 4 * Nq * ATT_LD * 2 + Nq * max(Nq + 8, ATT_LD) * 2 +
+// attn_bwd_fused: grid (B * H), block 32 * Nq / 16 threads (Nq = roundup(N, 16) <= 208: one warp
+// per 16 rows), all S signals of an (image, head) in one block: q, k, v and o are loaded (and the
+// bias added) once for them all. Dynamic shared 4 * Nq * ATT_LD * 2 + Nq * max(Nq + 8, ATT_LD) * 2 +
 // 4 * Nq * (1 + S) bytes. Per signal: the dk/dv pass (keys per warp), which leaves dS^T in shared
-// memory, then dq = scale * dS k from it (queries per warp). The dq pass reads dS^T and k alone, so
-// during it the next signal's dO tile loads, or after the last signal the next pair's q, v and dO
-// (k and o follow once the pass is done): one block an SM (210 KB of shared memory at N = 197,
-// S = 2) no longer waits for all its tiles between pairs. dk and dv are bit-identical to
-// attn_bwd_dkdv's (the same per-warp sequence, keys past N masked); dq sums the same bf16 dS values
-// over the keys in 16-key steps, in the order attn_bwd_dq does. 13 warps put 4 on one of the SM's
-// four schedulers, whose quarter of the register file then allows 128 registers a thread (a few
-// bytes spill).
-__device__ __forceinline__ void attn_bwd_fused_body(ATT_BWD_ARGS, int S, int pairs) {
+// memory, then dq = scale * dS k from it (queries per warp); the next signal's dO tile loads during
+// this one's dq pass. dk and dv are bit-identical to attn_bwd_dkdv's (the same per-warp sequence,
+// keys past N masked); dq sums the same bf16 dS values over the keys in 16-key steps, in the order
+// attn_bwd_dq does. One block an SM (210 KB of shared memory at N = 197, S = 2). 13 warps put 4 on
+// one of the SM's four schedulers, whose quarter of the register file then allows 128 registers a
+// thread (a few bytes spill).
+__device__ __forceinline__ void attn_bwd_fused_body(ATT_BWD_ARGS, int S) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int Nq = (N + 15) & ~15, LDS = Nq + 8;  // dS^T row stride: an odd number of 16-byte units
   bf16* Qs = (bf16*)smem;
@@ -640,88 +636,68 @@ __device__ __forceinline__ void attn_bwd_fused_body(ATT_BWD_ARGS, int S, int pai
   bf16* dSt = dOs + Nq * ATT_LD;  // [key][query]; o's tile before that
   float* Ls = (float*)(dSt + Nq * max(LDS, ATT_LD));
   float* DsAll = Ls + Nq;  // [S][Nq]
-  const int D = H * 64, ld = 3 * D;
-  int pair = blockIdx.x;
-  if (pair >= pairs) return;
-  // a pair's tiles: q, v and signal 0's dO (free during the last dq pass), then k and o
-  const auto issue_qvd = [&](int p) {
-    const long long r0 = (long long)(p / H) * N;
-    const int hh = p % H;
-    load_tile_async(Qs, qkv, r0, ld, hh * 64, Nq, N);
-    load_tile_async(Vs, qkv, r0, ld, 2 * D + hh * 64, Nq, N);
-    load_tile_async(dOs, dO, r0, D, hh * 64, Nq, N);
-  };
-  const auto issue_ko = [&](int p) {
-    const long long r0 = (long long)(p / H) * N;
-    const int hh = p % H;
-    load_tile_async(Ks, qkv, r0, ld, D + hh * 64, Nq, N);
-    load_tile_async(dSt, o, r0, D, hh * 64, Nq, N);
-  };
-  issue_qvd(pair);
-  issue_ko(pair);
-  for (; pair < pairs; pair += gridDim.x) {
-    const int h = pair % H;
-    const long long row0 = (long long)(pair / H) * N;
-    for (int i = threadIdx.x; i < Nq; i += blockDim.x) Ls[i] = i < N ? lse[(long long)pair * N + i] : INFINITY;
-    cp_async_wait_all();
-    __syncthreads();
-    add_bias_tile(Qs, bias + h * 64, N);
-    add_bias_tile(Ks, bias + D + h * 64, N);
-    add_bias_tile(Vs, bias + 2 * D + h * 64, N);
-    row_dots(DsAll, dOs, dSt, Nq);
-    for (int sig = 1; sig < S; sig++)
-      row_dots_global(DsAll + sig * Nq, dO, (long long)sig * R + row0, D, h * 64, dSt, Nq, N);
-    __syncthreads();
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3, g = lane >> 2;
-    const int r0 = warp * 16;  // this warp's keys in pass 1, its queries in pass 2
-    for (int sig = 0; sig < S; sig++) {
-      const float* Ds = DsAll + sig * Nq;
-      const long long out0 = (long long)sig * R + row0 + r0;
-      {
-        uint32_t kf[4][4], vf[4][4];
-        load_a_frags(kf, Ks, r0, lane);
-        load_a_frags(vf, Vs, r0, lane);
-        const bool key0 = r0 + g < N, key1 = r0 + g + 8 < N;
-        float dk[8][4], dv[8][4];
+  const int bh = blockIdx.x, b = bh / H, h = bh % H, D = H * 64, ld = 3 * D;
+  const long long row0 = (long long)b * N;
+  load_tile_async(Qs, qkv, row0, ld, h * 64, Nq, N);
+  load_tile_async(Ks, qkv, row0, ld, D + h * 64, Nq, N);
+  load_tile_async(Vs, qkv, row0, ld, 2 * D + h * 64, Nq, N);
+  load_tile_async(dOs, dO, row0, D, h * 64, Nq, N);
+  load_tile_async(dSt, o, row0, D, h * 64, Nq, N);
+  for (int i = threadIdx.x; i < Nq; i += blockDim.x) Ls[i] = i < N ? lse[(long long)bh * N + i] : INFINITY;
+  cp_async_wait_all();
+  __syncthreads();
+  add_bias_tile(Qs, bias + h * 64, N);
+  add_bias_tile(Ks, bias + D + h * 64, N);
+  add_bias_tile(Vs, bias + 2 * D + h * 64, N);
+  row_dots(DsAll, dOs, dSt, Nq);
+  for (int sig = 1; sig < S; sig++) row_dots_global(DsAll + sig * Nq, dO, (long long)sig * R + row0, D, h * 64, dSt, Nq, N);
+  __syncthreads();
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3, g = lane >> 2;
+  const int r0 = warp * 16;  // this warp's keys in pass 1, its queries in pass 2
+  for (int sig = 0; sig < S; sig++) {
+    const float* Ds = DsAll + sig * Nq;
+    const long long out0 = (long long)sig * R + row0 + r0;
+    {
+      uint32_t kf[4][4], vf[4][4];
+      load_a_frags(kf, Ks, r0, lane);
+      load_a_frags(vf, Vs, r0, lane);
+      const bool key0 = r0 + g < N, key1 = r0 + g + 8 < N;
+      float dk[8][4], dv[8][4];
 #pragma unroll
-        for (int i = 0; i < 8; i++) {
-          dk[i][0] = dk[i][1] = dk[i][2] = dk[i][3] = 0.f;
-          dv[i][0] = dv[i][1] = dv[i][2] = dv[i][3] = 0.f;
-        }
-        for (int qc = 0; qc < Nq; qc += 16) {
-          uint32_t pa[4], da[4];
-          dkdv_step(dk, dv, pa, da, kf, vf, Qs, dOs, Ls, Ds, qc, key0, key1, scaleLog2, lane);
-          // da is dS^T for keys r0 + g (+ 8), queries qc + 2t (+ 1) (+ 8): 4-byte stores, no conflicts
-          *(uint32_t*)(dSt + (r0 + g) * LDS + qc + 2 * t) = da[0];
-          *(uint32_t*)(dSt + (r0 + g + 8) * LDS + qc + 2 * t) = da[1];
-          *(uint32_t*)(dSt + (r0 + g) * LDS + qc + 8 + 2 * t) = da[2];
-          *(uint32_t*)(dSt + (r0 + g + 8) * LDS + qc + 8 + 2 * t) = da[3];
-        }
-        // r0 < N for every warp: Nq - 16 < N
-        store_rows(dqkv, out0, ld, D + h * 64, dk, scale, scale, N - r0, lane);
-        store_rows(dqkv, out0, ld, 2 * D + h * 64, dv, 1.f, 1.f, N - r0, lane);
+      for (int i = 0; i < 8; i++) {
+        dk[i][0] = dk[i][1] = dk[i][2] = dk[i][3] = 0.f;
+        dv[i][0] = dv[i][1] = dv[i][2] = dv[i][3] = 0.f;
       }
-      __syncthreads();
-      // q, v and dO are free until the next pass 1: the next signal's dO starts loading, or after
-      // the last signal the next pair's q, v and dO
-      if (sig + 1 < S) load_tile_async(dOs, dO, (long long)(sig + 1) * R + row0, D, h * 64, Nq, N);
-      else if (pair + gridDim.x < pairs) issue_qvd(pair + gridDim.x);
-      // dq rows r0..r0 + 15: A = dS (queries x keys) read transposed out of dS^T by ldmatrix.trans
-      float dq[8][4];
-#pragma unroll
-      for (int i = 0; i < 8; i++) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.f;
-      for (int kc = 0; kc < Nq; kc += 16) {
-        uint32_t a[4];
-        ldsm_x4_t(a, dSt + (kc + (lane & 7) + ((lane >> 4) << 3)) * LDS + r0 + ((lane >> 3) & 1) * 8);
-        mma_tile(dq, a, Ks, kc, lane);
+      for (int qc = 0; qc < Nq; qc += 16) {
+        uint32_t pa[4], da[4];
+        dkdv_step(dk, dv, pa, da, kf, vf, Qs, dOs, Ls, Ds, qc, key0, key1, scaleLog2, lane);
+        // da is dS^T for keys r0 + g (+ 8), queries qc + 2t (+ 1) (+ 8): 4-byte stores, no conflicts
+        *(uint32_t*)(dSt + (r0 + g) * LDS + qc + 2 * t) = da[0];
+        *(uint32_t*)(dSt + (r0 + g + 8) * LDS + qc + 2 * t) = da[1];
+        *(uint32_t*)(dSt + (r0 + g) * LDS + qc + 8 + 2 * t) = da[2];
+        *(uint32_t*)(dSt + (r0 + g + 8) * LDS + qc + 8 + 2 * t) = da[3];
       }
-      store_rows(dqkv, out0, ld, h * 64, dq, scale, scale, N - r0, lane);
-      if (sig + 1 < S) cp_async_wait_all();  // the next signal's dO
-      __syncthreads();  // dS^T and k read: the next signal's pass 1, or the next pair's k and o
+      // r0 < N for every warp: Nq - 16 < N
+      store_rows(dqkv, out0, ld, D + h * 64, dk, scale, scale, N - r0, lane);
+      store_rows(dqkv, out0, ld, 2 * D + h * 64, dv, 1.f, 1.f, N - r0, lane);
     }
-    if (pair + gridDim.x < pairs) issue_ko(pair + gridDim.x);
+    __syncthreads();
+    // the dO tile is free (the dq pass reads dS^T and k): the next signal's starts loading
+    if (sig + 1 < S) load_tile_async(dOs, dO, (long long)(sig + 1) * R + row0, D, h * 64, Nq, N);
+    // dq rows r0..r0 + 15: A = dS (queries x keys) read transposed out of dS^T by ldmatrix.trans
+    float dq[8][4];
+#pragma unroll
+    for (int i = 0; i < 8; i++) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.f;
+    for (int kc = 0; kc < Nq; kc += 16) {
+      uint32_t a[4];
+      ldsm_x4_t(a, dSt + (kc + (lane & 7) + ((lane >> 4) << 3)) * LDS + r0 + ((lane >> 3) & 1) * 8);
+      mma_tile(dq, a, Ks, kc, lane);
+    }
+    store_rows(dqkv, out0, ld, h * 64, dq, scale, scale, N - r0, lane);
+    cp_async_wait_all();
+    __syncthreads();  // dS^T read and the next dO landed before the next signal's pass 1
   }
 }
-extern "C" __global__ void __launch_bounds__(416, 1) attn_bwd_fused(ATT_BWD_ARGS, int S, int pairs) {
-  attn_bwd_fused_body(qkv, bias, o, dO, lse, dqkv, N, H, R, scaleLog2, scale, S, pairs);
+extern "C" __global__ void __launch_bounds__(416, 1) attn_bwd_fused(ATT_BWD_ARGS, int S) {
+  attn_bwd_fused_body(qkv, bias, o, dO, lse, dqkv, N, H, R, scaleLog2, scale, S);
 }

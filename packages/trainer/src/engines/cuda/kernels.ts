@@ -445,15 +445,9 @@ export class Kernels {
       f(1 / 8),
     ];
     if (fusedBackward(a.N, a.S)) {
-      // persistent blocks, one resident an SM, each (image, head) for every signal: q, k, v, o
-      // loaded once, the next pair's while this one finishes
+      // one block per (image, head) for every signal: q, k, v, o loaded once
       const threads = 32 * Math.ceil(a.N / 16);
-      const blocks = Math.min(a.B * a.H, this.cu.multiprocessors);
-      this.go("attn_bwd_fused", blocks, threads, fusedBackwardShared(a.N, a.S), [
-        ...args,
-        i(a.S),
-        i(a.B * a.H),
-      ]);
+      this.go("attn_bwd_fused", a.B * a.H, threads, fusedBackwardShared(a.N, a.S), [...args, i(a.S)]);
       return;
     }
     // the split kernels have no 16-warp variant: 8 where shared memory allows
