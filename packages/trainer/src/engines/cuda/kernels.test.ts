@@ -1,0 +1,95 @@
+/**
+ * The kernel launchers' arithmetic without a GPU: a stand-in driver records each launch (kernel,
+ * grid, block, arguments), so these tests check the grids and the arguments each launcher derives
+ * from the shapes, and the shapes it refuses. What the kernels compute is checked on the device
+ * (bench/device: the attention check, the fixture step).
+ */
+import { describe, expect, it } from "vitest";
+import type { CudaDriver, KernelArg } from "./driver.js";
+import { Kernels } from "./kernels.js";
+
+interface Launch {
+  name: string;
+  grid: number[];
+  block: number[];
+  args: KernelArg[];
+}
+
+function recordingKernels(): { k: Kernels; launches: Launch[] } {
+  const launches: Launch[] = [];
+  const cu = {
+    multiprocessors: 132,
+    loadModule: () => 1,
+    getFunction: () => 2,
+    setMaxDynamicShared: () => {},
+    launch: (
+      name: string,
+      _fn: number,
+      grid: number[],
+      block: number[],
+      _shared: number,
+      _s: number,
+      args: KernelArg[],
+    ) => launches.push({ name, grid, block, args }),
+  } as unknown as CudaDriver;
+  return { k: new Kernels(cu, 7, new Uint8Array(0)), launches };
+}
+
+const values = (args: KernelArg[]) => args.map(([, v]) => v);
+
+describe("kernel launchers", () => {
+  it("patchify converts 8 values a thread where the patch allows, else what divides it", () => {
+    const { k, launches } = recordingKernels();
+    k.patchify(10, 20, 2, 224, 16); // ViT-B/16: 2 images, 196 patches of 768 values
+    k.patchify(10, 20, 2, 224, 14); // ViT-L/14: 256 patches of 588 values, 14 = 2 x 7
+    k.patchify(10, 20, 3, 32, 8); // the fixture's tiny ViT
+    const [b16, l14, tiny] = launches.map((l) => values(l.args));
+    expect(b16).toEqual([10, 20, 224, 16, 8, (2 * 196 * 768) / 8]);
+    expect(l14).toEqual([10, 20, 224, 14, 2, (2 * 256 * 588) / 2]);
+    expect(tiny).toEqual([10, 20, 32, 8, 8, (3 * 16 * 192) / 8]);
+    expect(launches[0].grid[0]).toBe(Math.ceil((2 * 196 * 768) / 8 / 256));
+  });
+
+  it("runs the class-query attention one warp per (image, head), and per signal backward", () => {
+    const { k, launches } = recordingKernels();
+    k.attnClsFwd(1, 2, 3, 4, 256, 197, 12);
+    k.attnClsBwd({ qkv: 1, bias: 2, o: 3, dO: 4, lse: 5, dqkv: 6, S: 2, B: 5, N: 197, H: 12 });
+    expect(launches.map((l) => [l.name, l.grid[0], l.block[0]])).toEqual([
+      ["attn_cls_fwd", (256 * 12) / 4, 128],
+      ["attn_cls_bwd", Math.ceil((2 * 5 * 12) / 4), 128],
+    ]);
+    expect(() => k.attnClsFwd(1, 2, 3, 4, 2, 705, 12)).toThrow(/tokens 705/);
+  });
+
+  it("copies rows of 16-byte units between strided layouts, and refuses others", () => {
+    const { k, launches } = recordingKernels();
+    k.copyRows(1, 197 * 768, 2, 768, 256, 768); // the class rows of a [256 x 197, 768] stream
+    expect(values(launches[0].args)).toEqual([1, 197 * 768, 2, 768, 256, 768]);
+    expect(launches[0].grid[0]).toBe((256 * 768) / 4 / 256);
+    expect(() => k.copyRows(1, 770, 2, 768, 4, 768)).toThrow(/16-byte/);
+    expect(() => k.copyRows(1, 768, 2, 768, 4, 766)).toThrow(/16-byte/);
+  });
+
+  it("takes one or two signals in gelu_bwd and a multiple of 8 for embed_ln_fwd", () => {
+    const { k, launches } = recordingKernels();
+    k.geluBwd(1, 2, 3, 4 * 3072, 3072, 2);
+    expect(values(launches[0].args)).toEqual([1, 2, 3, (4 * 3072) / 8, 3072, 2]);
+    expect(() => k.geluBwd(1, 2, 3, 4 * 3072, 3072, 3)).toThrow(/signals 3/);
+    const ln = {
+      patchOut: 1,
+      cls: 2,
+      pos: 3,
+      gamma: 4,
+      beta: 5,
+      x0Save: 0,
+      mean: 6,
+      rstd: 7,
+      resid: 8,
+      R: 10,
+      N: 5,
+    };
+    expect(() => k.embedLnFwd({ ...ln, D: 100 })).toThrow(/multiple of 8/);
+    k.embedLnFwd({ ...ln, D: 768 });
+    expect(launches.at(-1)?.name).toBe("embed_ln_fwd");
+  });
+});
