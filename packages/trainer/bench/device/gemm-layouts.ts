@@ -2,13 +2,35 @@
  * The weight-gradient GEMMs of the step in two layouts, side by side (cublasGemmEx, CUDA events):
  * dW = dY^T X as the engine writes it (C [M, D], both operands token-major) and its transpose
  * dW^T = X^T dY (C [D, M]), for in_proj (M = 3D) and out_proj (M = D) of ViT-B/16 at batch B,
- * both signals batched. Only the time is of interest: the operands hold arbitrary bf16 values.
+ * both signals batched, beside the input-gradient GEMM of in_proj (NN, the same FLOPs). Operands
+ * constant (`random` false) or random normal bf16 values: GEMMs draw more power on random data,
+ * and the clock may drop under it. Only the time is of interest.
  */
 import { CUBLAS_WORKSPACE_BYTES, Cublas, type GemmCall } from "../../src/engines/cuda/cublas.js";
 import { CudaDriver } from "../../src/engines/cuda/driver.js";
 import { openCudaLibraries } from "../../src/engines/cuda/libraries.js";
 
-export async function gemmLayouts(B: number): Promise<Record<string, number>[]> {
+/** bf16 bits of n normal draws (std 0.05), from a xorshift. */
+function randomBf16(n: number, seed: number): Uint16Array {
+  let x = seed >>> 0 || 1;
+  const uniform = () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return (x + 0.5) / 4294967296;
+  };
+  const f = new Float32Array(n);
+  for (let i = 0; i < n; i++)
+    f[i] = 0.05 * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+  const u = new Uint32Array(f.buffer);
+  const out = new Uint16Array(n);
+  for (let i = 0; i < n; i++) out[i] = u[i] >>> 16;
+  return out;
+}
+
+export async function gemmLayouts(B: number, random = false): Promise<Record<string, number>[]> {
   const libs = await openCudaLibraries();
   const cu = CudaDriver.open(libs.koffi, libs.driver, 0);
   const stream = cu.createStream();
@@ -19,8 +41,16 @@ export async function gemmLayouts(B: number): Promise<Record<string, number>[]> 
   const dY = cu.alloc(2 * R * 3 * D * 2);
   const X = cu.alloc(R * D * 2);
   const C = cu.alloc(2 * 3 * D * D * 4);
-  cu.fill32(dY, 0x3c003c00, R * 3 * D, stream); // bf16 pairs of 0.0078
-  cu.fill32(X, 0x3c003c00, (R * D) / 2, stream);
+  if (random) {
+    cu.upload(dY, randomBf16(2 * R * 3 * D, 3));
+    cu.upload(X, randomBf16(R * D, 5));
+  } else {
+    cu.fill32(dY, 0x3c003c00, R * 3 * D, stream); // bf16 pairs of 0.0078
+    cu.fill32(X, 0x3c003c00, (R * D) / 2, stream);
+  }
+  const W = cu.alloc(3 * D * D * 2);
+  const dX = cu.alloc(2 * R * D * 2);
+  cu.fill32(W, 0x3c003c00, (3 * D * D) / 2, stream);
   const start = cu.createEvent();
   const end = cu.createEvent();
   const time = (call: GemmCall) => {
@@ -53,16 +83,28 @@ export async function gemmLayouts(B: number): Promise<Record<string, number>[]> 
       C: { ptr: C, ld: M, stride: M * D, type: "f32" },
       batch: 2,
     });
+    // the input gradient of the same layer: dX [2R, D] = dY [2R, M] W [M, D] (NN, the same FLOPs)
+    const inputGradient = time({
+      M: 2 * R,
+      N: D,
+      K: M,
+      A: { ptr: dY, ld: M },
+      B: { ptr: W, ld: D },
+      C: { ptr: dX, ld: D },
+    });
     rows.push({
       M,
       rows: R,
+      random: random ? 1 : 0,
+      input_gradient_ms: +inputGradient.toFixed(4),
+      input_gradient_tflops: +(flops / inputGradient / 1e9).toFixed(0),
       as_written_ms: +asWritten.toFixed(4),
       as_written_tflops: +(flops / asWritten / 1e9).toFixed(0),
       transposed_ms: +transposed.toFixed(4),
       transposed_tflops: +(flops / transposed / 1e9).toFixed(0),
     });
   }
-  for (const p of [dY, X, C, workspace]) cu.free(p);
+  for (const p of [dY, X, C, W, dX, workspace]) cu.free(p);
   cu.destroyEvent(start);
   cu.destroyEvent(end);
   blas.dispose();
