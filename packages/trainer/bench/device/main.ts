@@ -4,7 +4,7 @@
  *   node main.mjs bench <batch>...           ViT-B/16 R-AMT step throughput (random weights)
  *   node main.mjs profile <batch>...         the same, then one eager step with every launch timed
  *   node main.mjs tunecheck <batch> <steps>  GEMM tuning changes no bit of the state
- *   node main.mjs gemmlayouts <batch>        the weight-gradient GEMMs as written and transposed
+ *   node main.mjs gemmlayouts <batch> [random]  the weight-gradient GEMMs as written and transposed
  * Prints one JSON line per result.
  */
 import type { ClipConfig } from "@unmask/clip";
@@ -356,11 +356,11 @@ if (cmd === "parity") {
 else if (cmd === "profile") await bench(rest.map(Number), true);
 else if (cmd === "tunecheck") await tuneCheck(Number(rest[0] ?? 32), Number(rest[1] ?? 4));
 else if (cmd === "gemmlayouts")
-  for (const row of await gemmLayouts(Number(rest[0] ?? 256)))
+  for (const row of await gemmLayouts(Number(rest[0] ?? 256), rest[1] === "random"))
     out({ bench: "weight_gradient_layouts", ...row });
 else {
   console.error(
-    "usage: main.mjs parity <dir> | bench <batch>... | profile <batch>... | tunecheck <batch> <steps> | gemmlayouts <batch>",
+    "usage: main.mjs parity <dir> | bench <batch>... | profile <batch>... | tunecheck <batch> <steps> | gemmlayouts <batch> [random]",
   );
   process.exit(2);
 }
