@@ -6,27 +6,17 @@
  * constant (`random` false) or random normal bf16 values: GEMMs draw more power on random data,
  * and the clock may drop under it. Only the time is of interest.
  */
+import { f32ToBf16 } from "@unmask/clip";
+import { normals } from "../../src/engines/cpu/random-model.js";
 import { CUBLAS_WORKSPACE_BYTES, Cublas, type GemmCall } from "../../src/engines/cuda/cublas.js";
 import { CudaDriver } from "../../src/engines/cuda/driver.js";
 import { openCudaLibraries } from "../../src/engines/cuda/libraries.js";
 
-/** bf16 bits of n normal draws (std 0.05), from a xorshift. */
+/** bf16 bits of n normal draws (std 0.05). */
 function randomBf16(n: number, seed: number): Uint16Array {
-  let x = seed >>> 0 || 1;
-  const uniform = () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return (x + 0.5) / 4294967296;
-  };
-  const f = new Float32Array(n);
-  for (let i = 0; i < n; i++)
-    f[i] = 0.05 * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
-  const u = new Uint32Array(f.buffer);
+  const draw = normals(seed);
   const out = new Uint16Array(n);
-  for (let i = 0; i < n; i++) out[i] = u[i] >>> 16;
+  for (let i = 0; i < n; i++) out[i] = f32ToBf16(0.05 * draw());
   return out;
 }
 
