@@ -50,7 +50,7 @@ describe("kernel launchers", () => {
     expect(launches[0].grid[0]).toBe(Math.ceil((2 * 196 * 768) / 8 / 256));
   });
 
-  it("runs the class-query attention one warp per (image, head), and per signal backward", () => {
+  it("runs the class-query attention one warp per (image, head), and per signal backward; both backwards take the pointers first", () => {
     const { k, launches } = recordingKernels();
     k.attnClsFwd(1, 2, 3, 4, 256, 197, 12);
     k.attnClsBwd({ qkv: 1, bias: 2, o: 3, dO: 4, lse: 5, dqkv: 6, S: 2, B: 5, N: 197, H: 12 });
@@ -58,6 +58,10 @@ describe("kernel launchers", () => {
       ["attn_cls_fwd", (256 * 12) / 4, 128],
       ["attn_cls_bwd", Math.ceil((2 * 5 * 12) / 4), 128],
     ]);
+    expect(values(launches[1].args)).toEqual([1, 2, 3, 4, 5, 6, 5, 197, 12, 2, Math.LOG2E / 8, 1 / 8]);
+    k.attnBwd({ qkv: 1, bias: 2, o: 3, dO: 4, lse: 5, dqkv: 6, S: 2, B: 5, N: 197, H: 12 });
+    expect(launches[2].name).toBe("attn_bwd_fused");
+    expect(values(launches[2].args)).toEqual([1, 2, 3, 4, 5, 6, 197, 12, 5 * 197, Math.LOG2E / 8, 1 / 8, 2]);
     expect(() => k.attnClsFwd(1, 2, 3, 4, 2, 705, 12)).toThrow(/tokens 705/);
   });
 

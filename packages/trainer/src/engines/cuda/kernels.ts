@@ -161,6 +161,11 @@ export interface AttentionBackward {
   H: number;
 }
 
+/** The pointer arguments both attention backward kernels take first, in their order. */
+function attentionPointers(a: AttentionBackward): KernelArg[] {
+  return [p(a.qkv), p(a.bias), p(a.o), p(a.dO), p(a.lse), p(a.dqkv)];
+}
+
 function assert(ok: boolean, what: string): void {
   if (!ok) throw new UnmaskError("CUDA_SHAPE", `cuda kernel precondition failed: ${what}`);
 }
@@ -431,19 +436,7 @@ export class Kernels {
    */
   attnBwd(a: AttentionBackward): void {
     assert(a.N <= MAX_TOKENS, `tokens ${a.N} <= ${MAX_TOKENS}`);
-    const args = [
-      p(a.qkv),
-      p(a.bias),
-      p(a.o),
-      p(a.dO),
-      p(a.lse),
-      p(a.dqkv),
-      i(a.N),
-      i(a.H),
-      i(a.B * a.N),
-      f(Math.LOG2E / 8),
-      f(1 / 8),
-    ];
+    const args = [...attentionPointers(a), i(a.N), i(a.H), i(a.B * a.N), f(Math.LOG2E / 8), f(1 / 8)];
     if (fusedBackward(a.N, a.S)) {
       // one block per (image, head) for every signal: q, k, v, o loaded once
       const threads = 32 * Math.ceil(a.N / 16);
@@ -484,12 +477,7 @@ export class Kernels {
   attnClsBwd(a: AttentionBackward): void {
     assert(a.N <= MAX_TOKENS, `tokens ${a.N} <= ${MAX_TOKENS}`);
     this.go("attn_cls_bwd", Math.ceil((a.S * a.B * a.H) / CLS_WARPS), 32 * CLS_WARPS, 0, [
-      p(a.qkv),
-      p(a.bias),
-      p(a.o),
-      p(a.dO),
-      p(a.lse),
-      p(a.dqkv),
+      ...attentionPointers(a),
       i(a.B),
       i(a.N),
       i(a.H),
