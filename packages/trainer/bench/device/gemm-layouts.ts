@@ -2,7 +2,8 @@
  * The weight-gradient GEMMs of the step in two layouts, side by side (cublasGemmEx, CUDA events):
  * dW = dY^T X as the engine writes it (C [M, D], both operands token-major) and its transpose
  * dW^T = X^T dY (C [D, M]), for in_proj (M = 3D) and out_proj (M = D) of ViT-B/16 at batch B,
- * both signals batched, beside the input-gradient GEMM of in_proj (NN, the same FLOPs). Operands
+ * both signals batched, and with X stored feature-major (X^T [D, rows]: K contiguous, one K-major
+ * operand like the NN GEMM), beside the input-gradient GEMM of in_proj (NN, the same FLOPs). Operands
  * constant (`random` false) or random normal bf16 values: GEMMs draw more power on random data,
  * and the clock may drop under it. Only the time is of interest.
  */
@@ -73,6 +74,18 @@ export async function gemmLayouts(B: number, random = false): Promise<Record<str
       C: { ptr: C, ld: M, stride: M * D, type: "f32" },
       batch: 2,
     });
+    // X kept feature-major (X^T [D, R], K contiguous): one K-major operand, as in the NN GEMM
+    const kMajorX = time({
+      M,
+      N: D,
+      K: R,
+      A: { ptr: dY, ld: M, stride: R * M },
+      transA: true,
+      B: { ptr: X, ld: R, stride: 0 },
+      transB: true,
+      C: { ptr: C, ld: D, stride: M * D, type: "f32" },
+      batch: 2,
+    });
     // the input gradient of the same layer: dX [2R, D] = dY [2R, M] W [M, D] (NN, the same FLOPs)
     const inputGradient = time({
       M: 2 * R,
@@ -92,6 +105,8 @@ export async function gemmLayouts(B: number, random = false): Promise<Record<str
       as_written_tflops: +(flops / asWritten / 1e9).toFixed(0),
       transposed_ms: +transposed.toFixed(4),
       transposed_tflops: +(flops / transposed / 1e9).toFixed(0),
+      k_major_x_ms: +kMajorX.toFixed(4),
+      k_major_x_tflops: +(flops / kMajorX / 1e9).toFixed(0),
     });
   }
   for (const p of [dY, X, C, W, dX, workspace]) cu.free(p);

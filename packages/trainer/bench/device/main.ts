@@ -4,6 +4,8 @@
  *   node main.mjs bench <batch>...           ViT-B/16 R-AMT step throughput (random weights)
  *   node main.mjs profile <batch>...         the same, then one eager step with every launch timed
  *   node main.mjs tunecheck <batch> <steps>  GEMM tuning changes no bit of the state
+ *   node main.mjs sidecheck <batch> <steps>  nor does the side stream (UNMASK_SIDE_STREAM 0 / 1 / 2)
+ *   node main.mjs abtest <batch> <rounds> <K=V,...|->...  the step under environment variants, alternated
  *   node main.mjs gemmlayouts <batch> [random]  the weight-gradient GEMMs as written and transposed
  * Prints one JSON line per result.
  */
@@ -219,132 +221,171 @@ function benchBatches(B: number) {
 }
 
 /**
- * GEMM tuning must not change a bit: `steps` steps at batch B with tuning and with
- * UNMASK_GEMM_TUNE=0, the losses and the whole state (scores, Adam moments) compared.
+ * Switches that must not change a bit: `steps` steps at batch B under each environment variant
+ * (as abTest's) against the first, the losses and the whole state (scores, Adam moments)
+ * compared. tunecheck: GEMM tuning against UNMASK_GEMM_TUNE=0; sidecheck: the side stream.
  */
-async function tuneCheck(B: number, steps: number) {
+async function sameBits(check: string, B: number, steps: number, variants: string[]) {
   const model = vitB16(100);
   const cache = benchCache();
-  const run = async (tune: boolean) => {
-    if (tune) delete process.env.UNMASK_GEMM_TUNE;
-    else process.env.UNMASK_GEMM_TUNE = "0";
-    const engine = await benchEngine(model, B, cache);
-    const { labels, makeCrops } = benchBatches(B);
-    const losses: number[] = [];
-    for (let s = 0; s < steps; s++) {
-      const r = await engine.step({ labels, crops: makeCrops(s) }, { lr: 8e-5, step: s });
-      losses.push(r.lossCe, r.lossKl);
-    }
-    const state = await engine.getState();
-    const tuned = engine.gemmTuning().filter((t) => t.chosen >= 0).length;
-    await engine.dispose();
-    return { losses, state, tuned };
-  };
-  const a = await run(true);
-  const b = await run(false);
-  delete process.env.UNMASK_GEMM_TUNE;
-  let differing = 0;
-  for (const kind of ["scores", "adamM", "adamV"] as const)
-    for (const [name, want] of b.state[kind]) {
-      const got = a.state[kind].get(name);
-      for (let i = 0; i < want.length; i++) if (got?.[i] !== want[i]) differing++;
-    }
-  out({
-    check: "gemm_tuning_bits",
-    batch: B,
-    steps,
-    shapes_tuned: a.tuned,
-    state_differing: differing,
-    losses_differing: a.losses.filter((x, i) => x !== b.losses[i]).length,
-  });
+  const run = (variant: string) =>
+    withEnv(variant, async () => {
+      const engine = await benchEngine(model, B, cache);
+      const { labels, makeCrops } = benchBatches(B);
+      const losses: number[] = [];
+      for (let s = 0; s < steps; s++) {
+        const r = await engine.step({ labels, crops: makeCrops(s) }, { lr: 8e-5, step: s });
+        losses.push(r.lossCe, r.lossKl);
+      }
+      const state = await engine.getState();
+      const tuned = engine.gemmTuning().filter((t) => t.chosen >= 0).length;
+      await engine.dispose();
+      return { losses, state, tuned };
+    });
+  const [reference, ...others] = variants;
+  const b = await run(reference);
+  for (const variant of others) {
+    const a = await run(variant);
+    let differing = 0;
+    for (const kind of ["scores", "adamM", "adamV"] as const)
+      for (const [name, want] of b.state[kind]) {
+        const got = a.state[kind].get(name);
+        for (let i = 0; i < want.length; i++) if (got?.[i] !== want[i]) differing++;
+      }
+    out({
+      check,
+      reference,
+      variant,
+      batch: B,
+      steps,
+      shapes_tuned: a.tuned,
+      state_differing: differing,
+      losses_differing: a.losses.filter((x, i) => x !== b.losses[i]).length,
+    });
+  }
 }
 
 async function bench(batches: number[], profile = false) {
   const model = vitB16(100);
   const cache = benchCache();
-  for (const B of batches) {
-    const t0 = performance.now();
-    const engine = await benchEngine(model, B, cache);
-    const setupMs = performance.now() - t0;
-    const { labels, makeCrops } = benchBatches(B);
-    const losses: number[] = [];
-    const t1 = performance.now();
-    for (let s = 0; s < 3; s++) {
-      const r = await engine.step({ labels, crops: makeCrops(s) }, { lr: 8e-5, step: s });
-      losses.push(r.lossCe, r.lossKl);
-    }
-    const warmMs = performance.now() - t1;
-    const steps = 20;
-    const t2 = performance.now();
-    for (let s = 3; s < 3 + steps; s++)
-      await engine.step({ labels, crops: makeCrops(s) }, { lr: 8e-5, step: s });
-    const stepMs = (performance.now() - t2) / steps;
-    const graphMs = engine.timeGraph(B, 10);
-    const mem = engine.memoryInUse();
-    // what a checkpoint costs the training loop: the state copied to the host (train() writes the
-    // file while the next epoch trains)
-    const stateMs: number[] = [];
-    for (let k = 0; k < 3; k++) {
-      const t = performance.now();
-      await engine.getState();
-      stateMs.push(performance.now() - t);
-    }
-    // the asynchronous snapshot train() takes every epoch: what queuing it costs the loop, and
-    // its bits against getState's
-    const q0 = performance.now();
-    const pending = engine.snapshotState();
-    const snapshotIssueMs = performance.now() - q0;
-    const reference = await engine.getState();
-    const snapshot = await pending;
-    let snapshotDiffering = 0;
-    for (const kind of ["scores", "adamM", "adamV"] as const)
-      for (const [name, want] of reference[kind]) {
-        const got = snapshot[kind].get(name);
-        for (let i = 0; i < want.length; i++) if (got?.[i] !== want[i]) snapshotDiffering++;
-      }
-    out({
-      bench: "cuda_rmt_step",
-      batch: B,
-      ms_per_step_wall: +stepMs.toFixed(2),
-      img_per_s_wall: +((B * 1000) / stepMs).toFixed(1),
-      ms_per_step_graph: +graphMs.toFixed(2),
-      img_per_s_graph: +((B * 1000) / graphMs).toFixed(1),
-      arena_gib: +(mem.arenaBytes / 2 ** 30).toFixed(2),
-      device_used_gib: +(mem.deviceUsed / 2 ** 30).toFixed(2),
-      setup_s: +(setupMs / 1000).toFixed(1),
-      warmup_s: +(warmMs / 1000).toFixed(1),
-      first_losses: losses.slice(0, 2).map((x) => +x.toFixed(4)),
-      get_state_ms: stateMs.map((x) => +x.toFixed(1)),
-      snapshot_issue_ms: +snapshotIssueMs.toFixed(2),
-      snapshot_differing: snapshotDiffering,
-    });
-    for (const t of engine.gemmTuning()) out({ gemm_tuning: t.shape, ...t });
-    if (profile) {
-      engine.profileStep(B); // warm the eager path
-      const rows = engine.profileStep(B);
-      const total = rows.reduce((a, r) => a + r.ms, 0);
-      const gemm = rows.filter((r) => r.flops > 0);
-      const gemmMs = gemm.reduce((a, r) => a + r.ms, 0);
-      const gemmFlops = gemm.reduce((a, r) => a + r.flops, 0);
-      out({
-        profile: "cuda_rmt_step_eager",
-        batch: B,
-        total_ms: +total.toFixed(2),
-        gemm_ms: +gemmMs.toFixed(2),
-        gemm_tflops: +(gemmFlops / gemmMs / 1e9).toFixed(1),
-        other_ms: +(total - gemmMs).toFixed(2),
-      });
-      for (const r of rows.slice(0, 40))
-        console.log(
-          `  ${r.ms.toFixed(3).padStart(9)} ms ${String(r.calls).padStart(4)}x  ${r.flops ? `${(r.flops / r.ms / 1e9).toFixed(0).padStart(4)} TF/s` : "         "}  ${r.name}`,
-        );
-      for (const m of engine.memoryBreakdown().slice(0, 24))
-        console.log(
-          `  ${(m.bytes / 2 ** 20).toFixed(1).padStart(9)} MiB ${String(m.count).padStart(3)}x  ${m.name}`,
-        );
-    }
-    await engine.dispose();
+  for (const B of batches) await benchOne(model, cache, B, profile);
+}
+
+/**
+ * Side-by-side runs of the step at batch B under environment variants ("K=V,K=V", or "-" for
+ * the defaults), alternated `rounds` times in one process: the same model, machine and clocks.
+ */
+async function abTest(B: number, rounds: number, variants: string[]) {
+  const model = vitB16(100);
+  const cache = benchCache();
+  for (let round = 0; round < rounds; round++)
+    for (const variant of variants)
+      await withEnv(variant, () => benchOne(model, cache, B, false, { variant, round }));
+}
+
+/** Runs `run` with the variables of `variant` ("K=V,K=V"; "-": none) set, then restores them. */
+async function withEnv<T>(variant: string, run: () => Promise<T>): Promise<T> {
+  const pairs = variant === "-" ? [] : variant.split(",").map((kv) => kv.split("=") as [string, string]);
+  const saved = pairs.map(([k]) => [k, process.env[k]] as const);
+  for (const [k, v] of pairs) process.env[k] = v;
+  try {
+    return await run();
+  } finally {
+    for (const [k, v] of saved)
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
   }
+}
+
+async function benchOne(
+  model: EngineModel,
+  cache: ReturnType<typeof benchCache>,
+  B: number,
+  profile: boolean,
+  label: Record<string, unknown> = {},
+) {
+  const t0 = performance.now();
+  const engine = await benchEngine(model, B, cache);
+  const setupMs = performance.now() - t0;
+  const { labels, makeCrops } = benchBatches(B);
+  const losses: number[] = [];
+  const t1 = performance.now();
+  for (let s = 0; s < 3; s++) {
+    const r = await engine.step({ labels, crops: makeCrops(s) }, { lr: 8e-5, step: s });
+    losses.push(r.lossCe, r.lossKl);
+  }
+  const warmMs = performance.now() - t1;
+  const steps = 20;
+  const t2 = performance.now();
+  for (let s = 3; s < 3 + steps; s++)
+    await engine.step({ labels, crops: makeCrops(s) }, { lr: 8e-5, step: s });
+  const stepMs = (performance.now() - t2) / steps;
+  const graphMs = engine.timeGraph(B, 10);
+  const mem = engine.memoryInUse();
+  // what a checkpoint costs the training loop: the state copied to the host (train() writes the
+  // file while the next epoch trains)
+  const stateMs: number[] = [];
+  for (let k = 0; k < 3; k++) {
+    const t = performance.now();
+    await engine.getState();
+    stateMs.push(performance.now() - t);
+  }
+  // the asynchronous snapshot train() takes every epoch: what queuing it costs the loop, and
+  // its bits against getState's
+  const q0 = performance.now();
+  const pending = engine.snapshotState();
+  const snapshotIssueMs = performance.now() - q0;
+  const reference = await engine.getState();
+  const snapshot = await pending;
+  let snapshotDiffering = 0;
+  for (const kind of ["scores", "adamM", "adamV"] as const)
+    for (const [name, want] of reference[kind]) {
+      const got = snapshot[kind].get(name);
+      for (let i = 0; i < want.length; i++) if (got?.[i] !== want[i]) snapshotDiffering++;
+    }
+  out({
+    bench: "cuda_rmt_step",
+    ...label,
+    batch: B,
+    ms_per_step_wall: +stepMs.toFixed(2),
+    img_per_s_wall: +((B * 1000) / stepMs).toFixed(1),
+    ms_per_step_graph: +graphMs.toFixed(2),
+    img_per_s_graph: +((B * 1000) / graphMs).toFixed(1),
+    arena_gib: +(mem.arenaBytes / 2 ** 30).toFixed(2),
+    device_used_gib: +(mem.deviceUsed / 2 ** 30).toFixed(2),
+    setup_s: +(setupMs / 1000).toFixed(1),
+    warmup_s: +(warmMs / 1000).toFixed(1),
+    first_losses: losses.slice(0, 2).map((x) => +x.toFixed(4)),
+    get_state_ms: stateMs.map((x) => +x.toFixed(1)),
+    snapshot_issue_ms: +snapshotIssueMs.toFixed(2),
+    snapshot_differing: snapshotDiffering,
+  });
+  for (const t of engine.gemmTuning()) out({ gemm_tuning: t.shape, ...t });
+  if (profile) {
+    engine.profileStep(B); // warm the eager path
+    const rows = engine.profileStep(B);
+    const total = rows.reduce((a, r) => a + r.ms, 0);
+    const gemm = rows.filter((r) => r.flops > 0);
+    const gemmMs = gemm.reduce((a, r) => a + r.ms, 0);
+    const gemmFlops = gemm.reduce((a, r) => a + r.flops, 0);
+    out({
+      profile: "cuda_rmt_step_eager",
+      batch: B,
+      total_ms: +total.toFixed(2),
+      gemm_ms: +gemmMs.toFixed(2),
+      gemm_tflops: +(gemmFlops / gemmMs / 1e9).toFixed(1),
+      other_ms: +(total - gemmMs).toFixed(2),
+    });
+    for (const r of rows.slice(0, 40))
+      console.log(
+        `  ${r.ms.toFixed(3).padStart(9)} ms ${String(r.calls).padStart(4)}x  ${r.flops ? `${(r.flops / r.ms / 1e9).toFixed(0).padStart(4)} TF/s` : "         "}  ${r.name}`,
+      );
+    for (const m of engine.memoryBreakdown().slice(0, 24))
+      console.log(
+        `  ${(m.bytes / 2 ** 20).toFixed(1).padStart(9)} MiB ${String(m.count).padStart(3)}x  ${m.name}`,
+      );
+  }
+  await engine.dispose();
 }
 
 const [cmd, ...rest] = process.argv.slice(2);
@@ -354,13 +395,24 @@ if (cmd === "parity") {
   await parity(rest[0]);
 } else if (cmd === "bench") await bench(rest.map(Number));
 else if (cmd === "profile") await bench(rest.map(Number), true);
-else if (cmd === "tunecheck") await tuneCheck(Number(rest[0] ?? 32), Number(rest[1] ?? 4));
+else if (cmd === "tunecheck")
+  await sameBits("gemm_tuning_bits", Number(rest[0] ?? 32), Number(rest[1] ?? 4), [
+    "UNMASK_GEMM_TUNE=0",
+    "-",
+  ]);
+else if (cmd === "sidecheck")
+  await sameBits("side_stream_bits", Number(rest[0] ?? 32), Number(rest[1] ?? 4), [
+    "UNMASK_SIDE_STREAM=0",
+    "UNMASK_SIDE_STREAM=1",
+    "UNMASK_SIDE_STREAM=2",
+  ]);
+else if (cmd === "abtest") await abTest(Number(rest[0]), Number(rest[1]), rest.slice(2));
 else if (cmd === "gemmlayouts")
   for (const row of await gemmLayouts(Number(rest[0] ?? 256), rest[1] === "random"))
     out({ bench: "weight_gradient_layouts", ...row });
 else {
   console.error(
-    "usage: main.mjs parity <dir> | bench <batch>... | profile <batch>... | tunecheck <batch> <steps> | gemmlayouts <batch> [random]",
+    "usage: main.mjs parity <dir> | bench <batch>... | profile <batch>... | tunecheck <batch> <steps> | sidecheck <batch> <steps> | abtest <batch> <rounds> <K=V,...|->... | gemmlayouts <batch> [random]",
   );
   process.exit(2);
 }
