@@ -4,7 +4,6 @@
  *   node main.mjs bench <batch>...           ViT-B/16 R-AMT step throughput (random weights)
  *   node main.mjs profile <batch>...         the same, then one eager step with every launch timed
  *   node main.mjs tunecheck <batch> <steps>  GEMM tuning changes no bit of the state
- *   node main.mjs sidecheck <batch> <steps>  nor does the side stream (UNMASK_SIDE_STREAM 0 / 1 / 2)
  *   node main.mjs abtest <batch> <rounds> <K=V,...|->...  the step under environment variants, alternated
  *   node main.mjs gemmlayouts <batch> [random]  the weight-gradient GEMMs as written and transposed
  * Prints one JSON line per result.
@@ -223,7 +222,7 @@ function benchBatches(B: number) {
 /**
  * Switches that must not change a bit: `steps` steps at batch B under each environment variant
  * (as abTest's) against the first, the losses and the whole state (scores, Adam moments)
- * compared. tunecheck: GEMM tuning against UNMASK_GEMM_TUNE=0; sidecheck: the side stream.
+ * compared (tunecheck: GEMM tuning against UNMASK_GEMM_TUNE=0).
  */
 async function sameBits(check: string, B: number, steps: number, variants: string[]) {
   const model = vitB16(100);
@@ -400,19 +399,13 @@ else if (cmd === "tunecheck")
     "UNMASK_GEMM_TUNE=0",
     "-",
   ]);
-else if (cmd === "sidecheck")
-  await sameBits("side_stream_bits", Number(rest[0] ?? 32), Number(rest[1] ?? 4), [
-    "UNMASK_SIDE_STREAM=0",
-    "UNMASK_SIDE_STREAM=1",
-    "UNMASK_SIDE_STREAM=2",
-  ]);
 else if (cmd === "abtest") await abTest(Number(rest[0]), Number(rest[1]), rest.slice(2));
 else if (cmd === "gemmlayouts")
   for (const row of await gemmLayouts(Number(rest[0] ?? 256), rest[1] === "random"))
     out({ bench: "weight_gradient_layouts", ...row });
 else {
   console.error(
-    "usage: main.mjs parity <dir> | bench <batch>... | profile <batch>... | tunecheck <batch> <steps> | sidecheck <batch> <steps> | abtest <batch> <rounds> <K=V,...|->... | gemmlayouts <batch> [random]",
+    "usage: main.mjs parity <dir> | bench <batch>... | profile <batch>... | tunecheck <batch> <steps> | abtest <batch> <rounds> <K=V,...|->... | gemmlayouts <batch> [random]",
   );
   process.exit(2);
 }

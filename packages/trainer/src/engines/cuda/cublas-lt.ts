@@ -5,7 +5,7 @@
  * swapped as in cublas.ts (column-major C^T = op(B)^T op(A)^T); the engine's stream and workspace.
  */
 import { UnmaskError } from "@unmask/clip";
-import { CUBLAS_WORKSPACE_BYTES, type GemmCall, gemmCudaType, type StreamTarget } from "./cublas.js";
+import { CUBLAS_WORKSPACE_BYTES, type GemmCall, gemmCudaType } from "./cublas.js";
 import type { Library } from "./libraries.js";
 
 const CUBLAS_COMPUTE_32F = 68;
@@ -168,8 +168,8 @@ export class CublasLt {
     }
   }
 
-  /** c through cublasLtMatmul with `algo` on the stream (or `on`: another stream with its own workspace). */
-  matmul(plan: LtPlan, algo: Uint8Array, c: GemmCall, on?: StreamTarget): void {
+  /** c through cublasLtMatmul with `algo` on the stream. */
+  matmul(plan: LtPlan, algo: Uint8Array, c: GemmCall): void {
     this.alpha[0] = c.alpha ?? 1;
     this.beta[0] = c.beta ?? 0;
     this.check(
@@ -188,9 +188,9 @@ export class CublasLt {
         c.C.ptr,
         plan.c,
         algo,
-        on?.workspace ?? this.workspace,
+        this.workspace,
         CUBLAS_WORKSPACE_BYTES,
-        on?.stream ?? this.stream,
+        this.stream,
       ),
     );
   }

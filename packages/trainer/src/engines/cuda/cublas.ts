@@ -29,12 +29,6 @@ export function gemmCudaType(t?: GemmType): number {
   return t === "f32" ? CUDA_R_32F : CUDA_R_16BF;
 }
 
-/** A stream other than the engine's, with a cuBLAS workspace of its own (concurrent GEMMs must not share one). */
-export interface StreamTarget {
-  stream: number;
-  workspace: number;
-}
-
 /** Row-major operands: a pointer, its leading dimension (elements), batch stride (elements). */
 export interface GemmOperand {
   ptr: number;
@@ -89,9 +83,6 @@ export class Cublas {
   lt?: CublasLt;
   /** When set, gemm() hands every call to it and runs nothing itself (the tuning pass). */
   interceptor?: (c: GemmCall) => void;
-  /** Where GEMMs go while onStream runs (undefined: the engine's stream and workspace). */
-  private target?: StreamTarget;
-  private readonly home: StreamTarget;
 
   constructor(lib: Library, driver: CudaDriver, stream: number, workspace: number) {
     const declare = (name: string, proto: string) => {
@@ -113,33 +104,12 @@ export class Cublas {
     const h = [0];
     this.check("cublasCreate", this.fns.cublasCreate_v2(h));
     this.handle = Number(h[0]);
-    this.home = { stream, workspace };
-    this.bind(this.home);
-    void driver;
-  }
-
-  private bind(t: StreamTarget): void {
-    this.check("cublasSetStream", this.fns.cublasSetStream_v2(this.handle, t.stream));
+    this.check("cublasSetStream", this.fns.cublasSetStream_v2(this.handle, stream));
     this.check(
       "cublasSetWorkspace",
-      this.fns.cublasSetWorkspace_v2(this.handle, t.workspace, CUBLAS_WORKSPACE_BYTES),
+      this.fns.cublasSetWorkspace_v2(this.handle, workspace, CUBLAS_WORKSPACE_BYTES),
     );
-  }
-
-  /** Issues `gemms`' GEMMs on another stream and workspace (side-stream.ts), then returns to the engine's. */
-  onStream(target: StreamTarget, gemms: () => void): void {
-    if (this.interceptor) {
-      gemms();
-      return;
-    }
-    this.bind(target);
-    this.target = target;
-    try {
-      gemms();
-    } finally {
-      this.target = undefined;
-      this.bind(this.home);
-    }
+    void driver;
   }
 
   private check(call: string, status: number): void {
@@ -174,7 +144,7 @@ export class Cublas {
     const choice = this.choices.size > 0 ? this.choices.get(gemmKey(c)) : undefined;
     if (choice && this.lt) {
       this.calls++;
-      this.lt.matmul(choice.plan, choice.algo, c, this.target);
+      this.lt.matmul(choice.plan, choice.algo, c);
       return;
     }
     this.gemmEx(c);

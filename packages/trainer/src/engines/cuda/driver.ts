@@ -14,7 +14,6 @@ export type KernelArg = ["p", number] | ["i", number] | ["u", number] | ["f", nu
 const MAX_KERNEL_ARGS = 32;
 const CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
 const CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1;
-const CU_EVENT_DISABLE_TIMING = 2;
 const CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
 const CUDA_ERROR_NOT_READY = 600;
 
@@ -67,12 +66,6 @@ export class CudaDriver {
       "int NAME(uint64_t fn, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, unsigned int bz, unsigned int smem, uint64_t stream, uint64_t params, uint64_t extra)",
     );
     declare("cuStreamCreate", "int NAME(_Out_ uint64_t *stream, unsigned int flags)");
-    declare(
-      "cuStreamCreateWithPriority",
-      "int NAME(_Out_ uint64_t *stream, unsigned int flags, int priority)",
-    );
-    declare("cuCtxGetStreamPriorityRange", "int NAME(_Out_ int *least, _Out_ int *greatest)");
-    declare("cuStreamWaitEvent", "int NAME(uint64_t stream, uint64_t event, unsigned int flags)");
     declare("cuStreamDestroy_v2", "int NAME(uint64_t stream)");
     declare("cuStreamSynchronize", "int NAME(uint64_t stream)");
     declare("cuEventCreate", "int NAME(_Out_ uint64_t *event, unsigned int flags)");
@@ -274,25 +267,10 @@ export class CudaDriver {
     );
   }
 
-  /**
-   * A new stream; `priority` "high" takes the context's greatest priority (its blocks are
-   * scheduled first where streams compete for the GPU), "normal" the default.
-   */
-  createStream(priority: "normal" | "high" = "normal"): number {
+  createStream(): number {
     const out = [0];
-    if (priority === "normal") this.check("cuStreamCreate", this.fns.cuStreamCreate(out, 0));
-    else {
-      const least = [0];
-      const greatest = [0];
-      this.check("cuCtxGetStreamPriorityRange", this.fns.cuCtxGetStreamPriorityRange(least, greatest));
-      this.check("cuStreamCreateWithPriority", this.fns.cuStreamCreateWithPriority(out, 0, greatest[0]));
-    }
+    this.check("cuStreamCreate", this.fns.cuStreamCreate(out, 0));
     return Number(out[0]);
-  }
-
-  /** Work queued on `stream` from now on waits for what was queued before `event`'s last record. */
-  waitEvent(stream: number, event: number): void {
-    this.check("cuStreamWaitEvent", this.fns.cuStreamWaitEvent(stream, event, 0));
   }
 
   destroyStream(stream: number): void {
@@ -303,10 +281,9 @@ export class CudaDriver {
     this.check("cuStreamSynchronize", this.fns.cuStreamSynchronize(stream));
   }
 
-  /** An event; `timing` false makes one for ordering streams alone (CU_EVENT_DISABLE_TIMING, cheaper). */
-  createEvent(timing = true): number {
+  createEvent(): number {
     const out = [0];
-    this.check("cuEventCreate", this.fns.cuEventCreate(out, timing ? 0 : CU_EVENT_DISABLE_TIMING));
+    this.check("cuEventCreate", this.fns.cuEventCreate(out, 0));
     return Number(out[0]);
   }
 

@@ -36,7 +36,6 @@ import { Kernels } from "./kernels.js";
 import { openCudaLibraries } from "./libraries.js";
 import { type MaskedTensor, TowerModel } from "./model.js";
 import { LaunchProfiler, type ProfileRow } from "./profile.js";
-import { SideStream } from "./side-stream.js";
 
 interface Graph {
   exec: number;
@@ -50,14 +49,12 @@ export const createCudaEngine: EngineFactory = async (
 ): Promise<Engine> => {
   const libs = await openCudaLibraries();
   const cu = CudaDriver.open(libs.koffi, libs.driver, Number(process.env.UNMASK_CUDA_DEVICE ?? 0));
-  // UNMASK_STREAM_PRIORITY=high: the main stream's blocks first where the side stream competes (benches)
-  const stream = cu.createStream(process.env.UNMASK_STREAM_PRIORITY === "high" ? "high" : "normal");
+  const stream = cu.createStream();
   const kernels = new Kernels(cu, stream);
   // cuBLAS gets its workspace from the arena: create the model first with a placeholder handle.
   let blas: Cublas | undefined;
   const blasProxy = {
     gemm: (c: Parameters<Cublas["gemm"]>[0]) => (blas as Cublas).gemm(c),
-    onStream: (...args: Parameters<Cublas["onStream"]>) => (blas as Cublas).onStream(...args),
   } as unknown as Cublas;
   const tower = new TowerModel(
     cu,
@@ -76,13 +73,6 @@ export const createCudaEngine: EngineFactory = async (
   if (libs.cublasLt && process.env.UNMASK_GEMM_TUNE !== "0" && !options.distributed) {
     blas.lt = new CublasLt(libs.cublasLt, stream, tower.workspace);
     tuner = new GemmTuner(cu, blas, blas.lt, kernels, stream);
-  }
-  // the weight gradients (UNMASK_SIDE_STREAM=2: and the mask updates) on a second stream beside
-  // the input-gradient chain (side-stream.ts); UNMASK_SIDE_STREAM=0 keeps one stream
-  const sideMode = process.env.UNMASK_SIDE_STREAM ?? "1";
-  if (sideMode !== "0") {
-    tower.side = new SideStream(cu, stream, tower.ptr("sideWorkspace"));
-    tower.sideUpdates = sideMode === "2";
   }
   const { D, E, C } = tower.dims;
   kernels.prepareHead(D, E, C);
@@ -444,7 +434,6 @@ export class CudaEngine implements Engine {
     if (this.uniformBuffer) this.cu.free(this.uniformBuffer);
     for (const buffer of this.pinned.values()) if (buffer) this.cu.freeHost(buffer.address);
     if (this.snapshotEvent !== undefined) this.cu.destroyEvent(this.snapshotEvent);
-    this.tower.side?.dispose();
     this.blas.dispose();
     this.kernels.dispose();
     this.cu.free(this.tower.arena.base);
@@ -477,15 +466,11 @@ export class CudaEngine implements Engine {
     const profiler = new LaunchProfiler(this.cu, this.stream);
     this.kernels.profiler = profiler;
     this.blas.profiler = profiler;
-    // one stream: the events time each launch alone
-    const side = this.tower.side;
-    this.tower.side = undefined;
     try {
       const crops = this.cache ? { cache: this.cache.ptr, H: this.cache.H, W: this.cache.W } : null;
       this.tower.encodeStep(B, crops);
       return profiler.report();
     } finally {
-      this.tower.side = side;
       this.kernels.profiler = undefined;
       this.blas.profiler = undefined;
       profiler.dispose();

@@ -188,22 +188,11 @@ export class Kernels {
 
   constructor(
     private readonly cu: CudaDriver,
-    private stream: number,
+    private readonly stream: number,
     image: Uint8Array = readFatbin(),
   ) {
     this.module = cu.loadModule(image);
     for (const name of KERNEL_NAMES) this.fn.set(name, cu.getFunction(this.module, name));
-  }
-
-  /** Issues `launches`' kernels on `stream` instead of the engine's (side-stream.ts). */
-  onStream(stream: number, launches: () => void): void {
-    const own = this.stream;
-    this.stream = stream;
-    try {
-      launches();
-    } finally {
-      this.stream = own;
-    }
   }
 
   private go(

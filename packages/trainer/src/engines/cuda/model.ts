@@ -24,7 +24,6 @@ import { ArenaPlan, type Region } from "./arena.js";
 import { CUBLAS_WORKSPACE_BYTES, type Cublas } from "./cublas.js";
 import type { CudaDriver } from "./driver.js";
 import { Kernels, SUMSQ_BLOCKS } from "./kernels.js";
-import type { SideStream } from "./side-stream.js";
 
 const BF = 2;
 const F4 = 4;
@@ -102,15 +101,6 @@ export class TowerModel {
   private readonly uploads: (() => void)[] = [];
   /** Set by the engine when it is one rank of several (EngineOptions.distributed). */
   reducer?: GradientReducer;
-  /**
-   * Set by the engine: the stream the weight gradients run on beside the input-gradient chain
-   * (side-stream.ts). Undefined: everything on the engine's stream, in the same order.
-   */
-  side?: SideStream;
-  /** With `side` and no reducer: each tensor's mask update also runs there, once its W' is read for the last time. */
-  sideUpdates = false;
-  /** Tensors whose update this step's backward already queued (sideUpdates). */
-  private readonly updatedEarly = new Set<MaskedTensor>();
 
   constructor(
     private readonly cu: CudaDriver,
@@ -322,7 +312,6 @@ export class TowerModel {
     s("boxes", B * 4 * F4);
     s("flips", B);
     s("workspace", CUBLAS_WORKSPACE_BYTES);
-    s("sideWorkspace", CUBLAS_WORKSPACE_BYTES);
   }
 
   get workspace(): number {
@@ -509,31 +498,12 @@ export class TowerModel {
    * Both loss signals from dresidC (the class rows' gradients, filled by head_step; dresid zero)
    * down to the masked weights' gradients.
    */
-  backward(B: number, uniforms?: number[]): void {
+  backward(B: number): void {
     const { N, D, H, F, K, P, L } = this.dims;
     const R = B * N;
     const gemm = this.blas;
     const dD = this.ptr("dD");
     const dF = this.ptr("dF");
-    const side = this.side;
-    // work nothing waits for at once: on the side stream when there is one, where `mark` records
-    // its end for side.join; else in place on the engine's stream
-    const offPath = (mark: string, issue: (stream: number) => void) => {
-      if (!side) issue(this.stream);
-      else
-        side.run(mark, (stream) =>
-          this.blas.onStream(side, () => this.k.onStream(stream, () => issue(stream))),
-        );
-    };
-    // a tensor's update as soon as its W' was read for the last time (the backward's input gradient)
-    const early = side !== undefined && this.sideUpdates && !this.reducer;
-    this.normsEarly = early;
-    if (early) offPath("update", () => this.scoreNorms()); // before any update changes S
-    const updateEarly = (m: MaskedTensor | undefined) => {
-      if (!m || !early) return;
-      offPath("update", () => this.updateTensor(m, uniforms));
-      this.updatedEarly.add(m);
-    };
     // bf16 copy of the head's gradient for the first GEMM (ln_bwd keeps it current afterwards)
     this.k.lnBwdCopy(this.ptr("dresidC"), this.ptr("dresBfC"), 2 * B * D);
     for (let l = L - 1; l >= 0; l--) {
@@ -576,22 +546,19 @@ export class TowerModel {
         D,
         accumulate: true,
       });
-      // out_proj: weight gradient per signal (it reads dresBf until LN1's backward rewrites it),
-      // input gradient for both
-      const outMask = w.outMask;
-      if (outMask)
-        offPath("out", (stream) => {
-          this.weightGradient({
-            M: D,
-            N: D,
-            K: rows,
-            dY: { ptr: dresBf, ld: D, stride: rows * D },
-            X: { ptr: act.o.ptr, ld: D },
-            out: outMask.grads.ptr,
-            outStride: D * D,
-          });
-          this.reducer?.tensorReady(outMask.index, stream);
+      // out_proj: weight gradient per signal, input gradient for both
+      if (w.outMask) {
+        this.weightGradient({
+          M: D,
+          N: D,
+          K: rows,
+          dY: { ptr: dresBf, ld: D, stride: rows * D },
+          X: { ptr: act.o.ptr, ld: D },
+          out: w.outMask.grads.ptr,
+          outStride: D * D,
         });
+        this.reducer?.tensorReady(w.outMask.index, this.stream);
+      }
       gemm.gemm({
         M: 2 * rows,
         N: D,
@@ -600,13 +567,11 @@ export class TowerModel {
         B: { ptr: w.outWp.ptr, ld: D },
         C: { ptr: dD, ld: D },
       });
-      updateEarly(outMask);
       // the class rows' residual gradients into the full stream (its other rows are zero)
       if (last) this.k.copyRows(dresid, D, this.ptr("dresid"), N * D, 2 * B, D);
       // attention backward of both signals (dO: dD's rows)
       const dqkv = this.ptr("dqkv");
       const h = this.ptr("h");
-      side?.join("in"); // the block above's in_proj weight gradient reads dqkv and h
       if (w.inMask)
         this.k.lnRecompute(act.x.ptr, act.mean1.ptr, act.rstd1.ptr, w.ln1w.ptr, w.ln1b.ptr, h, R, D);
       const below = l > 0 || this.convMask !== undefined; // something below needs the input gradient
@@ -627,27 +592,25 @@ export class TowerModel {
       // in_proj: the weight gradients of both signals, then their input gradients into dD. The
       // last block's dq is nonzero on the class rows alone (rows N apart): its query third runs on
       // those B rows (in the input gradient, added to the keys' and values' share)
-      const inMask = w.inMask;
-      if (inMask)
-        offPath("in", (stream) => {
-          const grads = inMask.grads.ptr;
-          const dW = (first: number, M: number, K: number, rowStep: number) =>
-            this.weightGradient({
-              M,
-              N: D,
-              K,
-              dY: { ptr: dqkv + first * BF, ld: rowStep * 3 * D, stride: R * 3 * D },
-              X: { ptr: h, ld: rowStep * D },
-              out: grads + first * D * F4,
-              outStride: 3 * D * D,
-            });
-          if (last) {
-            dW(0, D, B, N); // queries: the class rows
-            dW(D, 2 * D, R, 1); // keys and values: every row
-          } else dW(0, 3 * D, R, 1);
-          // both rows (ce, kl) written: hand the tensor over (also at block 0, before the break below)
-          this.reducer?.tensorReady(inMask.index, stream);
-        });
+      if (w.inMask) {
+        const grads = w.inMask.grads.ptr;
+        const dW = (first: number, M: number, K: number, rowStep: number) =>
+          this.weightGradient({
+            M,
+            N: D,
+            K,
+            dY: { ptr: dqkv + first * BF, ld: rowStep * 3 * D, stride: R * 3 * D },
+            X: { ptr: h, ld: rowStep * D },
+            out: grads + first * D * F4,
+            outStride: 3 * D * D,
+          });
+        if (last) {
+          dW(0, D, B, N); // queries: the class rows
+          dW(D, 2 * D, R, 1); // keys and values: every row
+        } else dW(0, 3 * D, R, 1);
+        // both rows (ce, kl) written: hand the tensor over (also at block 0, before the break below)
+        this.reducer?.tensorReady(w.inMask.index, this.stream);
+      }
       if (below) {
         const first = last ? D : 0;
         gemm.gemm({
@@ -669,9 +632,7 @@ export class TowerModel {
             beta: 1,
           });
       }
-      updateEarly(inMask);
       if (!below) break; // nothing below block 0 needs a gradient
-      side?.join("out"); // out_proj's weight gradient reads dresBf
       this.k.lnBwd({
         dy: dD,
         x: act.x.ptr,
@@ -745,45 +706,32 @@ export class TowerModel {
    * all-reduce; the update kernels add the regulariser's reg * S to the reduced gradients.
    */
   update(uniforms: number[] | undefined): void {
-    if (!this.normsEarly) this.scoreNorms();
-    this.reducer?.wait(this.stream);
-    for (const m of this.masked) if (!this.updatedEarly.has(m)) this.updateTensor(m, uniforms);
-    this.updatedEarly.clear();
-  }
-
-  /** Whether this step's backward queued the score norms (sideUpdates: before the first early update). */
-  private normsEarly = false;
-
-  /** ||S||^2 of every masked tensor into `norms`, from the scores before this step's update. */
-  private scoreNorms(): void {
+    const h = this.hyper;
     for (const m of this.masked) this.k.maskSumsq(m.S.ptr, m.numel, this.ptr("partials"), m.index);
     this.k.maskNorms(this.ptr("partials"), this.ptr("sumsqBlocks"), this.ptr("norms"), this.masked.length);
-  }
-
-  /** The fused straight-through / regulariser / gradient dropout / Adam update of one tensor, and its W'. */
-  private updateTensor(m: MaskedTensor, uniforms: number[] | undefined): void {
-    const h = this.hyper;
-    this.k.maskUpdate({
-      S: m.S.ptr,
-      W: m.W.ptr,
-      Wp: this.studentWeight(m),
-      grads: m.grads.ptr,
-      m: m.m.ptr,
-      v: m.v.ptr,
-      n: m.numel,
-      tensorIndex: m.index,
-      norms: this.ptr("norms"),
-      slot: m.index,
-      params: this.ptr("params"),
-      uniforms: uniforms ? uniforms[m.index] : 0,
-      seed: this.seed,
-      regWeight: h.regWeight,
-      threshold: h.threshold,
-      lambda: h.gdrLambda,
-      beta1: h.adamBeta1,
-      beta2: h.adamBeta2,
-      eps: h.adamEps,
-    });
+    this.reducer?.wait(this.stream);
+    for (const m of this.masked)
+      this.k.maskUpdate({
+        S: m.S.ptr,
+        W: m.W.ptr,
+        Wp: this.studentWeight(m),
+        grads: m.grads.ptr,
+        m: m.m.ptr,
+        v: m.v.ptr,
+        n: m.numel,
+        tensorIndex: m.index,
+        norms: this.ptr("norms"),
+        slot: m.index,
+        params: this.ptr("params"),
+        uniforms: uniforms ? uniforms[m.index] : 0,
+        seed: this.seed,
+        regWeight: h.regWeight,
+        threshold: h.threshold,
+        lambda: h.gdrLambda,
+        beta1: h.adamBeta1,
+        beta2: h.adamBeta2,
+        eps: h.adamEps,
+      });
   }
 
   /** The whole step on the stream (captured into a graph by the engine). */
@@ -828,9 +776,7 @@ export class TowerModel {
       stats: this.ptr("stats"),
       logits: this.ptr("logits"),
     });
-    this.side?.begin();
-    this.backward(B, uniforms);
-    this.side?.joinAll();
+    this.backward(B);
     this.update(uniforms);
   }
 
