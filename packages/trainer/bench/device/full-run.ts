@@ -5,16 +5,20 @@
  *   node full.mjs <cpu|cuda> <model.jit.pt or model dir> <fashion.bin> <seeds 1,2,3> <epochs> <outDir>
  * Prints one JSON line per seed and writes <outDir>/<model>-seed<k>.mask (the raw mask bits of
  * every tensor, concatenated in order) for bit agreement between engines.
+ * FULL_LR_SCALE (e.g. 1.000001) multiplies the recipe's learning rate: a perturbation of the size
+ * of fp32 rounding, to see how far a run's accuracy moves when its bits do.
  */
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { convert } from "../../../convert/src/index.js";
+import { PRESETS } from "../../src/options.js";
 import { train } from "../../src/train.js";
 import { loadFashion } from "./fashion-data.js";
 
 const [engine, modelPath, dataPath, seedList, epochs, outDir] = process.argv.slice(2);
 mkdirSync(outDir, { recursive: true });
 const fashion = loadFashion(dataPath);
+const lrScale = Number(process.env.FULL_LR_SCALE ?? 1);
 
 // a checkpoint is converted here; a model directory (config.json + model.safetensors) is used as is
 const name = basename(modelPath).replace(/\.jit\.pt$/, "");
@@ -31,6 +35,7 @@ for (const seed of seedList.split(",").map(Number)) {
     seed,
     engine: engine as "cpu" | "cuda",
     preset: "recipe",
+    ...(lrScale !== 1 ? { lr: PRESETS.recipe.lr * lrScale } : {}),
     epochs: Number(epochs),
     out: null,
   });
@@ -42,13 +47,15 @@ for (const seed of seedList.split(",").map(Number)) {
     all.set(b, o);
     o += b.length;
   }
-  writeFileSync(join(outDir, `${name}-seed${seed}.mask`), all);
+  const tag = lrScale !== 1 ? `-lr${lrScale}` : "";
+  writeFileSync(join(outDir, `${name}-seed${seed}${tag}.mask`), all);
   console.log(
     JSON.stringify({
       run: "fashion_full",
       engine,
       model: name,
       seed,
+      lrScale,
       epochs: Number(epochs),
       zeroShot: r.accuracy.zeroShot,
       masked: r.accuracy.masked,
