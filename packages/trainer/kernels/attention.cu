@@ -210,21 +210,23 @@ __device__ __forceinline__ void row_dots(float* Ds, const bf16* a, const bf16* b
   }
 }
 
-// acc[4 n-tiles of 8 columns][4] += A (16 x 64, fragments af) times rows n0.. n0 + 31 of a
-// [rows][ATT_LD] tile taken as B^T (S = Q K^T, dP = dO V^T). The n-tiles are the inner loop: four
+// acc[NT n-tiles of 8 columns][4] += A (16 x 64, fragments af) times rows n0.. n0 + 8 NT - 1 of a
+// [rows][ATT_LD] tile taken as B^T (S = Q K^T, dP = dO V^T). The n-tiles are the inner loop: NT
 // independent MMAs in a row instead of chains of dependent ones (each accumulator still sums its
 // k steps in the same order: the same bits).
-__device__ __forceinline__ void mma_rows_t(float (&acc)[4][4], const uint32_t (&af)[4][4], const bf16* tile, int n0,
+template <int NT>
+__device__ __forceinline__ void mma_rows_t(float (&acc)[NT][4], const uint32_t (&af)[4][4], const bf16* tile, int n0,
                                            int lane) {
 #pragma unroll
   for (int kp = 0; kp < 2; kp++) {
-    uint32_t b[4][4];
+    uint32_t b[NT][4];
 #pragma unroll
-    for (int nt = 0; nt < 4; nt++) ldsm_x4(b[nt], tile + (n0 + nt * 8 + (lane & 7)) * ATT_LD + kp * 32 + (lane >> 3) * 8);
+    for (int nt = 0; nt < NT; nt++)
+      ldsm_x4(b[nt], tile + (n0 + nt * 8 + (lane & 7)) * ATT_LD + kp * 32 + (lane >> 3) * 8);
 #pragma unroll
-    for (int nt = 0; nt < 4; nt++) mma16816(acc[nt], af[2 * kp], b[nt][0], b[nt][1]);
+    for (int nt = 0; nt < NT; nt++) mma16816(acc[nt], af[2 * kp], b[nt][0], b[nt][1]);
 #pragma unroll
-    for (int nt = 0; nt < 4; nt++) mma16816(acc[nt], af[2 * kp + 1], b[nt][2], b[nt][3]);
+    for (int nt = 0; nt < NT; nt++) mma16816(acc[nt], af[2 * kp + 1], b[nt][2], b[nt][3]);
   }
 }
 
@@ -308,21 +310,24 @@ __device__ __forceinline__ void dkdv_step(float (&dk)[8][4], float (&dv)[8][4], 
   mma_tile(dk, da, Qs, qc, lane);
 }
 
-// One 32-key chunk kc.. of a warp's online softmax: S = Q K^T for the chunk, the running maxima
-// m and sums l rescaled, P V added into oc. Masked: keys past N count as -infinity (only the last
-// chunk has any, so the others skip the compares).
-template <bool Masked>
+// One chunk of Keys (32, or 16 for a last chunk of at most 16 keys) kc.. of a warp's online
+// softmax: S = Q K^T for the chunk, the running maxima m and sums l rescaled, P V added into oc.
+// Masked: keys past N count as -infinity (only the last chunk has any, so the others skip the
+// compares). A 16-key last chunk gives the 32-key one's bits: the keys it leaves out are masked,
+// so they add 0 to every sum and product.
+template <bool Masked, int Keys = 32>
 __device__ __forceinline__ void attn_fwd_chunk(float (&oc)[8][4], float& m0, float& m1, float& l0, float& l1,
                                                const uint32_t (&qf)[4][4], const bf16* Ks, const bf16* Vs, int kc,
                                                int N, float scaleLog2, int lane) {
+  constexpr int NT = Keys / 8;
   const int t = lane & 3;
-  float s[4][4];
+  float s[NT][4];
 #pragma unroll
-  for (int i = 0; i < 4; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+  for (int i = 0; i < NT; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
   mma_rows_t(s, qf, Ks, kc, lane);
   float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
-  for (int nt = 0; nt < 4; nt++)
+  for (int nt = 0; nt < NT; nt++)
 #pragma unroll
     for (int c = 0; c < 4; c++) {
       const float v = !Masked || kc + nt * 8 + 2 * t + (c & 1) < N ? s[nt][c] * scaleLog2 : -INFINITY;
@@ -344,7 +349,7 @@ __device__ __forceinline__ void attn_fwd_chunk(float (&oc)[8][4], float& m0, flo
     oc[i][3] *= a1;
   }
 #pragma unroll
-  for (int nt = 0; nt < 4; nt++)
+  for (int nt = 0; nt < NT; nt++)
 #pragma unroll
     for (int c = 0; c < 4; c++) {
       const float p = fast_exp2(s[nt][c] - (c < 2 ? m0 : m1));
@@ -353,7 +358,7 @@ __device__ __forceinline__ void attn_fwd_chunk(float (&oc)[8][4], float& m0, flo
       else l1 += p;
     }
 #pragma unroll
-  for (int j = 0; j < 2; j++) {
+  for (int j = 0; j < NT / 2; j++) {
     uint32_t pa[4];
     c_to_a(pa, s[2 * j], s[2 * j + 1]);
     mma_tile(oc, pa, Vs, kc + 16 * j, lane);
@@ -374,7 +379,8 @@ __device__ __forceinline__ void attn_fwd_warp(const bf16* Qs, const bf16* Ks, co
   for (int i = 0; i < 8; i++) oc[i][0] = oc[i][1] = oc[i][2] = oc[i][3] = 0.f;
   int kc = 0;
   for (; kc + 32 <= N; kc += 32) attn_fwd_chunk<false>(oc, m0, m1, l0, l1, qf, Ks, Vs, kc, N, scaleLog2, lane);
-  if (kc < N) attn_fwd_chunk<true>(oc, m0, m1, l0, l1, qf, Ks, Vs, kc, N, scaleLog2, lane);
+  if (N - kc > 16) attn_fwd_chunk<true>(oc, m0, m1, l0, l1, qf, Ks, Vs, kc, N, scaleLog2, lane);
+  else if (kc < N) attn_fwd_chunk<true, 16>(oc, m0, m1, l0, l1, qf, Ks, Vs, kc, N, scaleLog2, lane);
   l0 = quad_sum(l0);
   l1 = quad_sum(l1);
   store_rows(o, row0 + qw, D, h * 64, oc, 1.f / l0, 1.f / l1, N - qw, lane);

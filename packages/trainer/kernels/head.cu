@@ -13,28 +13,51 @@
 
 #define HEAD_THREADS 256
 
-// xh[D] = normalised class token, f[E] = projected features (unnormalised). Returns rstd.
-__device__ float head_features(const float* __restrict__ x, int D, int E, const float* __restrict__ lnw,
-                               const float* __restrict__ lnb, const float* __restrict__ proj, float* xh, float* f,
-                               float* red) {
-  float s = 0.f;
-  for (int d = threadIdx.x; d < D; d += blockDim.x) s += x[d];
-  const float mean = block_sum(s, red) / D;
-  float q = 0.f;
-  for (int d = threadIdx.x; d < D; d += blockDim.x) {
-    const float t = x[d] - mean;
-    q += t * t;
+// For the class tokens x[t] of T towers (student and teacher in head_step): xh[t][D] = the
+// normalised token, f[t][E] = projected features (unnormalised); rstd[t] out. Every output sums
+// over d in order in its own chain, but a thread runs the chains of two outputs for every tower
+// at once, each proj load serving them all: one chain at a time left the loop waiting on L2.
+template <int T>
+__device__ void head_features(const float* const (&x)[T], int D, int E, const float* __restrict__ lnw,
+                              const float* __restrict__ lnb, const float* __restrict__ proj, float* const (&xh)[T],
+                              float* const (&f)[T], float* red, float (&rstd)[T]) {
+#pragma unroll
+  for (int t = 0; t < T; t++) {
+    float s = 0.f;
+    for (int d = threadIdx.x; d < D; d += blockDim.x) s += x[t][d];
+    const float mean = block_sum(s, red) / D;
+    float q = 0.f;
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+      const float c = x[t][d] - mean;
+      q += c * c;
+    }
+    rstd[t] = rsqrtf(block_sum(q, red) / D + 1e-5f);
+    for (int d = threadIdx.x; d < D; d += blockDim.x) xh[t][d] = (x[t][d] - mean) * rstd[t];
   }
-  const float rstd = rsqrtf(block_sum(q, red) / D + 1e-5f);
-  for (int d = threadIdx.x; d < D; d += blockDim.x) xh[d] = (x[d] - mean) * rstd;
   __syncthreads();
-  for (int e = threadIdx.x; e < E; e += blockDim.x) {
-    float acc = 0.f;
-    for (int d = 0; d < D; d++) acc += (xh[d] * lnw[d] + lnb[d]) * proj[(long long)d * E + e];
-    f[e] = acc;
+  for (int e0 = threadIdx.x; e0 < E; e0 += 2 * blockDim.x) {
+    const int e1 = e0 + blockDim.x;
+    const bool second = e1 < E;
+    float acc[T][2];
+#pragma unroll
+    for (int t = 0; t < T; t++) acc[t][0] = acc[t][1] = 0.f;
+#pragma unroll 4
+    for (int d = 0; d < D; d++) {
+      const float p0 = proj[(long long)d * E + e0], p1 = second ? proj[(long long)d * E + e1] : 0.f;
+#pragma unroll
+      for (int t = 0; t < T; t++) {
+        const float a = xh[t][d] * lnw[d] + lnb[d];
+        acc[t][0] += a * p0;
+        acc[t][1] += a * p1;
+      }
+    }
+#pragma unroll
+    for (int t = 0; t < T; t++) {
+      f[t][e0] = acc[t][0];
+      if (second) f[t][e1] = acc[t][1];
+    }
   }
   __syncthreads();
-  return rstd;
 }
 
 // f[] normalised in place; z[c] = scale * fhat . text[c]. Returns 1 / ||f||.
@@ -65,7 +88,8 @@ extern "C" __global__ void head_forward(const float* __restrict__ resid, int N, 
   __shared__ float red[32];
   const int b = blockIdx.x;
   float *xh = sm, *f = xh + D, *z = f + E;
-  head_features(resid + (long long)b * N * D, D, E, lnw, lnb, proj, xh, f, red);
+  float rstd[1];
+  head_features<1>({resid + (long long)b * N * D}, D, E, lnw, lnb, proj, {xh}, {f}, red, rstd);
   if (features)
     for (int e = threadIdx.x; e < E; e += blockDim.x) features[(long long)b * E + e] = f[e];
   if (!logits) return;
@@ -87,8 +111,10 @@ extern "C" __global__ void head_step(const float* __restrict__ residS, const flo
   const int b = blockIdx.x, R = B * N;
   float *xhS = sm, *xhT = xhS + D, *fS = xhT + D, *fT = fS + E, *zS = fT + E, *zT = zS + C;
   float *dz0 = zT + C, *dz1 = dz0 + C, *df0 = dz1 + C, *df1 = df0 + E, *dx0 = df1 + E, *dx1 = dx0 + D;
-  const float rstd = head_features(residS + (long long)b * N * D, D, E, lnw, lnb, proj, xhS, fS, red);
-  head_features(residT + (long long)b * N * D, D, E, lnw, lnb, proj, xhT, fT, red);
+  float rstds[2];
+  head_features<2>({residS + (long long)b * N * D, residT + (long long)b * N * D}, D, E, lnw, lnb, proj, {xhS, xhT},
+                   {fS, fT}, red, rstds);
+  const float rstd = rstds[0];
   const float invS = head_logits(fS, E, C, text, scale, zS, red);
   head_logits(fT, E, C, text, scale, zT, red);
 
@@ -152,20 +178,30 @@ extern "C" __global__ void head_step(const float* __restrict__ residS, const flo
     df1[e] = (df1[e] - fS[e] * dot1) * invS;
   }
   __syncthreads();
-  // d(LN_post output) = proj @ df, one warp per row of proj
+  // d(LN_post output) = proj @ df, a warp per row of proj, two rows at a time (independent sums)
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  for (int d = warp; d < D; d += warps) {
-    float a0 = 0.f, a1 = 0.f;
+  for (int d0 = warp; d0 < D; d0 += 2 * warps) {
+    const int d1 = d0 + warps;
+    const bool second = d1 < D;
+    float a0 = 0.f, a1 = 0.f, b0 = 0.f, b1 = 0.f;
     for (int e = lane; e < E; e += 32) {
-      const float w = proj[(long long)d * E + e];
+      const float w = proj[(long long)d0 * E + e], v = second ? proj[(long long)d1 * E + e] : 0.f;
       a0 += w * df0[e];
       a1 += w * df1[e];
+      b0 += v * df0[e];
+      b1 += v * df1[e];
     }
     a0 = warp_sum(a0);
     a1 = warp_sum(a1);
+    b0 = warp_sum(b0);
+    b1 = warp_sum(b1);
     if (lane == 0) {
-      dx0[d] = a0 * lnw[d];
-      dx1[d] = a1 * lnw[d];
+      dx0[d0] = a0 * lnw[d0];
+      dx1[d0] = a1 * lnw[d0];
+      if (second) {
+        dx0[d1] = b0 * lnw[d1];
+        dx1[d1] = b1 * lnw[d1];
+      }
     }
   }
   __syncthreads();

@@ -4,6 +4,7 @@
  *   node main.mjs bench <batch>...           ViT-B/16 R-AMT step throughput (random weights)
  *   node main.mjs profile <batch>...         the same, then one eager step with every launch timed
  *   node main.mjs tunecheck <batch> <steps>  GEMM tuning changes no bit of the state
+ *   node main.mjs samebits <batch> <steps> <K=V,...|->...  the state under environment variants, against the first
  *   node main.mjs abtest <batch> <rounds> <K=V,...|->...  the step under environment variants, alternated
  *   node main.mjs gemmlayouts <batch> [random]  the weight-gradient GEMMs as written and transposed
  * Prints one JSON line per result.
@@ -399,13 +400,14 @@ else if (cmd === "tunecheck")
     "UNMASK_GEMM_TUNE=0",
     "-",
   ]);
+else if (cmd === "samebits") await sameBits("same_bits", Number(rest[0]), Number(rest[1]), rest.slice(2));
 else if (cmd === "abtest") await abTest(Number(rest[0]), Number(rest[1]), rest.slice(2));
 else if (cmd === "gemmlayouts")
   for (const row of await gemmLayouts(Number(rest[0] ?? 256), rest[1] === "random"))
     out({ bench: "weight_gradient_layouts", ...row });
 else {
   console.error(
-    "usage: main.mjs parity <dir> | bench <batch>... | profile <batch>... | tunecheck <batch> <steps> | abtest <batch> <rounds> <K=V,...|->... | gemmlayouts <batch> [random]",
+    "usage: main.mjs parity <dir> | bench <batch>... | profile <batch>... | tunecheck <batch> <steps> | samebits <batch> <steps> <K=V,...|->... | abtest <batch> <rounds> <K=V,...|->... | gemmlayouts <batch> [random]",
   );
   process.exit(2);
 }
