@@ -117,3 +117,105 @@ export function attentionBackward(
     }
   }
 }
+
+/**
+ * The class query alone (the image tower's last block, whose other rows feed nothing): per image
+ * b and head h, P[b, h] = softmax(q_cls k^T / sqrt(dh)) over all N keys and
+ * out[b, h] = P[b, h] v. out [B, D] (one row an image), probs [B, heads, N]. The class row of
+ * attentionForward's result, bit for bit: the same products summed in the same order.
+ */
+export function attentionForwardClass(
+  out: Float32Array,
+  probs: Float32Array,
+  qkv: Float32Array,
+  batch: number,
+  tokens: number,
+  width: number,
+  heads: number,
+): void {
+  const N = tokens;
+  const dh = width / heads;
+  const scale = 1 / Math.sqrt(dh);
+  const ld = 3 * width;
+  for (let b = 0; b < batch; b++) {
+    const base = b * N * ld;
+    for (let h = 0; h < heads; h++) {
+      const p = probs.subarray((b * heads + h) * N, (b * heads + h + 1) * N);
+      gemm(
+        false,
+        true,
+        1,
+        N,
+        dh,
+        qkv.subarray(base + h * dh),
+        ld,
+        qkv.subarray(base + width + h * dh),
+        ld,
+        p,
+        N,
+        false,
+      );
+      softmaxRow(p, 0, N, N, scale, Arena.of(p));
+      gemm(
+        false,
+        false,
+        1,
+        dh,
+        N,
+        p,
+        N,
+        qkv.subarray(base + 2 * width + h * dh),
+        ld,
+        out.subarray(b * width + h * dh),
+        width,
+        false,
+      );
+    }
+  }
+}
+
+/**
+ * attentionBackward for attentionForwardClass: dout [S * B, D] (the class rows' gradients) into
+ * dqkv [S * B * N, 3D], whose q part is zero but on the class rows and whose k and v parts cover
+ * every row; scratch holds one row of dP. The same values as attentionBackward given dout zero
+ * off the class rows.
+ */
+export function attentionBackwardClass(
+  dqkv: Float32Array,
+  dout: Float32Array,
+  qkv: Float32Array,
+  probs: Float32Array,
+  scratch: Float32Array,
+  batch: number,
+  tokens: number,
+  width: number,
+  heads: number,
+  signals: number,
+): void {
+  const N = tokens;
+  const dh = width / heads;
+  const scale = 1 / Math.sqrt(dh);
+  const ld = 3 * width;
+  const ds = scratch.subarray(0, N); // in the arena, as the GEMMs need
+  for (let s = 0; s < signals; s++) {
+    for (let b = 0; b < batch; b++) {
+      const base = b * N * ld;
+      const gradBase = (s * batch + b) * N * ld;
+      for (let r = 1; r < N; r++) dqkv.fill(0, gradBase + r * ld, gradBase + r * ld + width);
+      for (let h = 0; h < heads; h++) {
+        const q = qkv.subarray(base + h * dh);
+        const k = qkv.subarray(base + width + h * dh);
+        const v = qkv.subarray(base + 2 * width + h * dh);
+        const p = probs.subarray((b * heads + h) * N, (b * heads + h + 1) * N);
+        const dO = dout.subarray((s * batch + b) * width + h * dh);
+        gemm(false, true, 1, N, dh, dO, width, v, ld, ds, N, false);
+        gemm(true, false, N, dh, 1, p, N, dO, width, dqkv.subarray(gradBase + 2 * width + h * dh), ld, false);
+        let dot = 0;
+        for (let j = 0; j < N; j++) dot += ds[j] * p[j];
+        for (let j = 0; j < N; j++) ds[j] = p[j] * (ds[j] - dot) * scale;
+        gemm(false, false, 1, dh, N, ds, N, k, ld, dqkv.subarray(gradBase + h * dh), ld, false);
+        gemm(true, false, N, dh, 1, ds, N, q, ld, dqkv.subarray(gradBase + width + h * dh), ld, false);
+      }
+    }
+  }
+}

@@ -9,9 +9,21 @@
  * the original W for the teacher. The backward carries `signals` gradient signals stacked
  * signal-major through the same GEMMs (docs/cuda-engine.md 2) and produces weight gradients only
  * for the tensors given a buffer in `grads` (the masked ones).
+ *
+ * classBlockForward / classBlockBackward: the image tower's last block for the class tokens alone.
+ * The head reads the class token only, so once the keys and values of every row exist, the other
+ * rows' attention outputs, out_proj, LN2 and MLP feed nothing; the block's output is [B, D], its
+ * activations past the attention [B, ...]. Each value is the one blockForward / blockBackward
+ * compute (the same products summed in the same order; the rows left out would add only zeros to
+ * the weight gradients), so the tower's results do not change by a bit.
  */
 import { Arena } from "./arena.js";
-import { attentionBackward, attentionForward } from "./attention.js";
+import {
+  attentionBackward,
+  attentionBackwardClass,
+  attentionForward,
+  attentionForwardClass,
+} from "./attention.js";
 import { layernormBackward, layernormForward } from "./layernorm.js";
 import { matmulBackward, matmulForward } from "./matmul.js";
 import { quickGeluBackward, quickGeluForward } from "./quick-gelu.js";
@@ -130,6 +142,105 @@ export function blockForward(
   quickGeluForward(a.g, a.u, rows * F);
   matmulForward(y, a.g, w.projWeight, w.projBias, rows, F, D);
   addInto(y, a.x2, rows * D);
+}
+
+/**
+ * yCls [B, D] = the class rows of block(x): every row's LN1 and in_proj (the keys and values),
+ * then the class queries' attention and the rest of the block on B rows.
+ */
+export function classBlockForward(
+  yCls: Float32Array,
+  x: Float32Array,
+  w: BlockWeights,
+  a: BlockActivations,
+  dims: BlockDims,
+): void {
+  const { batch, tokens, width: D, heads, mlp: F } = dims;
+  const rows = batch * tokens;
+  layernormForward(a.h1, a.ln1Mean, a.ln1Rstd, x, w.ln1Weight, w.ln1Bias, rows, D);
+  matmulForward(a.qkv, a.h1, w.inProjWeight, w.inProjBias, rows, D, 3 * D);
+  attentionForwardClass(a.o, a.probs, a.qkv, batch, tokens, D, heads);
+  matmulForward(a.x2, a.o, w.outProjWeight, w.outProjBias, batch, D, D);
+  for (let b = 0; b < batch; b++)
+    addInto(a.x2.subarray(b * D, (b + 1) * D), x.subarray(b * tokens * D, (b * tokens + 1) * D), D);
+  layernormForward(a.h2, a.ln2Mean, a.ln2Rstd, a.x2, w.ln2Weight, w.ln2Bias, batch, D);
+  matmulForward(a.u, a.h2, w.fcWeight, w.fcBias, batch, D, F);
+  quickGeluForward(a.g, a.u, batch * F);
+  matmulForward(yCls, a.g, w.projWeight, w.projBias, batch, F, D);
+  addInto(yCls, a.x2, batch * D);
+}
+
+/**
+ * blockBackward for classBlockForward: dCls [S * B, D] holds the gradient of the class rows'
+ * output on entry (it is overwritten); dx [S * rows, D] gets that of the block input (every row:
+ * the keys and values reach them all). `inputGradient` as in blockBackward.
+ */
+export function classBlockBackward(
+  dx: Float32Array,
+  dCls: Float32Array,
+  x: Float32Array,
+  w: BlockWeights,
+  a: BlockActivations,
+  grads: BlockGradients,
+  scratch: BlockScratch,
+  dims: BlockDims,
+  signals: number,
+  inputGradient: boolean,
+): void {
+  const { batch, tokens, width: D, heads, mlp: F } = dims;
+  const rows = batch * tokens;
+  const S = signals;
+  const attentionNeeded = inputGradient || grads.inProj !== undefined;
+  const mlpNeeded = attentionNeeded || grads.outProj !== undefined || grads.fc !== undefined;
+  const dg = scratch.dMlp;
+  matmulBackward(mlpNeeded ? dg : null, grads.proj ?? null, dCls, a.g, w.projWeight, batch, F, D, S);
+  if (!mlpNeeded) return;
+  quickGeluBackward(dg, dg, a.u, batch * F, S);
+  const dh2 = scratch.dWidth;
+  matmulBackward(
+    attentionNeeded || grads.outProj ? dh2 : null,
+    grads.fc ?? null,
+    dg,
+    a.h2,
+    w.fcWeight,
+    batch,
+    D,
+    F,
+    S,
+  );
+  if (!attentionNeeded && !grads.outProj) return;
+  layernormBackward(dCls, dh2, a.x2, w.ln2Weight, a.ln2Mean, a.ln2Rstd, batch, D, S, true); // d x2
+  const dO = scratch.dWidth;
+  matmulBackward(
+    attentionNeeded ? dO : null,
+    grads.outProj ?? null,
+    dCls,
+    a.o,
+    w.outProjWeight,
+    batch,
+    D,
+    D,
+    S,
+  );
+  if (!attentionNeeded) return;
+  attentionBackwardClass(scratch.dQkv, dO, a.qkv, a.probs, scratch.dProbs, batch, tokens, D, heads, S);
+  const dh1 = scratch.dWidth;
+  matmulBackward(
+    inputGradient ? dh1 : null,
+    grads.inProj ?? null,
+    scratch.dQkv,
+    a.h1,
+    w.inProjWeight,
+    rows,
+    D,
+    3 * D,
+    S,
+  );
+  if (!inputGradient) return;
+  // the residual's share: d x2 on the class rows, zero on the others; then LN1's on every row
+  dx.fill(0, 0, S * rows * D);
+  for (let sb = 0; sb < S * batch; sb++) dx.set(dCls.subarray(sb * D, (sb + 1) * D), sb * tokens * D);
+  layernormBackward(dx, dh1, x, w.ln1Weight, a.ln1Mean, a.ln1Rstd, rows, D, S, true);
 }
 
 /** dst += src over count floats (the residual adds): SIMD in an arena. */

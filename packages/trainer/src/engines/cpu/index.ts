@@ -1,5 +1,10 @@
 export { Arena } from "./arena.js";
-export { attentionBackward, attentionForward } from "./attention.js";
+export {
+  attentionBackward,
+  attentionBackwardClass,
+  attentionForward,
+  attentionForwardClass,
+} from "./attention.js";
 export { augmentCrops } from "./augment.js";
 export {
   type BlockActivations,
@@ -8,6 +13,8 @@ export {
   type BlockWeights,
   blockBackward,
   blockForward,
+  classBlockBackward,
+  classBlockForward,
 } from "./block.js";
 export { type CpuEngineOptions, createCpuEngine } from "./cpu-engine.js";
 export { embedBackward, embedForward } from "./embed.js";

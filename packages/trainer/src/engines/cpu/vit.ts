@@ -4,8 +4,10 @@
  *   patches = patchify(images)            [B * P, 3 p p]
  *   pe = patches Wc^T                     [B * P, D]     (the stride-p conv, no bias)
  *   x0 = embed(pe)                        [B * N, D]     (class token + positional)
- *   x = LN_pre(x0); x = block_l(x) for each l
- *   logits, features = head(x)            (head.ts)
+ *   x = LN_pre(x0); x = block_l(x) for each l but the last
+ *   xCls = the last block for the class rows alone   [B, D]  (block.ts classBlockForward: the head
+ *                                                    reads nothing else)
+ *   logits, features = head(xCls)         (head.ts)
  *
  * `keep` runs (the student) store every block's activations for the backward; other runs (the
  * teacher, evaluation) reuse one block's buffers. The backward takes the two logit gradients
@@ -23,6 +25,8 @@ import {
   type BlockWeights,
   blockBackward,
   blockForward,
+  classBlockBackward,
+  classBlockForward,
 } from "./block.js";
 import { embedBackward, embedForward } from "./embed.js";
 import { type HeadActivations, type HeadWeights, headBackward, headForward } from "./head.js";
@@ -69,7 +73,7 @@ export interface VitBuffers {
   x0: Float32Array;
   lnPreMean: Float32Array;
   lnPreRstd: Float32Array;
-  /** xs[l]: input of block l; xs[layers]: the tower's output (kept runs). */
+  /** xs[l]: input of block l; xs[layers]: the tower's output, its B class rows (kept runs). */
   xs: Float32Array[];
   blocks: BlockActivations[];
   /** Ping-pong block outputs and one block's activations for runs that keep nothing. */
@@ -78,6 +82,8 @@ export interface VitBuffers {
   scratch: BlockScratch;
   /** [2 * B * N, D] gradient of the residual stream */
   dx: Float32Array;
+  /** [2 * B, D] gradient of the class rows through the last block */
+  dxClass: Float32Array;
   /** [2 * B * P, D] */
   dPatchEmbeds: Float32Array;
 }
@@ -118,6 +124,7 @@ export function allocVitBuffers(arena: Arena, dims: VitDims, maxBatch: number): 
     },
     scratch: allocBlockScratch(arena, bd, SIGNALS),
     dx: arena.floats(SIGNALS * rows * D, "residual gradient"),
+    dxClass: arena.floats(SIGNALS * maxBatch * D, "residual gradient"),
     dPatchEmbeds: arena.floats(SIGNALS * maxBatch * dims.patches * D, "patch embedding gradient"),
   };
 }
@@ -144,12 +151,15 @@ export function vitForward(
   layernormForward(first, buf.lnPreMean, buf.lnPreRstd, buf.x0, w.lnPreWeight, w.lnPreBias, rows, D);
   const bd = blockDims(dims, batch);
   let x = first;
-  for (let l = 0; l < dims.layers; l++) {
+  const L = dims.layers;
+  for (let l = 0; l < L; l++) {
     const y = keep ? buf.xs[l + 1] : buf.transient.xs[(l + 1) % 2];
-    blockForward(y, x, w.blocks[l], keep ? buf.blocks[l] : buf.transient.block, bd, false);
+    const acts = keep ? buf.blocks[l] : buf.transient.block;
+    if (l < L - 1) blockForward(y, x, w.blocks[l], acts, bd, false);
+    else classBlockForward(y, x, w.blocks[l], acts, bd);
     x = y;
   }
-  headForward(logits, buf.head, x, w.head, batch, dims.tokens, D, dims.embed, dims.classes);
+  headForward(logits, buf.head, x, w.head, batch, 1, D, dims.embed, dims.classes);
 }
 
 /**
@@ -171,13 +181,12 @@ export function vitBackward(
   let lowest = -1; // lowest block with a masked tensor
   for (let l = dims.layers - 1; l >= 0; l--) if (has(grads.blocks[l])) lowest = l;
   if (lowest < 0 && !grads.conv1) return;
-  headBackward(buf.dx, dlogits, buf.head, w.head, batch, dims.tokens, D, dims.embed, dims.classes, SIGNALS);
+  headBackward(buf.dxClass, dlogits, buf.head, w.head, batch, 1, D, dims.embed, dims.classes, SIGNALS);
   const stop = grads.conv1 ? 0 : lowest;
-  for (let l = dims.layers - 1; l >= stop; l--) {
+  const L = dims.layers;
+  for (let l = L - 1; l >= stop; l--) {
     const inputGradient = l > stop || grads.conv1 !== undefined;
-    blockBackward(
-      buf.dx,
-      buf.xs[l],
+    const args = [
       w.blocks[l],
       buf.blocks[l],
       grads.blocks[l],
@@ -185,7 +194,9 @@ export function vitBackward(
       bd,
       SIGNALS,
       inputGradient,
-    );
+    ] as const;
+    if (l === L - 1) classBlockBackward(buf.dx, buf.dxClass, buf.xs[l], ...args);
+    else blockBackward(buf.dx, buf.xs[l], ...args);
   }
   if (!grads.conv1) return;
   const dx0 = buf.scratch.dWidth;
