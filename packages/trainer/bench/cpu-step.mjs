@@ -62,13 +62,15 @@ const { model, source } = await nanoClip();
 const images = randomImages(batch, 32, 3);
 const labels = Int32Array.from({ length: batch }, (_, i) => i % 10);
 
-// FLOPs per image: forward = patch embedding + per block (qkv, attention, out_proj, MLP)
+// FLOPs per image: forward = patch embedding + per block (qkv, attention, out_proj, MLP); the
+// last block runs its qkv on every row and the rest for the class row alone (vit.ts)
 const N = 65;
 const D = 128;
 const block = 2 * N * D * 3 * D + 2 * 2 * N * N * D + 2 * N * D * D + 2 * 2 * N * D * 4 * D;
-const forwardFlop = 2 * 64 * 48 * D + 4 * block;
+const lastBlock = 2 * N * D * 3 * D + 2 * 2 * N * D + 2 * D * D + 2 * 2 * D * 4 * D;
+const forwardFlop = 2 * 64 * 48 * D + 3 * block + lastBlock;
 // step = student + teacher forward + activation gradients of 2 signals + masked weight gradients of 2 signals
-const maskedFlop = 2 * 64 * 48 * D + 4 * (2 * N * D * 3 * D + 2 * N * D * D);
+const maskedFlop = 2 * 64 * 48 * D + 3 * (2 * N * D * 3 * D + 2 * N * D * D) + (2 * N * D * 3 * D + 2 * D * D);
 const stepFlop = 4 * forwardFlop + 2 * maskedFlop;
 
 console.log(
