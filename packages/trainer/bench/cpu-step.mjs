@@ -70,7 +70,8 @@ const block = 2 * N * D * 3 * D + 2 * 2 * N * N * D + 2 * N * D * D + 2 * 2 * N 
 const lastBlock = 2 * N * D * 3 * D + 2 * 2 * N * D + 2 * D * D + 2 * 2 * D * 4 * D;
 const forwardFlop = 2 * 64 * 48 * D + 3 * block + lastBlock;
 // step = student + teacher forward + activation gradients of 2 signals + masked weight gradients of 2 signals
-const maskedFlop = 2 * 64 * 48 * D + 3 * (2 * N * D * 3 * D + 2 * N * D * D) + (2 * N * D * 3 * D + 2 * D * D);
+const maskedFlop =
+  2 * 64 * 48 * D + 3 * (2 * N * D * 3 * D + 2 * N * D * D) + (2 * N * D * 3 * D + 2 * D * D);
 const stepFlop = 4 * forwardFlop + 2 * maskedFlop;
 
 console.log(

@@ -10,6 +10,7 @@
 import { f32ToBf16 } from "@unmask/clip";
 import { normals } from "../../src/engines/cpu/random-model.js";
 import { CUBLAS_WORKSPACE_BYTES, Cublas, type GemmCall } from "../../src/engines/cuda/cublas.js";
+import { CublasLt } from "../../src/engines/cuda/cublas-lt.js";
 import { CudaDriver } from "../../src/engines/cuda/driver.js";
 import { openCudaLibraries } from "../../src/engines/cuda/libraries.js";
 
@@ -108,6 +109,62 @@ export async function gemmLayouts(B: number, random = false): Promise<Record<str
       k_major_x_ms: +kMajorX.toFixed(4),
       k_major_x_tflops: +(flops / kMajorX / 1e9).toFixed(0),
     });
+  }
+  // every cuBLASLt candidate for the weight gradients as written: its time, and whether it gives
+  // cublasGemmEx's bits (the only ones GEMM tuning may take)
+  if (libs.cublasLt) {
+    const lt = new CublasLt(libs.cublasLt, stream, workspace);
+    for (const M of [3 * D, D]) {
+      const call: GemmCall = {
+        M,
+        N: D,
+        K: R,
+        A: { ptr: dY, ld: M, stride: R * M },
+        transA: true,
+        B: { ptr: X, ld: D, stride: 0 },
+        C: { ptr: C, ld: D, stride: M * D, type: "f32" },
+        batch: 2,
+      };
+      const words = 2 * M * D;
+      const reference = new Float32Array(words);
+      blas.gemm(call);
+      cu.download(reference, C);
+      const defaultMs = time(call);
+      const plan = lt.plan(call);
+      lt.algorithms(plan, 16).forEach((algo, rank) => {
+        const run = () => lt.matmul(plan, algo, call);
+        try {
+          run();
+        } catch {
+          return;
+        }
+        const got = new Float32Array(words);
+        cu.synchronize(stream);
+        cu.download(got, C);
+        let differing = 0;
+        let worst = 0;
+        for (let i = 0; i < words; i++)
+          if (got[i] !== reference[i]) {
+            differing++;
+            worst = Math.max(worst, Math.abs(got[i] - reference[i]) / (Math.abs(reference[i]) + 1e-30));
+          }
+        for (let i = 0; i < 3; i++) run();
+        cu.record(start, stream);
+        for (let i = 0; i < 20; i++) run();
+        cu.record(end, stream);
+        const ms = cu.elapsed(start, end) / 20;
+        rows.push({
+          M,
+          candidate: rank,
+          ms: +ms.toFixed(4),
+          tflops: +((2 * 2 * M * D * R) / ms / 1e9).toFixed(0),
+          gemm_ex_ms: +defaultMs.toFixed(4),
+          differing,
+          worst_relative: +worst.toExponential(2),
+        });
+      });
+    }
+    lt.dispose();
   }
   for (const p of [dY, X, C, W, dX, workspace]) cu.free(p);
   cu.destroyEvent(start);
