@@ -72,21 +72,46 @@ extern "C" __global__ void mask_update(float* __restrict__ S, const float* __res
     u[3] = philox_uniform(w.w);
   }
   const float stepSize = p.lr / p.bc1;
+  // one element's update; the same arithmetic on either path below
+  const auto update = [&](float s, float wt, float gce, float gkl, float& m, float& v, float uj, float& sn) {
+    const float a = gce * wt + regScale * s;
+    const float b = gkl * wt;
+    const float sg = a > 0.f ? 1.f : (a < 0.f ? -1.f : 0.f);
+    const float P = (sg * (a + b) / (fabsf(a) + fabsf(b) + 1e-8f) + 1.f) * 0.5f;
+    const float g = ((1.f - lambda) + lambda * (P > uj ? 1.f : 0.f)) * a;
+    m = beta1 * m + (1.f - beta1) * g;
+    v = beta2 * v + (1.f - beta2) * g * g;
+    sn = s - stepSize * m / (sqrtf(v) / p.bc2sqrt + eps);
+  };
+  if (base + 4 <= n && (n & 3) == 0) {
+    // 16-byte loads and stores (every region is 256-byte aligned and n a multiple of 4)
+    const float4 s = *(const float4*)(S + base), wt = *(const float4*)(W + base);
+    const float4 gce = *(const float4*)(grads + base), gkl = *(const float4*)(grads + n + base);
+    float4 m = *(const float4*)(adamM + base), v = *(const float4*)(adamV + base), sn;
+    update(s.x, wt.x, gce.x, gkl.x, m.x, v.x, u[0], sn.x);
+    update(s.y, wt.y, gce.y, gkl.y, m.y, v.y, u[1], sn.y);
+    update(s.z, wt.z, gce.z, gkl.z, m.z, v.z, u[2], sn.z);
+    update(s.w, wt.w, gce.w, gkl.w, m.w, v.w, u[3], sn.w);
+    *(float4*)(adamM + base) = m;
+    *(float4*)(adamV + base) = v;
+    *(float4*)(S + base) = sn;
+    __nv_bfloat162 lo = __floats2bfloat162_rn(sn.x > threshold ? wt.x : 0.f, sn.y > threshold ? wt.y : 0.f);
+    __nv_bfloat162 hi = __floats2bfloat162_rn(sn.z > threshold ? wt.z : 0.f, sn.w > threshold ? wt.w : 0.f);
+    uint2 packed;
+    packed.x = *(uint32_t*)&lo;
+    packed.y = *(uint32_t*)&hi;
+    *(uint2*)(Wp + base) = packed;
+    return;
+  }
 #pragma unroll
   for (int j = 0; j < 4; j++) {
     const long long i = base + j;
     if (i >= n) break;
-    const float s = S[i], wt = W[i];
-    const float a = grads[i] * wt + regScale * s;
-    const float b = grads[n + i] * wt;
-    const float sg = a > 0.f ? 1.f : (a < 0.f ? -1.f : 0.f);
-    const float P = (sg * (a + b) / (fabsf(a) + fabsf(b) + 1e-8f) + 1.f) * 0.5f;
-    const float g = ((1.f - lambda) + lambda * (P > u[j] ? 1.f : 0.f)) * a;
-    const float m = beta1 * adamM[i] + (1.f - beta1) * g;
-    const float v = beta2 * adamV[i] + (1.f - beta2) * g * g;
+    float m = adamM[i], v = adamV[i], sn;
+    const float wt = W[i];
+    update(S[i], wt, grads[i], grads[n + i], m, v, u[j], sn);
     adamM[i] = m;
     adamV[i] = v;
-    const float sn = s - stepSize * m / (sqrtf(v) / p.bc2sqrt + eps);
     S[i] = sn;
     Wp[i] = __float2bfloat16(sn > threshold ? wt : 0.f);
   }
