@@ -9,6 +9,11 @@
  * attentionBackward, for `signals` gradient signals (signal-major rows, activations shared):
  *   dP = dO v^T;  dv = P^T dO;  dS = P * (dP - rowsum(dP * P)) / sqrt(dh);  dq = dS k;  dk = dS^T q
  *   dqkv [S * B * N, 3D]; scratch holds one N x N dP at a time.
+ * `queries` Q < N takes the first Q rows of each image as the only queries (1: the image tower's
+ * last block, where the head reads the class token alone): out [B * Q, D], probs [B, heads, Q, N],
+ * dout [S * B * Q, D]; dqkv's q part is zero on the other rows, its k and v parts cover them all.
+ * Each value is the one the N-query call computes given dout zero on the other rows (the same
+ * products summed in the same order).
  * Softmax in float64 per row; the products are GEMMs (gemm.ts).
  */
 import { Arena } from "./arena.js";
@@ -31,8 +36,10 @@ export function attentionForward(
   width: number,
   heads: number,
   causal: boolean,
+  queries = tokens,
 ): void {
   const N = tokens;
+  const Q = queries;
   const dh = width / heads;
   const scale = 1 / Math.sqrt(dh);
   const ld = 3 * width;
@@ -42,11 +49,11 @@ export function attentionForward(
       const q = qkv.subarray(base + h * dh);
       const k = qkv.subarray(base + width + h * dh);
       const v = qkv.subarray(base + 2 * width + h * dh);
-      const p = probs.subarray((b * heads + h) * N * N, (b * heads + h + 1) * N * N);
-      gemm(false, true, N, N, dh, q, ld, k, ld, p, N, false);
+      const p = probs.subarray((b * heads + h) * Q * N, (b * heads + h + 1) * Q * N);
+      gemm(false, true, Q, N, dh, q, ld, k, ld, p, N, false);
       const arena = Arena.of(p);
-      for (let i = 0; i < N; i++) softmaxRow(p, i * N, causal ? i + 1 : N, N, scale, arena);
-      gemm(false, false, N, dh, N, p, N, v, ld, out.subarray(b * N * width + h * dh), width, false);
+      for (let i = 0; i < Q; i++) softmaxRow(p, i * N, causal ? i + 1 : N, N, scale, arena);
+      gemm(false, false, Q, dh, N, p, N, v, ld, out.subarray(b * Q * width + h * dh), width, false);
     }
   }
 }
@@ -87,134 +94,35 @@ export function attentionBackward(
   width: number,
   heads: number,
   signals: number,
+  queries = tokens,
 ): void {
   const N = tokens;
+  const Q = queries;
   const dh = width / heads;
   const scale = 1 / Math.sqrt(dh);
   const ld = 3 * width;
-  const dp = scratch.subarray(0, N * N);
+  const dp = scratch.subarray(0, Q * N);
   for (let s = 0; s < signals; s++) {
     for (let b = 0; b < batch; b++) {
       const base = b * N * ld;
       const gradBase = (s * batch + b) * N * ld;
+      for (let r = Q; r < N; r++) dqkv.fill(0, gradBase + r * ld, gradBase + r * ld + width);
       for (let h = 0; h < heads; h++) {
         const q = qkv.subarray(base + h * dh);
         const k = qkv.subarray(base + width + h * dh);
         const v = qkv.subarray(base + 2 * width + h * dh);
-        const p = probs.subarray((b * heads + h) * N * N, (b * heads + h + 1) * N * N);
-        const dO = dout.subarray((s * batch + b) * N * width + h * dh);
-        gemm(false, true, N, N, dh, dO, width, v, ld, dp, N, false);
-        gemm(true, false, N, dh, N, p, N, dO, width, dqkv.subarray(gradBase + 2 * width + h * dh), ld, false);
-        for (let i = 0; i < N; i++) {
+        const p = probs.subarray((b * heads + h) * Q * N, (b * heads + h + 1) * Q * N);
+        const dO = dout.subarray((s * batch + b) * Q * width + h * dh);
+        gemm(false, true, Q, N, dh, dO, width, v, ld, dp, N, false);
+        gemm(true, false, N, dh, Q, p, N, dO, width, dqkv.subarray(gradBase + 2 * width + h * dh), ld, false);
+        for (let i = 0; i < Q; i++) {
           const row = i * N;
           let dot = 0;
           for (let j = 0; j < N; j++) dot += dp[row + j] * p[row + j];
           for (let j = 0; j < N; j++) dp[row + j] = p[row + j] * (dp[row + j] - dot) * scale;
         }
-        gemm(false, false, N, dh, N, dp, N, k, ld, dqkv.subarray(gradBase + h * dh), ld, false);
-        gemm(true, false, N, dh, N, dp, N, q, ld, dqkv.subarray(gradBase + width + h * dh), ld, false);
-      }
-    }
-  }
-}
-
-/**
- * The class query alone (the image tower's last block, whose other rows feed nothing): per image
- * b and head h, P[b, h] = softmax(q_cls k^T / sqrt(dh)) over all N keys and
- * out[b, h] = P[b, h] v. out [B, D] (one row an image), probs [B, heads, N]. The class row of
- * attentionForward's result, bit for bit: the same products summed in the same order.
- */
-export function attentionForwardClass(
-  out: Float32Array,
-  probs: Float32Array,
-  qkv: Float32Array,
-  batch: number,
-  tokens: number,
-  width: number,
-  heads: number,
-): void {
-  const N = tokens;
-  const dh = width / heads;
-  const scale = 1 / Math.sqrt(dh);
-  const ld = 3 * width;
-  for (let b = 0; b < batch; b++) {
-    const base = b * N * ld;
-    for (let h = 0; h < heads; h++) {
-      const p = probs.subarray((b * heads + h) * N, (b * heads + h + 1) * N);
-      gemm(
-        false,
-        true,
-        1,
-        N,
-        dh,
-        qkv.subarray(base + h * dh),
-        ld,
-        qkv.subarray(base + width + h * dh),
-        ld,
-        p,
-        N,
-        false,
-      );
-      softmaxRow(p, 0, N, N, scale, Arena.of(p));
-      gemm(
-        false,
-        false,
-        1,
-        dh,
-        N,
-        p,
-        N,
-        qkv.subarray(base + 2 * width + h * dh),
-        ld,
-        out.subarray(b * width + h * dh),
-        width,
-        false,
-      );
-    }
-  }
-}
-
-/**
- * attentionBackward for attentionForwardClass: dout [S * B, D] (the class rows' gradients) into
- * dqkv [S * B * N, 3D], whose q part is zero but on the class rows and whose k and v parts cover
- * every row; scratch holds one row of dP. The same values as attentionBackward given dout zero
- * off the class rows.
- */
-export function attentionBackwardClass(
-  dqkv: Float32Array,
-  dout: Float32Array,
-  qkv: Float32Array,
-  probs: Float32Array,
-  scratch: Float32Array,
-  batch: number,
-  tokens: number,
-  width: number,
-  heads: number,
-  signals: number,
-): void {
-  const N = tokens;
-  const dh = width / heads;
-  const scale = 1 / Math.sqrt(dh);
-  const ld = 3 * width;
-  const ds = scratch.subarray(0, N); // in the arena, as the GEMMs need
-  for (let s = 0; s < signals; s++) {
-    for (let b = 0; b < batch; b++) {
-      const base = b * N * ld;
-      const gradBase = (s * batch + b) * N * ld;
-      for (let r = 1; r < N; r++) dqkv.fill(0, gradBase + r * ld, gradBase + r * ld + width);
-      for (let h = 0; h < heads; h++) {
-        const q = qkv.subarray(base + h * dh);
-        const k = qkv.subarray(base + width + h * dh);
-        const v = qkv.subarray(base + 2 * width + h * dh);
-        const p = probs.subarray((b * heads + h) * N, (b * heads + h + 1) * N);
-        const dO = dout.subarray((s * batch + b) * width + h * dh);
-        gemm(false, true, 1, N, dh, dO, width, v, ld, ds, N, false);
-        gemm(true, false, N, dh, 1, p, N, dO, width, dqkv.subarray(gradBase + 2 * width + h * dh), ld, false);
-        let dot = 0;
-        for (let j = 0; j < N; j++) dot += ds[j] * p[j];
-        for (let j = 0; j < N; j++) ds[j] = p[j] * (ds[j] - dot) * scale;
-        gemm(false, false, 1, dh, N, ds, N, k, ld, dqkv.subarray(gradBase + h * dh), ld, false);
-        gemm(true, false, N, dh, 1, ds, N, q, ld, dqkv.subarray(gradBase + width + h * dh), ld, false);
+        gemm(false, false, Q, dh, N, dp, N, k, ld, dqkv.subarray(gradBase + h * dh), ld, false);
+        gemm(true, false, N, dh, Q, dp, N, q, ld, dqkv.subarray(gradBase + width + h * dh), ld, false);
       }
     }
   }

@@ -10,20 +10,15 @@
  * signal-major through the same GEMMs (docs/cuda-engine.md 2) and produces weight gradients only
  * for the tensors given a buffer in `grads` (the masked ones).
  *
- * classBlockForward / classBlockBackward: the image tower's last block for the class tokens alone.
- * The head reads the class token only, so once the keys and values of every row exist, the other
- * rows' attention outputs, out_proj, LN2 and MLP feed nothing; the block's output is [B, D], its
- * activations past the attention [B, ...]. Each value is the one blockForward / blockBackward
- * compute (the same products summed in the same order; the rows left out would add only zeros to
- * the weight gradients), so the tower's results do not change by a bit.
+ * `queries` Q < N: the first Q rows of each image are the block's only queries (the image tower's
+ * last block, Q = 1: the head reads the class token alone). Every row's LN1 and in_proj still run
+ * (the keys and values), everything after the attention runs on those B * Q rows: the output is
+ * [B * Q, D], the activations past the attention [B * Q, ...]. Each value is the one the whole
+ * block computes (the same products summed in the same order; the rows left out would add only
+ * zeros to the weight gradients), so a tower's results do not change by a bit.
  */
 import { Arena } from "./arena.js";
-import {
-  attentionBackward,
-  attentionBackwardClass,
-  attentionForward,
-  attentionForwardClass,
-} from "./attention.js";
+import { attentionBackward, attentionForward } from "./attention.js";
 import { layernormBackward, layernormForward } from "./layernorm.js";
 import { matmulBackward, matmulForward } from "./matmul.js";
 import { quickGeluBackward, quickGeluForward } from "./quick-gelu.js";
@@ -121,7 +116,7 @@ export function allocBlockScratch(arena: Arena, dims: BlockDims, signals: number
   };
 }
 
-/** y [rows, D] = block(x); y must not alias x. */
+/** y [B * queries, D] = block(x) (its first `queries` rows of each image); y must not alias x. */
 export function blockForward(
   y: Float32Array,
   x: Float32Array,
@@ -129,118 +124,22 @@ export function blockForward(
   a: BlockActivations,
   dims: BlockDims,
   causal: boolean,
+  queries = dims.tokens,
 ): void {
   const { batch, tokens, width: D, heads, mlp: F } = dims;
   const rows = batch * tokens;
+  const kept = batch * queries; // the rows past the attention
   layernormForward(a.h1, a.ln1Mean, a.ln1Rstd, x, w.ln1Weight, w.ln1Bias, rows, D);
   matmulForward(a.qkv, a.h1, w.inProjWeight, w.inProjBias, rows, D, 3 * D);
-  attentionForward(a.o, a.probs, a.qkv, batch, tokens, D, heads, causal);
-  matmulForward(a.x2, a.o, w.outProjWeight, w.outProjBias, rows, D, D);
-  addInto(a.x2, x, rows * D);
-  layernormForward(a.h2, a.ln2Mean, a.ln2Rstd, a.x2, w.ln2Weight, w.ln2Bias, rows, D);
-  matmulForward(a.u, a.h2, w.fcWeight, w.fcBias, rows, D, F);
-  quickGeluForward(a.g, a.u, rows * F);
-  matmulForward(y, a.g, w.projWeight, w.projBias, rows, F, D);
-  addInto(y, a.x2, rows * D);
-}
-
-/**
- * yCls [B, D] = the class rows of block(x): every row's LN1 and in_proj (the keys and values),
- * then the class queries' attention and the rest of the block on B rows.
- */
-export function classBlockForward(
-  yCls: Float32Array,
-  x: Float32Array,
-  w: BlockWeights,
-  a: BlockActivations,
-  dims: BlockDims,
-): void {
-  const { batch, tokens, width: D, heads, mlp: F } = dims;
-  const rows = batch * tokens;
-  layernormForward(a.h1, a.ln1Mean, a.ln1Rstd, x, w.ln1Weight, w.ln1Bias, rows, D);
-  matmulForward(a.qkv, a.h1, w.inProjWeight, w.inProjBias, rows, D, 3 * D);
-  attentionForwardClass(a.o, a.probs, a.qkv, batch, tokens, D, heads);
-  matmulForward(a.x2, a.o, w.outProjWeight, w.outProjBias, batch, D, D);
+  attentionForward(a.o, a.probs, a.qkv, batch, tokens, D, heads, causal, queries);
+  matmulForward(a.x2, a.o, w.outProjWeight, w.outProjBias, kept, D, D);
   for (let b = 0; b < batch; b++)
-    addInto(a.x2.subarray(b * D, (b + 1) * D), x.subarray(b * tokens * D, (b * tokens + 1) * D), D);
-  layernormForward(a.h2, a.ln2Mean, a.ln2Rstd, a.x2, w.ln2Weight, w.ln2Bias, batch, D);
-  matmulForward(a.u, a.h2, w.fcWeight, w.fcBias, batch, D, F);
-  quickGeluForward(a.g, a.u, batch * F);
-  matmulForward(yCls, a.g, w.projWeight, w.projBias, batch, F, D);
-  addInto(yCls, a.x2, batch * D);
-}
-
-/**
- * blockBackward for classBlockForward: dCls [S * B, D] holds the gradient of the class rows'
- * output on entry (it is overwritten); dx [S * rows, D] gets that of the block input (every row:
- * the keys and values reach them all). `inputGradient` as in blockBackward.
- */
-export function classBlockBackward(
-  dx: Float32Array,
-  dCls: Float32Array,
-  x: Float32Array,
-  w: BlockWeights,
-  a: BlockActivations,
-  grads: BlockGradients,
-  scratch: BlockScratch,
-  dims: BlockDims,
-  signals: number,
-  inputGradient: boolean,
-): void {
-  const { batch, tokens, width: D, heads, mlp: F } = dims;
-  const rows = batch * tokens;
-  const S = signals;
-  const attentionNeeded = inputGradient || grads.inProj !== undefined;
-  const mlpNeeded = attentionNeeded || grads.outProj !== undefined || grads.fc !== undefined;
-  const dg = scratch.dMlp;
-  matmulBackward(mlpNeeded ? dg : null, grads.proj ?? null, dCls, a.g, w.projWeight, batch, F, D, S);
-  if (!mlpNeeded) return;
-  quickGeluBackward(dg, dg, a.u, batch * F, S);
-  const dh2 = scratch.dWidth;
-  matmulBackward(
-    attentionNeeded || grads.outProj ? dh2 : null,
-    grads.fc ?? null,
-    dg,
-    a.h2,
-    w.fcWeight,
-    batch,
-    D,
-    F,
-    S,
-  );
-  if (!attentionNeeded && !grads.outProj) return;
-  layernormBackward(dCls, dh2, a.x2, w.ln2Weight, a.ln2Mean, a.ln2Rstd, batch, D, S, true); // d x2
-  const dO = scratch.dWidth;
-  matmulBackward(
-    attentionNeeded ? dO : null,
-    grads.outProj ?? null,
-    dCls,
-    a.o,
-    w.outProjWeight,
-    batch,
-    D,
-    D,
-    S,
-  );
-  if (!attentionNeeded) return;
-  attentionBackwardClass(scratch.dQkv, dO, a.qkv, a.probs, scratch.dProbs, batch, tokens, D, heads, S);
-  const dh1 = scratch.dWidth;
-  matmulBackward(
-    inputGradient ? dh1 : null,
-    grads.inProj ?? null,
-    scratch.dQkv,
-    a.h1,
-    w.inProjWeight,
-    rows,
-    D,
-    3 * D,
-    S,
-  );
-  if (!inputGradient) return;
-  // the residual's share: d x2 on the class rows, zero on the others; then LN1's on every row
-  dx.fill(0, 0, S * rows * D);
-  for (let sb = 0; sb < S * batch; sb++) dx.set(dCls.subarray(sb * D, (sb + 1) * D), sb * tokens * D);
-  layernormBackward(dx, dh1, x, w.ln1Weight, a.ln1Mean, a.ln1Rstd, rows, D, S, true);
+    addInto(a.x2.subarray(b * queries * D), x.subarray(b * tokens * D), queries * D);
+  layernormForward(a.h2, a.ln2Mean, a.ln2Rstd, a.x2, w.ln2Weight, w.ln2Bias, kept, D);
+  matmulForward(a.u, a.h2, w.fcWeight, w.fcBias, kept, D, F);
+  quickGeluForward(a.g, a.u, kept * F);
+  matmulForward(y, a.g, w.projWeight, w.projBias, kept, F, D);
+  addInto(y, a.x2, kept * D);
 }
 
 /** dst += src over count floats (the residual adds): SIMD in an arena. */
@@ -252,9 +151,10 @@ function addInto(dst: Float32Array, src: Float32Array, count: number): void {
 }
 
 /**
- * dx [S * rows, D]: on entry the gradient of the block output; on exit that of the block input.
- * `inputGradient` false stops as soon as every requested weight gradient is done (the lowest
- * masked block of a tower whose patch embedding is frozen): dx is then left partial.
+ * dx [S * rows, D]: on exit the gradient of the block input; dy [S * B * queries, D]: on entry that
+ * of the block output (overwritten; by default dx itself, in place). `inputGradient` false stops
+ * as soon as every requested weight gradient is done (the lowest masked block of a tower whose
+ * patch embedding is frozen): dx is then left partial.
  */
 export function blockBackward(
   dx: Float32Array,
@@ -266,17 +166,20 @@ export function blockBackward(
   dims: BlockDims,
   signals: number,
   inputGradient: boolean,
+  queries = dims.tokens,
+  dy = dx,
 ): void {
   const { batch, tokens, width: D, heads, mlp: F } = dims;
   const rows = batch * tokens;
+  const kept = batch * queries;
   const S = signals;
   const attentionNeeded = inputGradient || grads.inProj !== undefined;
   const mlpNeeded = attentionNeeded || grads.outProj !== undefined || grads.fc !== undefined;
   // MLP: y = x2 + proj(gelu(fc(LN2(x2))))
   const dg = scratch.dMlp;
-  matmulBackward(mlpNeeded ? dg : null, grads.proj ?? null, dx, a.g, w.projWeight, rows, F, D, S);
+  matmulBackward(mlpNeeded ? dg : null, grads.proj ?? null, dy, a.g, w.projWeight, kept, F, D, S);
   if (!mlpNeeded) return;
-  quickGeluBackward(dg, dg, a.u, rows * F, S);
+  quickGeluBackward(dg, dg, a.u, kept * F, S);
   const dh2 = scratch.dWidth;
   matmulBackward(
     attentionNeeded || grads.outProj ? dh2 : null,
@@ -284,18 +187,18 @@ export function blockBackward(
     dg,
     a.h2,
     w.fcWeight,
-    rows,
+    kept,
     D,
     F,
     S,
   );
   if (!attentionNeeded && !grads.outProj) return;
-  layernormBackward(dx, dh2, a.x2, w.ln2Weight, a.ln2Mean, a.ln2Rstd, rows, D, S, true); // dx = d x2
+  layernormBackward(dy, dh2, a.x2, w.ln2Weight, a.ln2Mean, a.ln2Rstd, kept, D, S, true); // dy = d x2
   // attention: x2 = x + out_proj(attention(in_proj(LN1(x))))
   const dO = scratch.dWidth;
-  matmulBackward(attentionNeeded ? dO : null, grads.outProj ?? null, dx, a.o, w.outProjWeight, rows, D, D, S);
+  matmulBackward(attentionNeeded ? dO : null, grads.outProj ?? null, dy, a.o, w.outProjWeight, kept, D, D, S);
   if (!attentionNeeded) return;
-  attentionBackward(scratch.dQkv, dO, a.qkv, a.probs, scratch.dProbs, batch, tokens, D, heads, S);
+  attentionBackward(scratch.dQkv, dO, a.qkv, a.probs, scratch.dProbs, batch, tokens, D, heads, S, queries);
   const dh1 = scratch.dWidth;
   matmulBackward(
     inputGradient ? dh1 : null,
@@ -309,5 +212,11 @@ export function blockBackward(
     S,
   );
   if (!inputGradient) return;
+  if (dy !== dx) {
+    // the residual's share: d x2 on the query rows, zero on the others
+    dx.fill(0, 0, S * rows * D);
+    for (let sb = 0; sb < S * batch; sb++)
+      dx.set(dy.subarray(sb * queries * D, (sb + 1) * queries * D), sb * tokens * D);
+  }
   layernormBackward(dx, dh1, x, w.ln1Weight, a.ln1Mean, a.ln1Rstd, rows, D, S, true);
 }

@@ -1,10 +1,5 @@
 export { Arena } from "./arena.js";
-export {
-  attentionBackward,
-  attentionBackwardClass,
-  attentionForward,
-  attentionForwardClass,
-} from "./attention.js";
+export { attentionBackward, attentionForward } from "./attention.js";
 export { augmentCrops } from "./augment.js";
 export {
   type BlockActivations,
@@ -13,8 +8,6 @@ export {
   type BlockWeights,
   blockBackward,
   blockForward,
-  classBlockBackward,
-  classBlockForward,
 } from "./block.js";
 export { type CpuEngineOptions, createCpuEngine } from "./cpu-engine.js";
 export { embedBackward, embedForward } from "./embed.js";

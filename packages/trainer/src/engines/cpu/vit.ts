@@ -5,7 +5,7 @@
  *   pe = patches Wc^T                     [B * P, D]     (the stride-p conv, no bias)
  *   x0 = embed(pe)                        [B * N, D]     (class token + positional)
  *   x = LN_pre(x0); x = block_l(x) for each l but the last
- *   xCls = the last block for the class rows alone   [B, D]  (block.ts classBlockForward: the head
+ *   xCls = the last block for the class rows alone   [B, D]  (block.ts with queries = 1: the head
  *                                                    reads nothing else)
  *   logits, features = head(xCls)         (head.ts)
  *
@@ -25,8 +25,6 @@ import {
   type BlockWeights,
   blockBackward,
   blockForward,
-  classBlockBackward,
-  classBlockForward,
 } from "./block.js";
 import { embedBackward, embedForward } from "./embed.js";
 import { type HeadActivations, type HeadWeights, headBackward, headForward } from "./head.js";
@@ -155,8 +153,7 @@ export function vitForward(
   for (let l = 0; l < L; l++) {
     const y = keep ? buf.xs[l + 1] : buf.transient.xs[(l + 1) % 2];
     const acts = keep ? buf.blocks[l] : buf.transient.block;
-    if (l < L - 1) blockForward(y, x, w.blocks[l], acts, bd, false);
-    else classBlockForward(y, x, w.blocks[l], acts, bd);
+    blockForward(y, x, w.blocks[l], acts, bd, false, l < L - 1 ? dims.tokens : 1);
     x = y;
   }
   headForward(logits, buf.head, x, w.head, batch, 1, D, dims.embed, dims.classes);
@@ -186,7 +183,10 @@ export function vitBackward(
   const L = dims.layers;
   for (let l = L - 1; l >= stop; l--) {
     const inputGradient = l > stop || grads.conv1 !== undefined;
-    const args = [
+    const last = l === L - 1; // the class rows alone (block.ts), their gradient in dxClass
+    blockBackward(
+      buf.dx,
+      buf.xs[l],
       w.blocks[l],
       buf.blocks[l],
       grads.blocks[l],
@@ -194,9 +194,9 @@ export function vitBackward(
       bd,
       SIGNALS,
       inputGradient,
-    ] as const;
-    if (l === L - 1) classBlockBackward(buf.dx, buf.dxClass, buf.xs[l], ...args);
-    else blockBackward(buf.dx, buf.xs[l], ...args);
+      last ? 1 : dims.tokens,
+      last ? buf.dxClass : buf.dx,
+    );
   }
   if (!grads.conv1) return;
   const dx0 = buf.scratch.dWidth;
