@@ -52,19 +52,23 @@ export async function gemmLayouts(B: number, random = false): Promise<Record<str
     cu.record(end, stream);
     return cu.elapsed(start, end) / 20;
   };
+  // dW_s [M, D] = dY_s^T X for both signals, as the engine writes it (X token-major [R, D]), or
+  // with X kept feature-major (X^T [D, R], K contiguous: one K-major operand, as in the NN GEMM)
+  const weightGradient = (M: number, featureMajorX = false): GemmCall => ({
+    M,
+    N: D,
+    K: R,
+    A: { ptr: dY, ld: M, stride: R * M },
+    transA: true,
+    B: { ptr: X, ld: featureMajorX ? R : D, stride: 0 },
+    transB: featureMajorX,
+    C: { ptr: C, ld: D, stride: M * D, type: "f32" },
+    batch: 2,
+  });
   const rows: Record<string, number>[] = [];
   for (const M of [3 * D, D]) {
     const flops = 2 * 2 * M * D * R;
-    const asWritten = time({
-      M,
-      N: D,
-      K: R,
-      A: { ptr: dY, ld: M, stride: R * M },
-      transA: true,
-      B: { ptr: X, ld: D, stride: 0 },
-      C: { ptr: C, ld: D, stride: M * D, type: "f32" },
-      batch: 2,
-    });
+    const asWritten = time(weightGradient(M));
     const transposed = time({
       M: D,
       N: M,
@@ -75,18 +79,7 @@ export async function gemmLayouts(B: number, random = false): Promise<Record<str
       C: { ptr: C, ld: M, stride: M * D, type: "f32" },
       batch: 2,
     });
-    // X kept feature-major (X^T [D, R], K contiguous): one K-major operand, as in the NN GEMM
-    const kMajorX = time({
-      M,
-      N: D,
-      K: R,
-      A: { ptr: dY, ld: M, stride: R * M },
-      transA: true,
-      B: { ptr: X, ld: R, stride: 0 },
-      transB: true,
-      C: { ptr: C, ld: D, stride: M * D, type: "f32" },
-      batch: 2,
-    });
+    const kMajorX = time(weightGradient(M, true));
     // the input gradient of the same layer: dX [2R, D] = dY [2R, M] W [M, D] (NN, the same FLOPs)
     const inputGradient = time({
       M: 2 * R,
@@ -115,16 +108,7 @@ export async function gemmLayouts(B: number, random = false): Promise<Record<str
   if (libs.cublasLt) {
     const lt = new CublasLt(libs.cublasLt, stream, workspace);
     for (const M of [3 * D, D]) {
-      const call: GemmCall = {
-        M,
-        N: D,
-        K: R,
-        A: { ptr: dY, ld: M, stride: R * M },
-        transA: true,
-        B: { ptr: X, ld: D, stride: 0 },
-        C: { ptr: C, ld: D, stride: M * D, type: "f32" },
-        batch: 2,
-      };
+      const call = weightGradient(M);
       const words = 2 * M * D;
       const reference = new Float32Array(words);
       blas.gemm(call);
