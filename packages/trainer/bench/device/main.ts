@@ -4,6 +4,7 @@
  *   node main.mjs bench <batch>...           ViT-B/16 R-AMT step throughput (random weights)
  *   node main.mjs profile <batch>...         the same, then one eager step with every launch timed
  *   node main.mjs tunecheck <batch> <steps>  GEMM tuning changes no bit of the state
+ *   node main.mjs cpuparity <fixtureDir> [steps]  the cuda engine against the cpu engine, step by step
  *   node main.mjs samebits <batch> <steps> <K=V,...|->...  the state under environment variants, against the first
  *   node main.mjs abtest <batch> <rounds> <K=V,...|->...  the step under environment variants, alternated
  *   node main.mjs gemmlayouts <batch> [random]  the weight-gradient GEMMs as written and transposed
@@ -16,6 +17,7 @@ import { createCudaEngine } from "../../src/engines/cuda/engine.js";
 import type { GemmTuning } from "../../src/engines/cuda/gemm-tuning.js";
 import { philoxUniforms } from "../../src/random/philox.js";
 import { attentionCheck } from "./attention-check.js";
+import { cpuParity } from "./cpu-parity.js";
 import { agreement, loadTinyFixture, normError, relError } from "./fixture.js";
 import { gemmLayouts } from "./gemm-layouts.js";
 
@@ -400,6 +402,8 @@ else if (cmd === "tunecheck")
     "UNMASK_GEMM_TUNE=0",
     "-",
   ]);
+else if (cmd === "cpuparity")
+  out({ check: "cpu_parity", ...(await cpuParity(rest[0], Number(rest[1] ?? 20))) });
 else if (cmd === "samebits") await sameBits("same_bits", Number(rest[0]), Number(rest[1]), rest.slice(2));
 else if (cmd === "abtest") await abTest(Number(rest[0]), Number(rest[1]), rest.slice(2));
 else if (cmd === "gemmlayouts")
@@ -407,7 +411,7 @@ else if (cmd === "gemmlayouts")
     out({ bench: "weight_gradient_layouts", ...row });
 else {
   console.error(
-    "usage: main.mjs parity <dir> | bench <batch>... | profile <batch>... | tunecheck <batch> <steps> | samebits <batch> <steps> <K=V,...|->... | abtest <batch> <rounds> <K=V,...|->... | gemmlayouts <batch> [random]",
+    "usage: main.mjs parity <dir> | cpuparity <dir> [steps] | bench <batch>... | profile <batch>... | tunecheck <batch> <steps> | samebits <batch> <steps> <K=V,...|->... | abtest <batch> <rounds> <K=V,...|->... | gemmlayouts <batch> [random]",
   );
   process.exit(2);
 }
