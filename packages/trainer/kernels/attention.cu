@@ -114,6 +114,23 @@ __device__ __forceinline__ void load_tile(bf16* dst, const bf16* __restrict__ sr
   }
 }
 
+// A row's 64 values are held 8 to a lane by 8 consecutive lanes. Every Ds below is
+// row_sum8(lane_dot8(dO chunk, o chunk)), in this one order, so the kernels that compute D
+// differently (loaded with dO, or from landed tiles) agree bit for bit.
+__device__ __forceinline__ float lane_dot8(const Pack8& a, const Pack8& b) {
+  float dot = 0.f;
+#pragma unroll
+  for (int j = 0; j < 8; j++) dot += __bfloat162float(a.h[j]) * __bfloat162float(b.h[j]);
+  return dot;
+}
+
+// The sum of v over the 8 consecutive lanes that share a row (the shuffles stay inside them).
+__device__ __forceinline__ float row_sum8(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  v += __shfl_xor_sync(0xffffffffu, v, 2);
+  return v + __shfl_xor_sync(0xffffffffu, v, 4);
+}
+
 // dO tile (as load_tile, no bias) plus Ds[r] = sum_j dO[r, j] * o[r, j] (0 for rows >= valid).
 // rows * 8 must be a multiple of blockDim.x (8 consecutive threads share a row, and every
 // thread runs the same iterations: the shuffles are uniform).
@@ -138,13 +155,9 @@ __device__ __forceinline__ void load_grad_tile(bf16* dst, float* Ds, const bf16*
       Pack8 p, q;
       p.u = pv[u];
       q.u = qv[u];
-      float dot = 0.f;
-#pragma unroll
-      for (int j = 0; j < 8; j++) dot += __bfloat162float(p.h[j]) * __bfloat162float(q.h[j]);
+      float dot = lane_dot8(p, q);
       *(uint4*)(dst + r * ATT_LD + c8 * 8) = p.u;
-      dot += __shfl_xor_sync(0xffffffffu, dot, 1);
-      dot += __shfl_xor_sync(0xffffffffu, dot, 2);
-      dot += __shfl_xor_sync(0xffffffffu, dot, 4);
+      dot = row_sum8(dot);
       if (c8 == 0) Ds[r] = dot;
     }
   }
@@ -192,20 +205,15 @@ __device__ __forceinline__ void add_bias_tile(bf16* tile, const float* __restric
   }
 }
 
-// Ds[r] = sum_j a[r, j] * b[r, j] over two landed [rows][ATT_LD] tiles, summed as load_grad_tile
-// sums (rows * 8 a multiple of blockDim.x: the shuffles are uniform).
+// Ds[r] = sum_j a[r, j] * b[r, j] over two landed [rows][ATT_LD] tiles (rows * 8 a multiple of
+// blockDim.x: the shuffles are uniform).
 __device__ __forceinline__ void row_dots(float* Ds, const bf16* a, const bf16* b, int rows) {
   const int c8 = threadIdx.x & 7;
   for (int i = threadIdx.x; i < rows * 8; i += blockDim.x) {
     Pack8 p, q;
     p.u = *(const uint4*)(a + (i >> 3) * ATT_LD + c8 * 8);
     q.u = *(const uint4*)(b + (i >> 3) * ATT_LD + c8 * 8);
-    float dot = 0.f;
-#pragma unroll
-    for (int j = 0; j < 8; j++) dot += __bfloat162float(p.h[j]) * __bfloat162float(q.h[j]);
-    dot += __shfl_xor_sync(0xffffffffu, dot, 1);
-    dot += __shfl_xor_sync(0xffffffffu, dot, 2);
-    dot += __shfl_xor_sync(0xffffffffu, dot, 4);
+    const float dot = row_sum8(lane_dot8(p, q));
     if (c8 == 0) Ds[i >> 3] = dot;
   }
 }
@@ -602,8 +610,7 @@ extern "C" __global__ void __launch_bounds__(512, 1) attn_fwd16(ATT_FWD_ARGS) {
 }
 
 // Ds[r] = sum_j dO[r, j] * o[r, j] with dO rows read from global memory (dRow0.., ld D, column col;
-// zero past `valid`) against a landed o tile: the same products and sums, in the same order, as
-// row_dots over a dO tile, so the values equal it bit for bit.
+// zero past `valid`) against a landed o tile: row_dots' values, without the dO tile.
 __device__ __forceinline__ void row_dots_global(float* Ds, const bf16* __restrict__ dO, long long dRow0, int ld,
                                                 int col, const bf16* o, int rows, int valid) {
   const int c8 = threadIdx.x & 7;
@@ -612,12 +619,7 @@ __device__ __forceinline__ void row_dots_global(float* Ds, const bf16* __restric
     Pack8 p, q;
     p.u = r < valid ? *(const uint4*)(dO + (dRow0 + r) * ld + col + c8 * 8) : make_uint4(0u, 0u, 0u, 0u);
     q.u = *(const uint4*)(o + r * ATT_LD + c8 * 8);
-    float dot = 0.f;
-#pragma unroll
-    for (int j = 0; j < 8; j++) dot += __bfloat162float(p.h[j]) * __bfloat162float(q.h[j]);
-    dot += __shfl_xor_sync(0xffffffffu, dot, 1);
-    dot += __shfl_xor_sync(0xffffffffu, dot, 2);
-    dot += __shfl_xor_sync(0xffffffffu, dot, 4);
+    const float dot = row_sum8(lane_dot8(p, q));
     if (c8 == 0) Ds[r] = dot;
   }
 }
