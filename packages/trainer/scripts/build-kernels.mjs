@@ -1,6 +1,8 @@
 #!/usr/bin/env node
-// Compiles kernels/unmask.cu into kernels/unmask.fatbin (sm_80 and sm_90 machine code, plus
-// compute_90 PTX for newer GPUs). Where nvcc is absent the build keeps the committed fatbin and
+// Compiles kernels/unmask.cu into kernels/unmask.fatbin (sm_80 and sm_90a machine code, plus
+// compute_90 PTX for newer GPUs). The Hopper code is built for sm_90a, the architecture-specific
+// target that has the warpgroup MMAs (kernels/attention_wgmma.cu); it runs on every compute
+// capability 9.0 GPU, and every other kernel's machine code is the same as for plain sm_90. Where nvcc is absent the build keeps the committed fatbin and
 // says so: a machine without the CUDA toolkit still builds and runs the package.
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, renameSync, statSync } from "node:fs";
@@ -35,7 +37,7 @@ execFileSync(
     "-fatbin",
     "-O3",
     "-gencode=arch=compute_80,code=sm_80",
-    "-gencode=arch=compute_90,code=sm_90",
+    "-gencode=arch=compute_90a,code=sm_90a",
     "-gencode=arch=compute_90,code=compute_90",
     "-o",
     temp,

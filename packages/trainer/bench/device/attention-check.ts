@@ -92,8 +92,8 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
   cu.upload(pQkv, qkv.bits);
   cu.upload(pBias, bias);
   cu.upload(pDo, dO.bits);
-  const runKernels = (warps: string | undefined, backward: "split" | undefined) =>
-    withEnv({ UNMASK_ATTN_WARPS: warps, UNMASK_ATTN_BWD: backward }, () => {
+  const runKernels = (warps: string | undefined, backward: "split" | undefined, forward?: string) =>
+    withEnv({ UNMASK_ATTN_WARPS: warps, UNMASK_ATTN_BWD: backward, UNMASK_ATTN_FWD: forward }, () => {
       cu.fill32(pO, 0, (R * D) / 2, stream);
       cu.fill32(pDqkv, 0, 3 * R * D, stream);
       k.attnFwd(pQkv, pBias, pO, pLse, B, N, H);
@@ -114,7 +114,12 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
   const split4 = runKernels("4", "split");
   const split8 = runKernels("8", "split");
   const fwd16 = runKernels("16", "split");
+  const pipe = runKernels(undefined, undefined, "pipe");
+  // the defaults (on Hopper the wgmma forward, whose o and lse the backward then reads)
   const { oBits, lse, dBits } = runKernels(undefined, undefined);
+  const hopper = cu.computeCapability === 90;
+  const wgmma2 = hopper ? runKernels(undefined, undefined, "wgmma2") : undefined;
+  const wgmma4 = hopper ? runKernels(undefined, undefined, "wgmma4") : undefined;
   const differing = (
     a: ArrayLike<number>,
     b: ArrayLike<number>,
@@ -135,9 +140,9 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
     forwardDiffer(split4, split8) +
     differing(split4.dBits, split8.dBits) +
     forwardDiffer(split4, fwd16) +
-    forwardDiffer(split4, { oBits, lse });
-  const fusedDkDvDiffer = differing(dBits, split8.dBits, 0, dBits.length, [D, 3 * D]);
-  const fusedDqDiffer = differing(dBits, split8.dBits, 0, dBits.length, [0, D]);
+    forwardDiffer(split4, pipe);
+  const fusedDkDvDiffer = differing(pipe.dBits, split8.dBits, 0, dBits.length, [D, 3 * D]);
+  const fusedDqDiffer = differing(pipe.dBits, split8.dBits, 0, dBits.length, [0, D]);
   const o = toF32(oBits);
   const dqkv = toF32(dBits);
   // float64 reference (q, k, v with the bias added and rounded to bf16, as the kernels load them)
@@ -247,6 +252,20 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
     dk: err(part(dqkv, 1), part(refD, 1)),
     dv: err(part(dqkv, 2), part(refD, 2)),
   };
+  // the wgmma forwards against float64 (Hopper only), and the backward fed by wgmma2's o and lse
+  for (const [name, run] of [
+    ["wgmma2", wgmma2],
+    ["wgmma4", wgmma4],
+  ] as const) {
+    if (!run) continue;
+    Object.assign(result, {
+      [`${name}_o`]: err(toF32(run.oBits), refO),
+      [`${name}_lse`]: err(run.lse, refLse),
+      [`${name}_dq`]: err(part(toF32(run.dBits), 0), part(refD, 0)),
+      [`${name}_dk`]: err(part(toF32(run.dBits), 1), part(refD, 1)),
+      [`${name}_dv`]: err(part(toF32(run.dBits), 2), part(refD, 2)),
+    });
+  }
   // the class-query kernels: dO of the class rows, compact [2B, D]
   const dOC = new Uint16Array(2 * B * D);
   for (let r = 0; r < 2 * B; r++) dOC.set(dO.bits.subarray(r * N * D, r * N * D + D), r * D);
@@ -298,11 +317,15 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
   k.dispose();
   cu.destroyStream(stream);
   cu.close();
-  result.pipelined_vs_fwd16_many_pairs_differing = pipelineDiffer;
-  return result;
+  result.pipelined_vs_fwd16_many_pairs_differing = pipelineDiffer.differing;
+  return { ...result, ...pipelineDiffer.wgmma };
 }
 
-/** o and lse values where attn_fwd_pipe and attn_fwd16 differ on B images (random qkv and bias). */
+/**
+ * o and lse values where attn_fwd_pipe and attn_fwd16 differ on B images (random qkv and bias),
+ * and on Hopper how far the wgmma forwards are from attn_fwd_pipe there (and how many of their
+ * values were left unwritten).
+ */
 function pipelinedForwardDiffer(
   cu: CudaDriver,
   k: Kernels,
@@ -310,7 +333,7 @@ function pipelinedForwardDiffer(
   B: number,
   N: number,
   H: number,
-): number {
+): { differing: number; wgmma: Record<string, number> } {
   const D = H * 64;
   const R = B * N;
   const qkv = randomBf16(R * 3 * D, 1.5, 5);
@@ -321,9 +344,10 @@ function pipelinedForwardDiffer(
   const pLse = cu.alloc(B * H * N * 4);
   cu.upload(pQkv, qkv.bits);
   cu.upload(pBias, bias);
-  const forward = (warps: string | undefined) =>
-    withEnv({ UNMASK_ATTN_WARPS: warps }, () => {
-      cu.fill32(pO, 0, (R * D) / 2, stream);
+  const forward = (warps: string | undefined, kernel?: string) =>
+    withEnv({ UNMASK_ATTN_WARPS: warps, UNMASK_ATTN_FWD: kernel }, () => {
+      cu.fill32(pO, 0x7fc07fc0, (R * D) / 2, stream); // NaN: every row must be written
+      cu.fill32(pLse, 0x7fc00000, B * H * N, stream);
       k.attnFwd(pQkv, pBias, pO, pLse, B, N, H);
       cu.synchronize(stream);
       const o = new Uint16Array(R * D);
@@ -333,10 +357,21 @@ function pipelinedForwardDiffer(
       return { o, lse };
     });
   const a = forward("16");
-  const b = forward(undefined);
+  const b = forward(undefined, "pipe");
   let n = 0;
   for (let i = 0; i < a.o.length; i++) if (a.o[i] !== b.o[i]) n++;
   for (let i = 0; i < a.lse.length; i++) if (a.lse[i] !== b.lse[i]) n++;
+  const wgmma: Record<string, number> = {};
+  if (cu.computeCapability === 90)
+    for (const kernel of ["wgmma2", "wgmma4"]) {
+      const w = forward(undefined, kernel);
+      const unwritten = [...toF32(w.o), ...w.lse].filter(Number.isNaN).length;
+      Object.assign(wgmma, {
+        [`${kernel}_vs_pipe_many_pairs_o`]: err(toF32(w.o), toF32(b.o)),
+        [`${kernel}_vs_pipe_many_pairs_lse`]: err(w.lse, b.lse),
+        [`${kernel}_many_pairs_unwritten`]: unwritten,
+      });
+    }
   for (const p of [pQkv, pBias, pO, pLse]) cu.free(p);
-  return n;
+  return { differing: n, wgmma };
 }

@@ -15,6 +15,8 @@ const MAX_KERNEL_ARGS = 32;
 const CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
 const CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1;
 const CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
+const CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
+const CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
 const CUDA_ERROR_NOT_READY = 600;
 
 // biome-ignore lint/suspicious/noExplicitAny: koffi functions are variadic by declaration
@@ -29,6 +31,8 @@ export class CudaDriver {
   readonly deviceName: string;
   /** Streaming multiprocessors (the grid of persistent kernels). */
   readonly multiprocessors: number;
+  /** Compute capability as major * 10 + minor (90: Hopper, whose sm_90a kernels the fatbin has). */
+  readonly computeCapability: number;
   private context = 0;
 
   private constructor(koffi: Koffi, lib: Library, ordinal: number) {
@@ -105,12 +109,15 @@ export class CudaDriver {
     const name = new Uint8Array(256);
     this.check("cuDeviceGetName", this.fns.cuDeviceGetName(name, 256, this.device));
     this.deviceName = Buffer.from(name.subarray(0, name.indexOf(0))).toString("utf8");
-    const sms = [0];
-    this.check(
-      "cuDeviceGetAttribute",
-      this.fns.cuDeviceGetAttribute(sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, this.device),
-    );
-    this.multiprocessors = sms[0];
+    const attribute = (which: number, name: string) => {
+      const out = [0];
+      this.check(`cuDeviceGetAttribute(${name})`, this.fns.cuDeviceGetAttribute(out, which, this.device));
+      return out[0];
+    };
+    this.multiprocessors = attribute(CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, "multiprocessors");
+    this.computeCapability =
+      10 * attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, "major") +
+      attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, "minor");
     const ctx = [0];
     this.check("cuDevicePrimaryCtxRetain", this.fns.cuDevicePrimaryCtxRetain(ctx, this.device));
     this.context = Number(ctx[0]);
