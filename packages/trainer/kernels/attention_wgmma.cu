@@ -1,13 +1,13 @@
 // attn_fwd_wgmma*: the forward attention of attention.cu on Hopper's warpgroup MMAs (wgmma,
-// sm_90a): same inputs (packed qkv + bias), same outputs (o rows, lse2 = log2 of each row's
+// sm_90a; UNMASK_ATTN_FWD=wgmma): same inputs (packed qkv + bias), same outputs (o rows, lse2 = log2 of each row's
 // softmax denominator in base-2 scaled scores), another summation order (so other bits than
 // attn_fwd_pipe's, within bf16 rounding of them). The fatbin's sm_90 code is built for sm_90a so
 // this body exists there; elsewhere (sm_80, the PTX) it compiles to nothing and the host never
 // launches it (kernels.ts picks it only on compute capability 9.0).
 //
-// Persistent blocks of WG warpgroups take (image, head) pairs blockIdx.x, + gridDim.x, ...; each
+// Persistent blocks of two warpgroups take (image, head) pairs blockIdx.x, + gridDim.x, ...; each
 // pair's q, k, v land in one of two stages of shared tiles (cp.async) while the previous pair
-// computes. A warpgroup owns 64 query rows (tiles mt = wg, wg + WG, ... of ceil(N / 64)):
+// computes. A warpgroup owns 64 query rows (tiles mt = wg, wg + 2, ... of ceil(N / 64)):
 //   S = Q K^T    m64nNCk16 x 4 (head dim 64), both operands from shared memory, NC keys a chunk;
 //   P            online softmax over the chunks in registers (as attn_fwd_chunk: base-2 scaled
 //                scores, running max and sum), packed to bf16 as the A fragments of the next MMA;
@@ -41,31 +41,170 @@ __device__ __forceinline__ void load_tile_sw128(bf16* dst, const bf16* __restric
 }
 
 // Once the copies landed: bias (fp32, offset to the tile's column) added to rows < valid of a
-// swizzled tile and rounded to bf16, as add_bias_tile does for attn_fwd_pipe's tiles.
+// swizzled tile and rounded to bf16, as add_bias_tile does for attn_fwd_pipe's tiles. A pass
+// covers blockDim.x / 8 rows, a multiple of 8, so a thread always meets the same row % 8 and
+// stored chunk: the same 8 bias values, loaded once.
 __device__ __forceinline__ void add_bias_sw128(bf16* tile, const float* __restrict__ bias, int valid) {
-  for (int i = threadIdx.x; i < valid * 8; i += blockDim.x) {
-    const int r = i >> 3, c = (i & 7) ^ (r & 7);
-    const float4 b0 = __ldg((const float4*)(bias + c * 8)), b1 = __ldg((const float4*)(bias + c * 8 + 4));
-    const float bv[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+  const int r0 = threadIdx.x >> 3, stored = threadIdx.x & 7, c = stored ^ (r0 & 7), step = blockDim.x >> 3;
+  const float4 b0 = __ldg((const float4*)(bias + c * 8)), b1 = __ldg((const float4*)(bias + c * 8 + 4));
+  const float bv[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+#pragma unroll 4
+  for (int r = r0; r < valid; r += step) {
+    uint4* at = (uint4*)(tile + r * 64 + stored * 8);
     Pack8 p;
-    p.u = *(uint4*)(tile + i * 8);
+    p.u = *at;
 #pragma unroll
     for (int j = 0; j < 8; j++) p.h[j] = __float2bfloat16(__bfloat162float(p.h[j]) + bv[j]);
-    *(uint4*)(tile + i * 8) = p.u;
+    *at = p.u;
   }
 }
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
 // Generic-proxy writes to shared memory (cp.async, st.shared) made visible to wgmma's reads.
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
+template <int N_>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N_) : "memory");
+}
+
+// After a wait: the accumulators count as written here, so the compiler cannot move their reads
+// (or the writes that scale them) above the wait, to where an MMA may still be writing them.
+template <int R>
+__device__ __forceinline__ void landed(float (&r)[R]) {
+#pragma unroll
+  for (int i = 0; i < R; i++) asm volatile("" : "+f"(r[i])::"memory");
+}
+
+// One chunk's scores and probabilities: S (fp32 accumulators), then P as bf16 A fragments.
 template <int NC>
-__device__ __forceinline__ void wgmma_qk(float (&s)[NC / 2], uint64_t q, uint64_t k, int accumulate) {
-  if constexpr (NC == 56) wgmma_ss_n56(s, q, k, accumulate);
-  else if constexpr (NC == 104) wgmma_ss_n104(s, q, k, accumulate);
-  else wgmma_ss_n200(s, q, k, accumulate);
+struct WgmmaChunk {
+  static constexpr int KS = (NC + 15) / 16;  // 16-key steps of O += P V
+  float s[NC / 2];
+  uint32_t pa[KS][4];
+};
+
+// S = Q K^T for keys kc .. kc + NC - 1 into u.s (issued, not waited for; NC = 200, the one
+// m64nNk16 shape wgmma.cuh has).
+template <int NC>
+__device__ __forceinline__ void issue_scores(WgmmaChunk<NC>& u, uint32_t qAddr, uint32_t kAddr, int kc) {
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < 4; kk++)
+    wgmma_ss_n200(u.s, sw128_desc(qAddr + kk * 32), sw128_desc(kAddr + kc * 128 + kk * 32), kk);
+  wgmma_commit();
+}
+
+// The online softmax of one landed chunk (keys kc..): keys past N at -infinity (only the last
+// chunk's last n-blocks have any), running maxima m of the base-2 scaled scores (so p = 2^(s
+// scaleLog2 - m) is one FMA and one ex2), sums l, P packed into u.pa (the columns past NC of the
+// last 16-key step 0). Returns the factors the O accumulators must be scaled by (rows g, g + 8).
+template <int NC>
+__device__ __forceinline__ float2 chunk_softmax(WgmmaChunk<NC>& u, float& m0, float& m1, float& l0, float& l1,
+                                                int kc, int N, float scaleLog2, int q4) {
+  float(&s)[NC / 2] = u.s;
+  if (kc + NC > N) {
+#pragma unroll
+    for (int j = 0; j < NC / 8; j++)
+      if (kc + 8 * j + 8 > N)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+          if (kc + 8 * j + 2 * q4 + (e & 1) >= N) s[4 * j + e] = -INFINITY;
+  }
+  // maxima and sums in four independent chains a row (short dependency chains)
+  float mx[2][4], ls[2][4];
+#pragma unroll
+  for (int i = 0; i < 4; i++) mx[0][i] = mx[1][i] = -INFINITY, ls[0][i] = ls[1][i] = 0.f;
+#pragma unroll
+  for (int j = 0; j < NC / 8; j++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) mx[e >> 1][j & 3] = fmaxf(mx[e >> 1][j & 3], s[4 * j + e]);
+  const float mn0 = fmaxf(m0, quad_max(fmaxf(fmaxf(mx[0][0], mx[0][1]), fmaxf(mx[0][2], mx[0][3]))) * scaleLog2);
+  const float mn1 = fmaxf(m1, quad_max(fmaxf(fmaxf(mx[1][0], mx[1][1]), fmaxf(mx[1][2], mx[1][3]))) * scaleLog2);
+  const float2 alpha = make_float2(fast_exp2(m0 - mn0), fast_exp2(m1 - mn1));
+  m0 = mn0;
+  m1 = mn1;
+#pragma unroll
+  for (int j = 0; j < NC / 8; j++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      const float p = fast_exp2(fmaf(s[4 * j + e], scaleLog2, -(e < 2 ? m0 : m1)));
+      s[4 * j + e] = p;
+      ls[e >> 1][j & 3] += p;
+    }
+  l0 = l0 * alpha.x + ((ls[0][0] + ls[0][1]) + (ls[0][2] + ls[0][3]));
+  l1 = l1 * alpha.y + ((ls[1][0] + ls[1][1]) + (ls[1][2] + ls[1][3]));
+#pragma unroll
+  for (int ks = 0; ks < WgmmaChunk<NC>::KS; ks++) {
+    u.pa[ks][0] = pack_bf16(s[8 * ks], s[8 * ks + 1]);
+    u.pa[ks][1] = pack_bf16(s[8 * ks + 2], s[8 * ks + 3]);
+    if (16 * ks + 8 < NC) {
+      u.pa[ks][2] = pack_bf16(s[8 * ks + 4], s[8 * ks + 5]);
+      u.pa[ks][3] = pack_bf16(s[8 * ks + 6], s[8 * ks + 7]);
+    } else {
+      u.pa[ks][2] = u.pa[ks][3] = 0u;
+    }
+  }
+  return alpha;
+}
+
+// O += P V for the chunk's keys kc.. (issued, not waited for).
+template <int NC>
+__device__ __forceinline__ void issue_values(float (&oc)[32], const WgmmaChunk<NC>& u, uint32_t vAddr, int kc) {
+  wgmma_fence();
+#pragma unroll
+  for (int ks = 0; ks < WgmmaChunk<NC>::KS; ks++)
+    wgmma_rs_n64_mn(oc, u.pa[ks], sw128_desc(vAddr + (kc + 16 * ks) * 128));
+  wgmma_commit();
+}
+
+// One warpgroup's 64 query rows (q tile at qAddr; `valid` of them are real) against every key:
+// o rows (D apart) and lse2 (when given): per chunk S, the online softmax, P V in turn (the other
+// warpgroup's MMAs run during this one's softmax).
+template <int NC>
+__device__ __forceinline__ void attn_wgmma_tile(uint32_t qAddr, uint32_t kAddr, uint32_t vAddr, bf16* __restrict__ o,
+                                                int D, float* __restrict__ lse, int valid, int N, int chunks,
+                                                float scaleLog2) {
+  const int warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31, g = lane >> 2, q4 = lane & 3;
+  float oc[32];
+#pragma unroll
+  for (int i = 0; i < 32; i++) oc[i] = 0.f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+  WgmmaChunk<NC> u;
+  for (int c = 0; c < chunks; c++) {
+    issue_scores<NC>(u, qAddr, kAddr, c * NC);
+    wgmma_wait<0>();
+    landed(u.s);
+    const float2 alpha = chunk_softmax<NC>(u, m0, m1, l0, l1, c * NC, N, scaleLog2, q4);
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+      oc[4 * j] *= alpha.x;
+      oc[4 * j + 1] *= alpha.x;
+      oc[4 * j + 2] *= alpha.y;
+      oc[4 * j + 3] *= alpha.y;
+    }
+    issue_values<NC>(oc, u, vAddr, c * NC);
+    wgmma_wait<0>();
+    landed(oc);
+  }
+  l0 = quad_sum(l0);
+  l1 = quad_sum(l1);
+  const int r0 = warp * 16 + g;
+  const float i0 = 1.f / l0, i1 = 1.f / l1;
+#pragma unroll
+  for (int j = 0; j < 8; j++) {
+    const int col = 8 * j + 2 * q4;
+    if (r0 < valid)
+      *(__nv_bfloat162*)(o + (long long)r0 * D + col) = __floats2bfloat162_rn(oc[4 * j] * i0, oc[4 * j + 1] * i0);
+    if (r0 + 8 < valid)
+      *(__nv_bfloat162*)(o + (long long)(r0 + 8) * D + col) =
+          __floats2bfloat162_rn(oc[4 * j + 2] * i1, oc[4 * j + 3] * i1);
+  }
+  if (lse && q4 == 0) {
+    if (r0 < valid) lse[r0] = m0 + log2f(l0);
+    if (r0 + 8 < valid) lse[r0 + 8] = m1 + log2f(l1);
+  }
 }
 
 // Rows, per stage, of the q (64 per warpgroup tile), k (chunks x NC) and v tiles (the last
@@ -80,7 +219,7 @@ struct WgmmaTiles {
   __device__ __forceinline__ int stageElems() const { return (qRows + kRows + vRows) * 64; }
 };
 
-template <int WG, int NC>
+template <int NC>
 __device__ __forceinline__ void attn_fwd_wgmma_body(const bf16* __restrict__ qkv, const float* __restrict__ bias,
                                                     bf16* __restrict__ o, float* __restrict__ lse, int N, int H,
                                                     float scaleLog2, int pairs) {
@@ -101,8 +240,7 @@ __device__ __forceinline__ void attn_fwd_wgmma_body(const bf16* __restrict__ qkv
     load_tile_sw128(tile(st, 2), qkv, row0, ld, 2 * D + h * 64, t.vRows, N);
     cp_async_commit();
   };
-  const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
-  const int g = lane >> 2, q4 = lane & 3;
+  const int wg = threadIdx.x >> 7;
   int pair = blockIdx.x;
   if (pair >= pairs) return;
   issue(pair, 0);
@@ -123,106 +261,20 @@ __device__ __forceinline__ void attn_fwd_wgmma_body(const bf16* __restrict__ qkv
     const uint32_t kAddr = (uint32_t)__cvta_generic_to_shared(tile(st, 1));
     const uint32_t vAddr = (uint32_t)__cvta_generic_to_shared(tile(st, 2));
     const long long row0 = (long long)(pair / H) * N;
-    for (int mt = wg; mt * 64 < N; mt += WG) {
-      float oc[32];
-#pragma unroll
-      for (int i = 0; i < 32; i++) oc[i] = 0.f;
-      float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
-      for (int c = 0; c < chunks; c++) {
-        const int kc = c * NC;
-        float s[NC / 2];
-        wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < 4; kk++)
-          wgmma_qk<NC>(s, sw128_desc(qAddr + mt * 8192 + kk * 32), sw128_desc(kAddr + kc * 128 + kk * 32), kk);
-        wgmma_commit();
-        wgmma_wait_all();
-        // scaled scores, keys past N at -infinity (only the last chunk has any)
-        float mx0 = -INFINITY, mx1 = -INFINITY;
-        const bool masked = kc + NC > N;
-#pragma unroll
-        for (int j = 0; j < NC / 8; j++)
-#pragma unroll
-          for (int e = 0; e < 4; e++) {
-            const float v = !masked || kc + 8 * j + 2 * q4 + (e & 1) < N ? s[4 * j + e] * scaleLog2 : -INFINITY;
-            s[4 * j + e] = v;
-            if (e < 2) mx0 = fmaxf(mx0, v);
-            else mx1 = fmaxf(mx1, v);
-          }
-        const float mn0 = fmaxf(m0, quad_max(mx0)), mn1 = fmaxf(m1, quad_max(mx1));
-        const float a0 = fast_exp2(m0 - mn0), a1 = fast_exp2(m1 - mn1);
-        m0 = mn0;
-        m1 = mn1;
-        l0 *= a0;
-        l1 *= a1;
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-          oc[4 * j] *= a0;
-          oc[4 * j + 1] *= a0;
-          oc[4 * j + 2] *= a1;
-          oc[4 * j + 3] *= a1;
-        }
-#pragma unroll
-        for (int j = 0; j < NC / 8; j++)
-#pragma unroll
-          for (int e = 0; e < 4; e++) {
-            const float p = fast_exp2(s[4 * j + e] - (e < 2 ? m0 : m1));
-            s[4 * j + e] = p;
-            if (e < 2) l0 += p;
-            else l1 += p;
-          }
-        // P (bf16) as the A fragments of 16 keys each; the columns past NC of the last step are 0
-        constexpr int KS = (NC + 15) / 16;
-        uint32_t pa[KS][4];
-#pragma unroll
-        for (int ks = 0; ks < KS; ks++) {
-          pa[ks][0] = pack_bf16(s[8 * ks], s[8 * ks + 1]);
-          pa[ks][1] = pack_bf16(s[8 * ks + 2], s[8 * ks + 3]);
-          if (16 * ks + 8 < NC) {
-            pa[ks][2] = pack_bf16(s[8 * ks + 4], s[8 * ks + 5]);
-            pa[ks][3] = pack_bf16(s[8 * ks + 6], s[8 * ks + 7]);
-          } else {
-            pa[ks][2] = pa[ks][3] = 0u;
-          }
-        }
-        wgmma_fence();
-#pragma unroll
-        for (int ks = 0; ks < KS; ks++) wgmma_rs_n64_mn(oc, pa[ks], sw128_desc(vAddr + (kc + 16 * ks) * 128));
-        wgmma_commit();
-        wgmma_wait_all();
-      }
-      l0 = quad_sum(l0);
-      l1 = quad_sum(l1);
-      const int r0 = mt * 64 + warp * 16 + g;
-      const float i0 = 1.f / l0, i1 = 1.f / l1;
-#pragma unroll
-      for (int j = 0; j < 8; j++) {
-        const int col = h * 64 + 8 * j + 2 * q4;
-        if (r0 < N)
-          *(__nv_bfloat162*)(o + (row0 + r0) * D + col) = __floats2bfloat162_rn(oc[4 * j] * i0, oc[4 * j + 1] * i0);
-        if (r0 + 8 < N)
-          *(__nv_bfloat162*)(o + (row0 + r0 + 8) * D + col) =
-              __floats2bfloat162_rn(oc[4 * j + 2] * i1, oc[4 * j + 3] * i1);
-      }
-      if (lse && q4 == 0) {
-        if (r0 < N) lse[(long long)pair * N + r0] = m0 + log2f(l0);
-        if (r0 + 8 < N) lse[(long long)pair * N + r0 + 8] = m1 + log2f(l1);
-      }
-    }
+    for (int mt = wg; mt * 64 < N; mt += 2)
+      attn_wgmma_tile<NC>(qAddr + mt * 8192, kAddr, vAddr, o + (row0 + mt * 64) * D + h * 64, D,
+                          lse ? lse + (long long)pair * N + mt * 64 : nullptr, N - mt * 64, N, chunks, scaleLog2);
     __syncthreads();  // every warpgroup is done with this stage before the copies into it are issued
   }
 #endif
 }
 
-// Two warpgroups of 200-key chunks (ViT-B/16 at 224 px: N = 197 in one chunk, no rescaling);
-// four warpgroups of 104-key chunks (one 64-row tile each at N <= 256). Dynamic shared
-// 2 * (qRows + kRows + vRows) * 128 + 1024 bytes (kernels.ts wgmmaForwardShared).
+// attn_fwd_wgmma: two warpgroups, keys in chunks of 200 (ViT-B/16 at 224 px: N = 197 in one chunk,
+// no rescaling). Dynamic shared 2 * (qRows + kRows + vRows) * 128 + 1024 bytes (kernels.ts
+// wgmmaForwardShared).
 #define ATT_WGMMA_ARGS                                                                                         \
   const bf16 *__restrict__ qkv, const float *__restrict__ bias, bf16 *__restrict__ o, float *__restrict__ lse, \
       int N, int H, float scaleLog2, int pairs
-extern "C" __global__ void __launch_bounds__(256, 1) attn_fwd_wgmma2(ATT_WGMMA_ARGS) {
-  attn_fwd_wgmma_body<2, 200>(qkv, bias, o, lse, N, H, scaleLog2, pairs);
-}
-extern "C" __global__ void __launch_bounds__(512, 1) attn_fwd_wgmma4(ATT_WGMMA_ARGS) {
-  attn_fwd_wgmma_body<4, 104>(qkv, bias, o, lse, N, H, scaleLog2, pairs);
+extern "C" __global__ void __launch_bounds__(256, 1) attn_fwd_wgmma(ATT_WGMMA_ARGS) {
+  attn_fwd_wgmma_body<200>(qkv, bias, o, lse, N, H, scaleLog2, pairs);
 }

@@ -8,7 +8,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** n of the m64nNk16 S = Q K^T shapes (keys per chunk), both operands in shared memory. */
-const SS_SHAPES = [56, 104, 200];
+const SS_SHAPES = [200];
 
 const operands = (count, first = 0) => Array.from({ length: count }, (_, i) => `%${first + i}`).join(", ");
 const outputs = (name, count) => Array.from({ length: count }, (_, i) => `"+f"(${name}[${i}])`).join(", ");

@@ -4,8 +4,11 @@
  * forward o and lse, backward dq, dk, dv for two signals. Errors are max |a - b| / max |b|, of the
  * default kernels (pipelined forward, fused backward where they fit) unless named split_*. The
  * pipelined forward is also compared bit for bit with attn_fwd16 on enough images that its
- * persistent blocks take three (image, head) pairs or more each. The class-query kernels (the
- * last block) are checked against the same reference with dO on the class rows alone (cls_*).
+ * persistent blocks take three (image, head) pairs or more each. On Hopper the warpgroup-MMA
+ * forward (attn_fwd_wgmma, UNMASK_ATTN_FWD=wgmma) is checked against the same reference (wgmma_*,
+ * the backward fed by its o and lse) and against attn_fwd_pipe over many pairs. The class-query
+ * kernels (the last block) are checked against the same reference with dO on the class rows alone
+ * (cls_*).
  */
 import { f32ToBf16 } from "@unmask/clip";
 import { CudaDriver } from "../../src/engines/cuda/driver.js";
@@ -114,12 +117,9 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
   const split4 = runKernels("4", "split");
   const split8 = runKernels("8", "split");
   const fwd16 = runKernels("16", "split");
-  const pipe = runKernels(undefined, undefined, "pipe");
-  // the defaults (on Hopper the wgmma forward, whose o and lse the backward then reads)
   const { oBits, lse, dBits } = runKernels(undefined, undefined);
-  const hopper = cu.computeCapability === 90;
-  const wgmma2 = hopper ? runKernels(undefined, undefined, "wgmma2") : undefined;
-  const wgmma4 = hopper ? runKernels(undefined, undefined, "wgmma4") : undefined;
+  // Hopper's warpgroup-MMA forward, and the backward reading its o and lse
+  const wgmma = cu.computeCapability === 90 ? runKernels(undefined, undefined, "wgmma") : undefined;
   const differing = (
     a: ArrayLike<number>,
     b: ArrayLike<number>,
@@ -140,9 +140,9 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
     forwardDiffer(split4, split8) +
     differing(split4.dBits, split8.dBits) +
     forwardDiffer(split4, fwd16) +
-    forwardDiffer(split4, pipe);
-  const fusedDkDvDiffer = differing(pipe.dBits, split8.dBits, 0, dBits.length, [D, 3 * D]);
-  const fusedDqDiffer = differing(pipe.dBits, split8.dBits, 0, dBits.length, [0, D]);
+    forwardDiffer(split4, { oBits, lse });
+  const fusedDkDvDiffer = differing(dBits, split8.dBits, 0, dBits.length, [D, 3 * D]);
+  const fusedDqDiffer = differing(dBits, split8.dBits, 0, dBits.length, [0, D]);
   const o = toF32(oBits);
   const dqkv = toF32(dBits);
   // float64 reference (q, k, v with the bias added and rounded to bf16, as the kernels load them)
@@ -252,20 +252,14 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
     dk: err(part(dqkv, 1), part(refD, 1)),
     dv: err(part(dqkv, 2), part(refD, 2)),
   };
-  // the wgmma forwards against float64 (Hopper only), and the backward fed by wgmma2's o and lse
-  for (const [name, run] of [
-    ["wgmma2", wgmma2],
-    ["wgmma4", wgmma4],
-  ] as const) {
-    if (!run) continue;
+  if (wgmma)
     Object.assign(result, {
-      [`${name}_o`]: err(toF32(run.oBits), refO),
-      [`${name}_lse`]: err(run.lse, refLse),
-      [`${name}_dq`]: err(part(toF32(run.dBits), 0), part(refD, 0)),
-      [`${name}_dk`]: err(part(toF32(run.dBits), 1), part(refD, 1)),
-      [`${name}_dv`]: err(part(toF32(run.dBits), 2), part(refD, 2)),
+      wgmma_o: err(toF32(wgmma.oBits), refO),
+      wgmma_lse: err(wgmma.lse, refLse),
+      wgmma_dq: err(part(toF32(wgmma.dBits), 0), part(refD, 0)),
+      wgmma_dk: err(part(toF32(wgmma.dBits), 1), part(refD, 1)),
+      wgmma_dv: err(part(toF32(wgmma.dBits), 2), part(refD, 2)),
     });
-  }
   // the class-query kernels: dO of the class rows, compact [2B, D]
   const dOC = new Uint16Array(2 * B * D);
   for (let r = 0; r < 2 * B; r++) dOC.set(dO.bits.subarray(r * N * D, r * N * D + D), r * D);
@@ -323,8 +317,8 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
 
 /**
  * o and lse values where attn_fwd_pipe and attn_fwd16 differ on B images (random qkv and bias),
- * and on Hopper how far the wgmma forwards are from attn_fwd_pipe there (and how many of their
- * values were left unwritten).
+ * and on Hopper how far attn_fwd_wgmma is from attn_fwd_pipe there (and how many of its values it
+ * left unwritten).
  */
 function pipelinedForwardDiffer(
   cu: CudaDriver,
@@ -357,21 +351,19 @@ function pipelinedForwardDiffer(
       return { o, lse };
     });
   const a = forward("16");
-  const b = forward(undefined, "pipe");
+  const b = forward(undefined);
   let n = 0;
   for (let i = 0; i < a.o.length; i++) if (a.o[i] !== b.o[i]) n++;
   for (let i = 0; i < a.lse.length; i++) if (a.lse[i] !== b.lse[i]) n++;
   const wgmma: Record<string, number> = {};
-  if (cu.computeCapability === 90)
-    for (const kernel of ["wgmma2", "wgmma4"]) {
-      const w = forward(undefined, kernel);
-      const unwritten = [...toF32(w.o), ...w.lse].filter(Number.isNaN).length;
-      Object.assign(wgmma, {
-        [`${kernel}_vs_pipe_many_pairs_o`]: err(toF32(w.o), toF32(b.o)),
-        [`${kernel}_vs_pipe_many_pairs_lse`]: err(w.lse, b.lse),
-        [`${kernel}_many_pairs_unwritten`]: unwritten,
-      });
-    }
+  if (cu.computeCapability === 90) {
+    const w = forward(undefined, "wgmma");
+    Object.assign(wgmma, {
+      wgmma_vs_pipe_many_pairs_o: err(toF32(w.o), toF32(b.o)),
+      wgmma_vs_pipe_many_pairs_lse: err(w.lse, b.lse),
+      wgmma_many_pairs_unwritten: [...toF32(w.o), ...w.lse].filter(Number.isNaN).length,
+    });
+  }
   for (const p of [pQkv, pBias, pO, pLse]) cu.free(p);
   return { differing: n, wgmma };
 }

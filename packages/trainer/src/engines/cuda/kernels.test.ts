@@ -15,10 +15,11 @@ interface Launch {
   args: KernelArg[];
 }
 
-function recordingKernels(): { k: Kernels; launches: Launch[] } {
+function recordingKernels(computeCapability = 90): { k: Kernels; launches: Launch[] } {
   const launches: Launch[] = [];
   const cu = {
     multiprocessors: 132,
+    computeCapability,
     loadModule: () => 1,
     getFunction: () => 2,
     setMaxDynamicShared: () => {},
@@ -95,5 +96,25 @@ describe("kernel launchers", () => {
     expect(() => k.embedLnFwd({ ...ln, D: 100 })).toThrow(/multiple of 8/);
     k.embedLnFwd({ ...ln, D: 768 });
     expect(launches.at(-1)?.name).toBe("embed_ln_fwd");
+  });
+
+  it("runs the pipelined forward attention by default and the warpgroup-MMA one on Hopper when asked", () => {
+    const saved = process.env.UNMASK_ATTN_FWD;
+    const forward = (computeCapability: number, choice: string | undefined) => {
+      if (choice === undefined) delete process.env.UNMASK_ATTN_FWD;
+      else process.env.UNMASK_ATTN_FWD = choice;
+      const { k, launches } = recordingKernels(computeCapability);
+      k.attnFwd(1, 2, 3, 4, 256, 197, 12);
+      return [launches[0].name, launches[0].grid[0], launches[0].block[0]];
+    };
+    try {
+      expect(forward(90, undefined)).toEqual(["attn_fwd_pipe", 132, 32 * 13]);
+      // two warpgroups, persistent blocks; sm_90a code, so only on compute capability 9.0
+      expect(forward(90, "wgmma")).toEqual(["attn_fwd_wgmma", 132, 256]);
+      expect(forward(80, "wgmma")).toEqual(["attn_fwd_pipe", 132, 32 * 13]);
+    } finally {
+      if (saved === undefined) delete process.env.UNMASK_ATTN_FWD;
+      else process.env.UNMASK_ATTN_FWD = saved;
+    }
   });
 });

@@ -27,8 +27,7 @@ const KERNEL_NAMES = [
   "attn_bwd_dkdv8",
   "attn_fwd16",
   "attn_fwd_pipe",
-  "attn_fwd_wgmma2",
-  "attn_fwd_wgmma4",
+  "attn_fwd_wgmma",
   "attn_bwd_fused",
   "attn_cls_fwd",
   "attn_cls_bwd",
@@ -53,40 +52,43 @@ const ATT_LD = 72;
 /** Shared memory one block may take (227 KiB on Hopper and Ampere's A100). */
 const SHARED_PER_BLOCK = 227 * 1024;
 
-type ForwardKernel = "wgmma2" | "wgmma4" | "pipe" | 4 | 8 | 16;
+type ForwardKernel = "wgmma" | "pipe" | 4 | 8 | 16;
 
 /**
- * The forward attention kernel. On Hopper (compute capability 9.0) at 128 < N <= 200 (ViT-B/16 at
- * 224 px: N = 197, where it was measured), attn_fwd_wgmma2 (kernels/attention_wgmma.cu: warpgroup
- * MMAs, two warpgroups, every key in one 200-key chunk); else attn_fwd_pipe (kernels/attention.cu: persistent blocks, one warp per 16
- * queries, the next (image, head)'s tiles loading during this one) where they fit (N <= 256), else
- * one block per (image, head) or per 16 W queries with W warps (attn_fwd 4, attn_fwd8 8, attn_fwd16
- * 16), the widest that fits. The mma.sync kernels give bit-identical results; the wgmma kernels sum
- * in another order. UNMASK_ATTN_FWD=wgmma2|wgmma4|pipe and UNMASK_ATTN_WARPS=4|8|16 pick one
- * (benches, checks).
+ * The forward attention kernel: attn_fwd_pipe (kernels/attention.cu: persistent blocks, one warp
+ * per 16 queries, the next (image, head)'s tiles loading during this one) where two stages of
+ * tiles fit (N <= 256), else one block per (image, head) or per 16 W queries with W warps
+ * (attn_fwd 4, attn_fwd8 8, attn_fwd16 16), the widest that fits. All give bit-identical results;
+ * UNMASK_ATTN_WARPS=4|8|16 picks one of the W kernels (benches, checks). UNMASK_ATTN_FWD=wgmma
+ * picks attn_fwd_wgmma on Hopper (kernels/attention_wgmma.cu: warpgroup MMAs; other bits, within
+ * bf16 rounding; measured no faster than attn_fwd_pipe, bench/device/NOTES.md round 8), and
+ * UNMASK_ATTN_FWD=pipe keeps the default.
  */
 function forwardKernel(N: number, computeCapability: number): ForwardKernel {
-  const forced = process.env.UNMASK_ATTN_FWD;
-  const hopper = computeCapability === 90;
-  if ((forced === "wgmma2" || forced === "wgmma4") && hopper && wgmmaForwardShared(forced, N) <= SHARED_PER_BLOCK)
-    return forced;
-  if (process.env.UNMASK_ATTN_WARPS !== undefined) return attentionWarps(N);
-  if (forced === undefined && hopper && N > 128 && N <= 200) return "wgmma2";
-  if (N <= 256 && pipelinedForwardShared(N) <= SHARED_PER_BLOCK) return "pipe";
+  if (
+    process.env.UNMASK_ATTN_FWD === "wgmma" &&
+    computeCapability === 90 &&
+    wgmmaForwardShared(N) <= SHARED_PER_BLOCK
+  )
+    return "wgmma";
+  if (
+    process.env.UNMASK_ATTN_WARPS === undefined &&
+    N <= 256 &&
+    pipelinedForwardShared(N) <= SHARED_PER_BLOCK
+  )
+    return "pipe";
   return attentionWarps(N);
 }
 
 /**
- * Dynamic shared bytes of attn_fwd_wgmma2 / attn_fwd_wgmma4 (keys per chunk NC = 200 / 104): two
- * stages of q (64 rows a warpgroup tile), k (whole chunks) and v tiles (the last chunk's 16-key
- * steps may read up to 15 rows past it), 128 bytes a row, and 1 KB to align them to 1024 bytes.
+ * Dynamic shared bytes of attn_fwd_wgmma: two stages of q (64 rows a warpgroup tile), k (whole
+ * 200-key chunks) and v tiles (the last chunk's last 16-key step reads 8 rows past it), 128 bytes
+ * a row, and 1 KB to align them to 1024 bytes.
  */
-export function wgmmaForwardShared(kernel: "wgmma2" | "wgmma4", N: number): number {
-  const NC = kernel === "wgmma2" ? 200 : 104;
+export function wgmmaForwardShared(N: number): number {
   const qRows = Math.ceil(N / 64) * 64;
-  const kRows = Math.ceil(N / NC) * NC;
-  const vRows = kRows - NC + Math.ceil(NC / 16) * 16;
-  return 2 * (qRows + kRows + vRows) * 128 + 1024;
+  const kRows = Math.ceil(N / 200) * 200;
+  return 2 * (qRows + kRows + kRows + 8) * 128 + 1024;
 }
 
 /** Warps per block of the W kernels: UNMASK_ATTN_WARPS=4|8|16, else the widest whose tiles fit. */
@@ -434,9 +436,9 @@ export class Kernels {
     const args = [p(qkv), p(bias), p(o), p(lse), i(N), i(H), f(Math.LOG2E / 8)];
     // persistent kernels: one resident block an SM (two stages of tiles take most of its shared memory)
     const blocks = Math.min(B * H, this.cu.multiprocessors);
-    if (kernel === "wgmma2" || kernel === "wgmma4") {
-      const threads = kernel === "wgmma2" ? 256 : 512;
-      this.go(`attn_fwd_${kernel}`, blocks, threads, wgmmaForwardShared(kernel, N), [...args, i(B * H)]);
+    if (kernel === "wgmma") {
+      // two warpgroups
+      this.go("attn_fwd_wgmma", blocks, 256, wgmmaForwardShared(N), [...args, i(B * H)]);
       return;
     }
     if (kernel === "pipe") {
