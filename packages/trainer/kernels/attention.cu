@@ -420,6 +420,32 @@ __device__ __forceinline__ void attn_fwd_body(const bf16* __restrict__ qkv, cons
   attn_fwd_warp(Qs, Ks, Vs, warp * 16, qw, row0, bh, h, o, lse, N, D, scaleLog2);
 }
 
+// The loop of a persistent block over (image, head) pairs blockIdx.x, + gridDim.x, ... < pairs,
+// with two stages of shared tiles: issue(pair, stage) starts the pair's copies (one cp.async
+// group); once they landed, every thread runs ready(pair, stage) (e.g. adding the bias), then
+// compute(pair, stage), between barriers. The next pair's copies are in flight while this one
+// computes, so no SM waits for its tiles between pairs.
+template <typename Issue, typename Ready, typename Compute>
+__device__ __forceinline__ void for_each_pair_double_buffered(int pairs, Issue issue, Ready ready, Compute compute) {
+  int pair = blockIdx.x;
+  if (pair >= pairs) return;
+  issue(pair, 0);
+  for (int it = 0; pair < pairs; it++, pair += gridDim.x) {
+    const int st = it & 1;
+    if (pair + (int)gridDim.x < pairs) {
+      issue(pair + gridDim.x, st ^ 1);  // its stage was last read before the previous __syncthreads
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    ready(pair, st);
+    __syncthreads();
+    compute(pair, st);
+    __syncthreads();  // every thread is done with this stage before the copies into it are issued
+  }
+}
+
 // attn_fwd_pipe: persistent blocks, each taking (image, head) pairs blockIdx.x, + gridDim.x, ...
 // of the B * H `pairs`, one warp per 16 queries (block 32 * roundup(N, 16) / 16 threads, N <= 256),
 // over two stages of shared tiles: the next pair's q, k, v copies (cp.async) are in flight while
@@ -442,26 +468,17 @@ extern "C" __global__ void __launch_bounds__(512, 1)
     cp_async_commit();
   };
   const int warp = threadIdx.x >> 5;
-  int pair = blockIdx.x;
-  if (pair >= pairs) return;
-  issue(pair, 0);
-  for (int it = 0; pair < pairs; it++, pair += gridDim.x) {
-    const int st = it & 1, h = pair % H;
-    if (pair + (int)gridDim.x < pairs) {
-      issue(pair + gridDim.x, st ^ 1);  // its stage was last read before the previous __syncthreads
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();
+  for_each_pair_double_buffered(
+      pairs, issue,
+      [&](int pair, int st) {
 #pragma unroll
-    for (int k = 0; k < 3; k++) add_bias_tile(tiles(st, k), bias + k * D + h * 64, N);
-    __syncthreads();
-    if (warp * 16 < N)
-      attn_fwd_warp(tiles(st, 0), tiles(st, 1), tiles(st, 2), warp * 16, warp * 16, (long long)(pair / H) * N, pair,
-                    h, o, lse, N, D, scaleLog2);
-    __syncthreads();  // every warp is done with this stage before the copies into it are issued
-  }
+        for (int k = 0; k < 3; k++) add_bias_tile(tiles(st, k), bias + k * D + (pair % H) * 64, N);
+      },
+      [&](int pair, int st) {
+        if (warp * 16 < N)
+          attn_fwd_warp(tiles(st, 0), tiles(st, 1), tiles(st, 2), warp * 16, warp * 16, (long long)(pair / H) * N,
+                        pair, pair % H, o, lse, N, D, scaleLog2);
+      });
 }
 
 // attn_bwd_dq: grid (ceil(N / 16W), B * H, S); dynamic shared (2 * roundup(N, 32) + 32W) * ATT_LD * 2

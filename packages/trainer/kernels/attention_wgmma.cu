@@ -7,7 +7,7 @@
 //
 // Persistent blocks of two warpgroups take (image, head) pairs blockIdx.x, + gridDim.x, ...; each
 // pair's q, k, v land in one of two stages of shared tiles (cp.async) while the previous pair
-// computes. A warpgroup owns 64 query rows (tiles mt = wg, wg + 2, ... of ceil(N / 64)):
+// computes (for_each_pair_double_buffered, as attn_fwd_pipe). A warpgroup owns 64 query rows (tiles mt = wg, wg + 2, ... of ceil(N / 64)):
 //   S = Q K^T    m64nNCk16 x 4 (head dim 64), both operands from shared memory, NC keys a chunk;
 //   P            online softmax over the chunks in registers (as attn_fwd_chunk: base-2 scaled
 //                scores, running max and sum), packed to bf16 as the A fragments of the next MMA;
@@ -241,31 +241,21 @@ __device__ __forceinline__ void attn_fwd_wgmma_body(const bf16* __restrict__ qkv
     cp_async_commit();
   };
   const int wg = threadIdx.x >> 7;
-  int pair = blockIdx.x;
-  if (pair >= pairs) return;
-  issue(pair, 0);
-  for (int it = 0; pair < pairs; it++, pair += gridDim.x) {
-    const int st = it & 1, h = pair % H;
-    if (pair + (int)gridDim.x < pairs) {
-      issue(pair + gridDim.x, st ^ 1);  // its stage was last read before the previous __syncthreads
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();
+  const auto tileAddr = [&](int st, int k) { return (uint32_t)__cvta_generic_to_shared(tile(st, k)); };
+  for_each_pair_double_buffered(
+      pairs, issue,
+      [&](int pair, int st) {
 #pragma unroll
-    for (int k = 0; k < 3; k++) add_bias_sw128(tile(st, k), bias + k * D + h * 64, N);
-    fence_proxy_async();
-    __syncthreads();
-    const uint32_t qAddr = (uint32_t)__cvta_generic_to_shared(tile(st, 0));
-    const uint32_t kAddr = (uint32_t)__cvta_generic_to_shared(tile(st, 1));
-    const uint32_t vAddr = (uint32_t)__cvta_generic_to_shared(tile(st, 2));
-    const long long row0 = (long long)(pair / H) * N;
-    for (int mt = wg; mt * 64 < N; mt += 2)
-      attn_wgmma_tile<NC>(qAddr + mt * 8192, kAddr, vAddr, o + (row0 + mt * 64) * D + h * 64, D,
-                          lse ? lse + (long long)pair * N + mt * 64 : nullptr, N - mt * 64, N, chunks, scaleLog2);
-    __syncthreads();  // every warpgroup is done with this stage before the copies into it are issued
-  }
+        for (int k = 0; k < 3; k++) add_bias_sw128(tile(st, k), bias + k * D + (pair % H) * 64, N);
+        fence_proxy_async();
+      },
+      [&](int pair, int st) {
+        const long long row0 = (long long)(pair / H) * N;
+        for (int mt = wg; mt * 64 < N; mt += 2)
+          attn_wgmma_tile<NC>(tileAddr(st, 0) + mt * 8192, tileAddr(st, 1), tileAddr(st, 2),
+                              o + (row0 + mt * 64) * D + (pair % H) * 64, D,
+                              lse ? lse + (long long)pair * N + mt * 64 : nullptr, N - mt * 64, N, chunks, scaleLog2);
+      });
 #endif
 }
 

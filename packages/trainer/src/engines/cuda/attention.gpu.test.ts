@@ -10,17 +10,10 @@
  */
 import { describe, expect, it } from "vitest";
 import { attentionCheck } from "../../../bench/device/attention-check.js";
-import { openCudaLibraries } from "./libraries.js";
+import { cudaUnavailable } from "../../../test/cuda-probe.js";
 
-let unavailable = "";
-try {
-  const libs = await openCudaLibraries();
-  const { CudaDriver } = await import("./driver.js");
-  CudaDriver.open(libs.koffi, libs.driver).close();
-} catch (error) {
-  unavailable = (error as Error).message;
-  console.warn(`attention kernel tests skipped: ${unavailable}`);
-}
+const unavailable = await cudaUnavailable();
+if (unavailable) console.warn(`attention kernel tests skipped: ${unavailable}`);
 
 const TOLERANCE = { o: 6e-3, lse: 1e-6, dq: 1e-2, dk: 1e-2, dv: 1e-2 };
 
@@ -40,7 +33,8 @@ describe.skipIf(unavailable !== "")("fused attention kernels against float64", (
         console.warn("attn_fwd_wgmma not checked: not a compute capability 9.0 GPU");
         return;
       }
-      for (const [name, tolerance] of Object.entries(TOLERANCE)) expect(r[`wgmma_${name}`]).toBeLessThan(tolerance);
+      for (const [name, tolerance] of Object.entries(TOLERANCE))
+        expect(r[`wgmma_${name}`]).toBeLessThan(tolerance);
       expect(r.wgmma_vs_pipe_many_pairs_o).toBeLessThan(6e-3);
       expect(r.wgmma_many_pairs_unwritten).toBe(0);
     });

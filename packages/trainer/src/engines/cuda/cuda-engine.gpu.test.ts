@@ -16,19 +16,12 @@ import { fixturePath } from "@unmask/fixtures";
 import { describe, expect, it } from "vitest";
 import { cpuParity } from "../../../bench/device/cpu-parity.js";
 import { agreement, loadTinyFixture, normError, relError } from "../../../bench/device/fixture.js";
+import { cudaUnavailable } from "../../../test/cuda-probe.js";
 import type { EngineState } from "../../engine.js";
 import { createCudaEngine } from "./engine.js";
-import { openCudaLibraries } from "./libraries.js";
 
-let unavailable = "";
-try {
-  const libs = await openCudaLibraries();
-  const { CudaDriver } = await import("./driver.js");
-  CudaDriver.open(libs.koffi, libs.driver).close();
-} catch (error) {
-  unavailable = (error as Error).message;
-  console.warn(`cuda engine tests skipped: ${unavailable}`);
-}
+const unavailable = await cudaUnavailable();
+if (unavailable) console.warn(`cuda engine tests skipped: ${unavailable}`);
 
 describe.skipIf(unavailable !== "")("cuda engine on the tiny-vit-p8 fixture", () => {
   it("matches the float64 step within bf16 tolerance", async () => {
