@@ -2,7 +2,7 @@
 // Bundles the device entries (bench/device/{main,full-run,e2e}.ts) with esbuild into <repo>/.gpu/,
 // beside the fatbin and koffi (kept external: it finds its native module next to its own
 // package), so that a GPU machine with only a node binary can run them:
-//   .gpu/main.mjs, .gpu/run/{full,e2e}.mjs, .gpu/unmask.fatbin,
+//   .gpu/main.mjs, .gpu/run/{full,e2e,cross-eval,dp-worker}.mjs, .gpu/run/train-worker.js, .gpu/unmask.fatbin,
 //   .gpu/node_modules/{koffi,@koromix/koffi-linux-x64}, with --sharp also .gpu/sharp.tar.xz.
 // The tiny-vit-p8 fixture is not copied: the device unpacks the repository's fixtures bundle
 // (fixtures/index.js fixturesRoot()).
@@ -94,19 +94,26 @@ for (const f of ["package.json", "index.js", "linux_x64/koffi.node"])
 // the e2e entry (train() on an image folder, sharp decoding): sharp's JS is bundled, its native
 // module and libvips (@img/sharp-linux-x64, @img/sharp-libvips-linux-x64) travel as one xz tar
 // (libvips compresses from 18 to ~6.6 MB), unpacked on the device into .gpu/node_modules/@img
-await build({
-  entryPoints: [join(pkg, "bench", "device", "e2e.ts")],
-  bundle: true,
-  platform: "node",
-  format: "esm",
-  target: "node20",
-  outfile: join(out, "run", "e2e.mjs"),
-  external: ["koffi", "onnxruntime-node", "@img/sharp-*"],
-  banner: {
-    js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
-  },
-  logLevel: "warning",
-});
+// beside it, the worker of a several-GPU train() (train-launch.ts starts ./train-worker.js next to
+// the bundle that imports it) and the data-parallel checks' worker (main.mjs dpcheck / dpbench)
+for (const [entry, bundle] of [
+  [join("bench", "device", "e2e.ts"), "e2e.mjs"],
+  [join("src", "distributed", "train-worker.ts"), "train-worker.js"],
+  [join("bench", "device", "dp-worker.ts"), "dp-worker.mjs"],
+])
+  await build({
+    entryPoints: [join(pkg, entry)],
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    outfile: join(out, "run", bundle),
+    external: ["koffi", "onnxruntime-node", "@img/sharp-*"],
+    banner: {
+      js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
+    },
+    logLevel: "warning",
+  });
 if (process.argv.includes("--sharp")) {
   const sharpDir = realpathSync(join(repo, "node_modules", ".pnpm", "node_modules", "sharp"));
   const stage = join(out, "sharp-stage");

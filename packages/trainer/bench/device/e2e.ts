@@ -7,6 +7,9 @@
  *                                                                JPEG image folder (sharp; with
  *                                                                distinct, the rest are copies)
  *   node e2e.mjs train <modelDir> <dataDir> <epochs> <batch|-> <out.umask> [cpu|cuda]
+ *   node e2e.mjs traingpus <modelDir> <dataDir> <epochs> <batch> <out.umask> <gpus>
+ *                                                                train() on several GPUs (workers)
+ *   node e2e.mjs maskdiff <a.umask> <b.umask>                    mask bits that differ
  *   node e2e.mjs decode <dataDir> [limit] [threads]              the image cache alone (buildImageCache),
  *                                                                with the process's user / system CPU
  * Prints one JSON line. Timing wraps (never changes) what train() calls: the image decoder, the
@@ -15,6 +18,7 @@
 import { copyFileSync, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { readMaskFile } from "@unmask/mask-format/node";
 import sharp from "sharp";
 import { buildImageCache } from "../../src/data/image-cache.js";
 import { loadImageFolder } from "../../src/data/image-folder.js";
@@ -192,6 +196,65 @@ async function run(
   });
 }
 
+/**
+ * train() as `unmask train --device cuda --gpus N` runs it (one worker process a GPU; run/train-worker.js
+ * beside this bundle): the same options as `run` without its timing wrappers, which cannot cross
+ * to the workers.
+ */
+async function trainOnGpus(
+  modelDir: string,
+  dataDir: string,
+  epochs: number,
+  batch: number,
+  outPath: string,
+  gpus: number,
+) {
+  const t0 = performance.now();
+  const result = await train({
+    model: modelDir,
+    data: dataDir,
+    shots: 16,
+    seed: 1,
+    engine: "cuda",
+    preset: "recipe",
+    epochs,
+    batchSize: batch,
+    out: outPath,
+    resume: false,
+    gpus,
+  });
+  const r = result.report;
+  out({
+    run: "e2e_train_gpus",
+    gpus,
+    epochs,
+    batch,
+    totalSeconds: +((performance.now() - t0) / 1000).toFixed(1),
+    trainSeconds: +r.time.trainSeconds.toFixed(1),
+    imagesPerSecond: +r.imagesPerSecond.toFixed(1),
+    maskedFraction: r.maskedFraction,
+    lastLoss: +r.history[r.history.length - 1].loss.toFixed(6),
+  });
+}
+
+/** Mask bits that differ between two .umask files of the same model, tensor by tensor. */
+async function maskDiff(a: string, b: string) {
+  const [ma, mb] = await Promise.all([readMaskFile(a), readMaskFile(b)]);
+  let bits = 0;
+  let differing = 0;
+  for (const ta of ma.tensors) {
+    const tb = mb.tensors.find((t) => t.name === ta.name);
+    if (!tb) throw new Error(`${b} has no tensor ${ta.name}`);
+    const [x, y] = [ta.bits(), tb.bits()];
+    for (let i = 0; i < x.length; i++) {
+      let d = x[i] ^ y[i];
+      for (; d; d &= d - 1) differing++;
+    }
+    bits += ta.numel;
+  }
+  out({ maskdiff: [a, b], bits, differing, agreement: 1 - differing / bits });
+}
+
 /** Decoding alone: the first `limit` images of the folder into a 224 px cache, timed with CPU use. */
 async function decode(dir: string, limit: number, threads?: number) {
   const { items } = await loadImageFolder({ root: dir });
@@ -220,9 +283,12 @@ if (cmd === "model") {
   await images(args[0], Number(args[1]), Number(args[2]), Number(args[3]), Number(args[4] ?? 0));
 else if (cmd === "decode") await decode(args[0], Number(args[1] ?? 0), args[2] ? Number(args[2]) : undefined);
 else if (cmd === "train") await run(args[0], args[1], Number(args[2]), args[3], args[4], args[5] ?? "cuda");
+else if (cmd === "traingpus")
+  await trainOnGpus(args[0], args[1], Number(args[2]), Number(args[3]), args[4], Number(args[5]));
+else if (cmd === "maskdiff") await maskDiff(args[0], args[1]);
 else {
   console.error(
-    "usage: e2e.mjs model <dir> | images <dir> <classes> <perClass> <side> [distinct] | train <model> <data> <epochs> <batch|-> <out> [engine]",
+    "usage: e2e.mjs model <dir> | images <dir> <classes> <perClass> <side> [distinct] | train <model> <data> <epochs> <batch|-> <out> [engine] | traingpus <model> <data> <epochs> <batch> <out> <gpus> | maskdiff <a.umask> <b.umask>",
   );
   process.exit(2);
 }

@@ -19,10 +19,9 @@
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { agreement, normError } from "../../../bench/device/fixture.js";
+import { dataParallelCheck } from "../../../bench/device/data-parallel.js";
 import { bundleChild } from "../../../test/bundle-child.js";
 import { multiGpuUnavailable } from "../../../test/multi-gpu-probe.js";
-import { launchWorkers } from "../../distributed/launcher.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const GPUS = 2;
@@ -30,85 +29,13 @@ const GPUS = 2;
 const unavailable = await multiGpuUnavailable(GPUS);
 if (unavailable) console.warn(`cuda data-parallel tests skipped: ${unavailable}`);
 
-const WORKER = `
-import { joinDataParallel, tensorsDigest } from "../../distributed/data-parallel.ts";
-import { Nccl } from "../../distributed/nccl.ts";
-import { runWorker } from "../../distributed/worker.ts";
-import { DEFAULT_HYPER } from "../../engine.ts";
-import { randomImages, randomVitModel } from "../cpu/random-model.ts";
-import { createCudaEngine } from "./engine.ts";
-
-const B = 7;
-const STEPS = 4;
-const nccl = await Nccl.open();
-await runWorker(async ({ world, rendezvous }) => {
-  const model = randomVitModel({ resolution: 32, patch: 8, width: 128, layers: 2, embed: 64, classes: 10, seed: 3 });
-  const per = 3 * 32 * 32;
-  const pixels = randomImages(STEPS * B, 32, 5);
-  const batch = (k) => ({
-    labels: Int32Array.from({ length: B }, (_, i) => (k * B + i) % 10),
-    pixels: pixels.subarray(k * B * per, (k + 1) * B * per),
-  });
-  const dp = await joinDataParallel({ rendezvous, globalBatch: B, nccl });
-  const engine = await createCudaEngine(model, {
-    maxBatch: B, hyper: DEFAULT_HYPER, seed: 11, distributed: dp.engineOptions,
-  });
-  try {
-    dp.assertEngineJoined(engine.name);
-    const weight = (dp.range.end - dp.range.start) / B;
-    const first = await engine.step(dp.shard(batch(0)), { lr: 8e-5, step: 0, debug: true });
-    for (let k = 1; k < STEPS; k++) await engine.step(dp.shard(batch(k)), { lr: 8e-5, step: k });
-    const { scores } = await engine.getState();
-    await dp.checkReplicas("end", scores);
-    const grads = {};
-    for (const [name, g] of first.debug.grads) grads[name] = { ce: [...g.ce], kl: [...g.kl] };
-    return {
-      lossCe: weight * first.lossCe,
-      lossKl: weight * first.lossKl,
-      grads,
-      scores: Object.fromEntries([...scores].map(([name, s]) => [name, [...s]])),
-      digest: tensorsDigest(scores),
-    };
-  } finally {
-    await engine.dispose();
-    dp.dispose();
-  }
-}, { createUniqueId: () => nccl.getUniqueId() });
-`;
-
-interface RankResult {
-  lossCe: number;
-  lossKl: number;
-  grads: Record<string, { ce: number[]; kl: number[] }>;
-  scores: Record<string, number[]>;
-  digest: string;
-}
-
 describe.skipIf(unavailable !== "")("cuda engine on 2 GPUs", () => {
   it("steps like one GPU on the whole batch, with identical replicas", async () => {
-    const entry = await bundleChild(WORKER, here);
-    const run = async (gpus: number) =>
-      (
-        await launchWorkers<unknown, RankResult>({
-          gpus,
-          entry,
-          execArgv: [],
-          onOutput: (l) => console.log(`[${gpus} GPUs, rank ${l.rank}] ${l.line}`),
-        })
-      ).results;
-    const [single] = await run(1);
-    const world = await run(GPUS);
-    expect(world[1].digest).toBe(world[0].digest);
-    const f = (a: number[]) => Float32Array.from(a);
-    for (const [name, g] of Object.entries(single.grads)) {
-      expect(normError(f(world[0].grads[name].ce), f(g.ce)), `${name} ce`).toBeLessThan(1e-2);
-      expect(normError(f(world[0].grads[name].kl), f(g.kl)), `${name} kl`).toBeLessThan(1e-2);
-    }
-    for (const key of ["lossCe", "lossKl"] as const) {
-      const sum = world[0][key] + world[1][key];
-      expect(Math.abs(sum - single[key]) / single[key], key).toBeLessThan(1e-3);
-    }
-    for (const [name, s] of Object.entries(single.scores))
-      expect(agreement(f(world[0].scores[name]), f(s), 1e-6), name).toBeGreaterThan(0.98);
+    const entry = await bundleChild('import "../../../bench/device/dp-worker.ts";', here);
+    const r = await dataParallelCheck(entry, GPUS);
+    expect(r.replicasDiffering).toBe(0);
+    expect(r.gradNormError).toBeLessThan(1e-2);
+    expect(r.lossError).toBeLessThan(1e-3);
+    expect(r.scoresAgreement).toBeGreaterThan(0.98);
   }, 300_000);
 });
