@@ -2,7 +2,7 @@
 // Bundles the device entries (bench/device/{main,full-run,e2e}.ts) with esbuild into <repo>/.gpu/,
 // beside the fatbin and koffi (kept external: it finds its native module next to its own
 // package), so that a GPU machine with only a node binary can run them:
-//   .gpu/main.mjs, .gpu/run/{full,e2e,cross-eval,dp-worker}.mjs, .gpu/run/train-worker.js, .gpu/unmask.fatbin,
+//   .gpu/main.mjs, .gpu/run/{full,e2e,cross-eval,dp-worker,nccl-worker}.mjs, .gpu/run/train-worker.js, .gpu/unmask.fatbin,
 //   .gpu/node_modules/{koffi,@koromix/koffi-linux-x64}, with --sharp also .gpu/sharp.tar.xz.
 // The tiny-vit-p8 fixture is not copied: the device unpacks the repository's fixtures bundle
 // (fixtures/index.js fixturesRoot()).
@@ -100,6 +100,7 @@ for (const [entry, bundle] of [
   [join("bench", "device", "e2e.ts"), "e2e.mjs"],
   [join("src", "distributed", "train-worker.ts"), "train-worker.js"],
   [join("bench", "device", "dp-worker.ts"), "dp-worker.mjs"],
+  [join("bench", "device", "nccl-worker.ts"), "nccl-worker.mjs"],
 ])
   await build({
     entryPoints: [join(pkg, entry)],

@@ -4,11 +4,13 @@
  *   dataParallelCheck   a world of `gpus` against one GPU on the same global batch: replica
  *                       digests, the first step's reduced gradients, losses, the final scores;
  *   dataParallelBench   the ViT-B/16 step at `perGpu` images a GPU on 1 and on `gpus` GPUs:
- *                       images a second and the scaling efficiency (gpus x 1-GPU rate = 100%).
+ *                       images a second and the scaling efficiency (gpus x 1-GPU rate = 100%);
+ *   ncclReduceCheck     nccl-worker.ts's exact weighted all-reduce of a ViT-B/16 gradient buffer.
  */
 import { launchWorkers } from "../../src/distributed/launcher.js";
 import type { BenchRankResult, CheckRankResult } from "./dp-worker.js";
 import { agreement, normError } from "./fixture.js";
+import type { ReduceRankResult } from "./nccl-worker.js";
 
 async function runWorld<R>(entry: string, gpus: number, env: Record<string, string>): Promise<R[]> {
   const { results } = await launchWorkers<unknown, R>({
@@ -34,6 +36,9 @@ export interface DataParallelCheck {
   /** Final scores bit for bit equal to one GPU's, over all tensors. */
   scoresIdentical: number;
   scoresTotal: number;
+  /** Largest |score - one GPU's score|, and the share within a tenth of a learning-rate step (8e-6). */
+  scoresMaxDifference: number;
+  scoresWithinTenthStep: number;
 }
 
 export async function dataParallelCheck(entry: string, gpus: number): Promise<DataParallelCheck> {
@@ -53,10 +58,17 @@ export async function dataParallelCheck(entry: string, gpus: number): Promise<Da
   let scoresAgreement = 1;
   let scoresIdentical = 0;
   let scoresTotal = 0;
+  let scoresMaxDifference = 0;
+  let withinTenthStep = 0;
   for (const [name, s] of Object.entries(single.scores)) {
     const got = world[0].scores[name];
     scoresAgreement = Math.min(scoresAgreement, agreement(f(got), f(s), 1e-6));
-    for (let i = 0; i < s.length; i++) if (Math.fround(got[i]) === Math.fround(s[i])) scoresIdentical++;
+    for (let i = 0; i < s.length; i++) {
+      const d = Math.abs(Math.fround(got[i]) - Math.fround(s[i]));
+      if (d === 0) scoresIdentical++;
+      if (d <= 8e-6) withinTenthStep++;
+      scoresMaxDifference = Math.max(scoresMaxDifference, d);
+    }
     scoresTotal += s.length;
   }
   return {
@@ -67,6 +79,8 @@ export async function dataParallelCheck(entry: string, gpus: number): Promise<Da
     scoresAgreement,
     scoresIdentical,
     scoresTotal,
+    scoresMaxDifference,
+    scoresWithinTenthStep: withinTenthStep / scoresTotal,
   };
 }
 
@@ -100,5 +114,24 @@ export async function dataParallelBench(
     imgPerS: +imgPerS.toFixed(1),
     efficiency: +(imgPerS / (gpus * imgPerS1)).toFixed(4),
     replicasDiffering: world.filter((r) => r.digest !== world[0].digest).length,
+  };
+}
+
+export interface NcclReduceCheck extends ReduceRankResult {
+  gpus: number;
+  replicasDiffering: number;
+  /** Algorithm bandwidth of one full reduction, GB/s. */
+  gbPerS: number;
+}
+
+export async function ncclReduceCheck(entry: string, gpus: number): Promise<NcclReduceCheck> {
+  const ranks = await runWorld<ReduceRankResult>(entry, gpus, {});
+  const r = ranks[0];
+  return {
+    ...r,
+    maxError: Math.max(...ranks.map((k) => k.maxError)),
+    gpus,
+    replicasDiffering: ranks.filter((k) => k.digest !== r.digest).length,
+    gbPerS: +(r.bytes / (r.ms / 1000) / 1e9).toFixed(1),
   };
 }

@@ -7,7 +7,8 @@
  *                                                                JPEG image folder (sharp; with
  *                                                                distinct, the rest are copies)
  *   node e2e.mjs train <modelDir> <dataDir> <epochs> <batch|-> <out.umask> [cpu|cuda]
- *   node e2e.mjs traingpus <modelDir> <dataDir> <epochs> <batch> <out.umask> <gpus>
+ *   node e2e.mjs convert <checkpoint> <outDir>                   a model directory (no ONNX)
+ *   node e2e.mjs traingpus <modelDir> <dataDir> <epochs> <batch> <out.umask> <gpus> [lr|-] [trainList]
  *                                                                train() on several GPUs (workers)
  *   node e2e.mjs maskdiff <a.umask> <b.umask>                    mask bits that differ
  *   node e2e.mjs decode <dataDir> [limit] [threads]              the image cache alone (buildImageCache),
@@ -20,6 +21,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { readMaskFile } from "@unmask/mask-format/node";
 import sharp from "sharp";
+import { convert } from "../../../convert/src/index.js";
 import { buildImageCache } from "../../src/data/image-cache.js";
 import { loadImageFolder } from "../../src/data/image-folder.js";
 import { clipImageIo, type ImageIo } from "../../src/data/image-io.js";
@@ -208,17 +210,22 @@ async function trainOnGpus(
   batch: number,
   outPath: string,
   gpus: number,
+  lr = "-",
+  trainList?: string,
 ) {
   const t0 = performance.now();
   const result = await train({
     model: modelDir,
     data: dataDir,
+    testData: null,
     shots: 16,
     seed: 1,
+    ...(trainList ? { trainList } : {}),
     engine: "cuda",
     preset: "recipe",
     epochs,
     batchSize: batch,
+    ...(lr === "-" ? {} : { lr: Number(lr) }),
     out: outPath,
     resume: false,
     gpus,
@@ -232,6 +239,7 @@ async function trainOnGpus(
     totalSeconds: +((performance.now() - t0) / 1000).toFixed(1),
     trainSeconds: +r.time.trainSeconds.toFixed(1),
     imagesPerSecond: +r.imagesPerSecond.toFixed(1),
+    lr: r.recipe.lr,
     maskedFraction: r.maskedFraction,
     lastLoss: +r.history[r.history.length - 1].loss.toFixed(6),
   });
@@ -284,11 +292,23 @@ if (cmd === "model") {
 else if (cmd === "decode") await decode(args[0], Number(args[1] ?? 0), args[2] ? Number(args[2]) : undefined);
 else if (cmd === "train") await run(args[0], args[1], Number(args[2]), args[3], args[4], args[5] ?? "cuda");
 else if (cmd === "traingpus")
-  await trainOnGpus(args[0], args[1], Number(args[2]), Number(args[3]), args[4], Number(args[5]));
-else if (cmd === "maskdiff") await maskDiff(args[0], args[1]);
+  await trainOnGpus(
+    args[0],
+    args[1],
+    Number(args[2]),
+    Number(args[3]),
+    args[4],
+    Number(args[5]),
+    args[6],
+    args[7],
+  );
+else if (cmd === "convert") {
+  await convert(args[0], args[1], { overwrite: true, onnx: false } as Parameters<typeof convert>[2]);
+  out({ converted: args[0], to: args[1] });
+} else if (cmd === "maskdiff") await maskDiff(args[0], args[1]);
 else {
   console.error(
-    "usage: e2e.mjs model <dir> | images <dir> <classes> <perClass> <side> [distinct] | train <model> <data> <epochs> <batch|-> <out> [engine] | traingpus <model> <data> <epochs> <batch> <out> <gpus> | maskdiff <a.umask> <b.umask>",
+    "usage: e2e.mjs model <dir> | convert <checkpoint> <dir> | images <dir> <classes> <perClass> <side> [distinct] | train <model> <data> <epochs> <batch|-> <out> [engine] | traingpus <model> <data> <epochs> <batch> <out> <gpus> [lr|-] [trainList] | maskdiff <a.umask> <b.umask>",
   );
   process.exit(2);
 }

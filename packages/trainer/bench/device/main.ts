@@ -10,6 +10,7 @@
  *   node main.mjs gemmlayouts <batch> [random]  the weight-gradient GEMMs as written and transposed
  *   node main.mjs dpcheck [gpus]             data-parallel: a world of gpus against one GPU (run/dp-worker.mjs)
  *   node main.mjs dpbench [gpus] [perGpu] [steps]  data-parallel: the step's scaling on gpus GPUs
+ *   node main.mjs dpreduce [gpus]            the NCCL gradient reducer's exact weighted all-reduce (run/nccl-worker.mjs)
  * Prints one JSON line per result.
  */
 import { fileURLToPath } from "node:url";
@@ -19,13 +20,14 @@ import { philoxUniforms } from "../../src/random/philox.js";
 import { attentionCheck } from "./attention-check.js";
 import { benchBatches, benchCache, benchEngine, vitB16 } from "./bench-model.js";
 import { cpuParity } from "./cpu-parity.js";
-import { dataParallelBench, dataParallelCheck } from "./data-parallel.js";
+import { dataParallelBench, dataParallelCheck, ncclReduceCheck } from "./data-parallel.js";
 import { agreement, loadTinyFixture, normError, relError } from "./fixture.js";
 import { gemmLayouts } from "./gemm-layouts.js";
 
 const out = (o: unknown) => console.log(JSON.stringify(o));
 /** The bundled dp-worker.ts (scripts/bundle-device.mjs writes it beside main.mjs). */
 const DP_WORKER = fileURLToPath(new URL("./run/dp-worker.mjs", import.meta.url));
+const NCCL_WORKER = fileURLToPath(new URL("./run/nccl-worker.mjs", import.meta.url));
 
 async function parity(dir: string) {
   const fx = loadTinyFixture(dir);
@@ -294,6 +296,8 @@ else if (cmd === "gemmlayouts")
     out({ bench: "weight_gradient_layouts", ...row });
 else if (cmd === "dpcheck")
   out({ check: "data_parallel", ...(await dataParallelCheck(DP_WORKER, Number(rest[0] ?? 2))) });
+else if (cmd === "dpreduce")
+  out({ check: "nccl_reduce", ...(await ncclReduceCheck(NCCL_WORKER, Number(rest[0] ?? 2))) });
 else if (cmd === "dpbench")
   out({
     bench: "data_parallel_step",
@@ -306,7 +310,7 @@ else if (cmd === "dpbench")
   });
 else {
   console.error(
-    "usage: main.mjs parity <dir> | cpuparity <dir> [steps] | bench <batch>... | profile <batch>... | tunecheck <batch> <steps> | samebits <batch> <steps> <K=V,...|->... | abtest <batch> <rounds> <K=V,...|->... | gemmlayouts <batch> [random] | dpcheck [gpus] | dpbench [gpus] [perGpu] [steps]",
+    "usage: main.mjs parity <dir> | cpuparity <dir> [steps] | bench <batch>... | profile <batch>... | tunecheck <batch> <steps> | samebits <batch> <steps> <K=V,...|->... | abtest <batch> <rounds> <K=V,...|->... | gemmlayouts <batch> [random] | dpcheck [gpus] | dpbench [gpus] [perGpu] [steps] | dpreduce [gpus]",
   );
   process.exit(2);
 }

@@ -1,7 +1,7 @@
 /**
- * The cuda engine as two ranks (`pnpm test:gpu` on a host with at least 2 GPUs). NOT YET RUN: it
- * was written without GPU time, alongside the engine's reducer calls (model.ts), as the check to
- * run first on a multi-GPU machine.
+ * The cuda engine as two ranks (`pnpm test:gpu` on a host with at least 2 GPUs): the check of
+ * bench/device/data-parallel.ts over bench/device/dp-worker.ts, which `main.mjs dpcheck` runs on
+ * the device (bench/device/NOTES.md runs AK and AL, two H200s: the figures below).
  *
  * The same worker runs as a world of 1 (the single-GPU reference: no reducer, the step replayed
  * from a CUDA graph after the first, debug step) and as a world of 2 (each rank steps on its 3 or
@@ -9,11 +9,13 @@
  * Four steps on a seeded random ViT (width 128, 2 blocks, conv1 + attention masked). Checks:
  *   both ranks end with bit-identical scores (checkReplicas inside, digests here): the invariant;
  *   the first step's reduced gradients equal the single-GPU full-batch ones within 1e-2 (norm
- *     error): the forward per image is the same bf16 arithmetic, but cuBLAS may pick other
- *     kernels for 3-4 rows than for 7 and two fp32 partial sums round differently from one;
- *   the weighted shard losses add up to the single-GPU loss within 1e-3 (relative);
- *   >= 98% of the final scores within 1e-6 of the single-GPU ones (the rest: gradient-dropout
- *     decisions or Adam signs of near-zero gradients that the rounding above flips).
+ *     error; measured 6.9e-3): the forward per image is the same bf16 arithmetic, but cuBLAS
+ *     picks other kernels for 3-4 rows than for 7, so some bf16 activations round the other way,
+ *     and two fp32 partial sums round differently from one;
+ *   the weighted shard losses add up to the single-GPU loss within 1e-3 (relative; measured 2e-16);
+ *   >= 99% of the final scores within a tenth of a learning-rate step (8e-6) of the single-GPU
+ *     ones (measured 99.7%; the rest are gradient-dropout decisions or Adam steps of near-zero
+ *     gradients that the rounding above flips, at most a few steps of 8e-5 apart: 1.9e-4).
  * Skips (with the reason) without 2 GPUs, libcuda or libnccl.
  */
 import { dirname } from "node:path";
@@ -36,6 +38,6 @@ describe.skipIf(unavailable !== "")("cuda engine on 2 GPUs", () => {
     expect(r.replicasDiffering).toBe(0);
     expect(r.gradNormError).toBeLessThan(1e-2);
     expect(r.lossError).toBeLessThan(1e-3);
-    expect(r.scoresAgreement).toBeGreaterThan(0.98);
+    expect(r.scoresWithinTenthStep).toBeGreaterThan(0.99);
   }, 300_000);
 });
