@@ -10,7 +10,7 @@ import { createCudaEngine } from "../../src/engines/cuda/engine.js";
 import type { GemmTuning } from "../../src/engines/cuda/gemm-tuning.js";
 
 /** Deterministic normal draws (Box-Muller over a xorshift), for random weights. */
-function gaussian(seed: number) {
+export function gaussian(seed: number): () => number {
   let x = seed >>> 0 || 1;
   const next = () => {
     x ^= x << 13;

@@ -11,6 +11,7 @@ import { configToJson, encodeSafetensors, f32ToF16 } from "@unmask/clip";
 // the config and shapes the convert package's benches use (a source import: no ONNX writer in
 // the device bundle)
 import { VIT_B16_CONFIG, vitTensorShapes } from "../../../convert/src/testing/clip-shapes.js";
+import { gaussian } from "./bench-model.js";
 
 /** OpenAI's init scale (std, mean) of a canonical tensor, by its name. */
 function initOf(name: string): { std: number; mean?: number } {
@@ -55,21 +56,12 @@ function initOf(name: string): { std: number; mean?: number } {
 }
 
 export function writeVitB16(outDir: string, seed = 42): void {
-  let x = seed >>> 0 || 1;
-  const next = () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return (x + 0.5) / 4294967296;
-  };
+  const normal = gaussian(seed);
   const tensors = [...vitTensorShapes(VIT_B16_CONFIG)].map(([name, shape]) => {
     const { std, mean = 0 } = initOf(name);
     const n = shape.reduce((a, b) => a * b, 1);
     const data = new Uint16Array(n);
-    for (let i = 0; i < n; i++)
-      data[i] = f32ToF16(mean + std * Math.sqrt(-2 * Math.log(next())) * Math.cos(2 * Math.PI * next()));
+    for (let i = 0; i < n; i++) data[i] = f32ToF16(mean + std * normal());
     return { name, dtype: "F16" as const, shape, data: new Uint8Array(data.buffer) };
   });
   mkdirSync(outDir, { recursive: true });
