@@ -1,13 +1,14 @@
-// attn_fwd_wgmma*: the forward attention of attention.cu on Hopper's warpgroup MMAs (wgmma,
-// sm_90a; UNMASK_ATTN_FWD=wgmma): same inputs (packed qkv + bias), same outputs (o rows, lse2 = log2 of each row's
-// softmax denominator in base-2 scaled scores), another summation order (so other bits than
-// attn_fwd_pipe's, within bf16 rounding of them). The fatbin's sm_90 code is built for sm_90a so
-// this body exists there; elsewhere (sm_80, the PTX) it compiles to nothing and the host never
+// attn_fwd_wgmma (UNMASK_ATTN_FWD=wgmma): the forward attention of attention.cu on Hopper's
+// warpgroup MMAs (wgmma, sm_90a). Same inputs (packed qkv + bias) and outputs (o rows, lse2 = log2
+// of each row's softmax denominator in base-2 scaled scores) as attn_fwd_pipe, another summation
+// order (other bits, within bf16 rounding of them). The fatbin's Hopper code is built for sm_90a
+// so this body exists there; elsewhere (sm_80, the PTX) it compiles to nothing and the host never
 // launches it (kernels.ts picks it only on compute capability 9.0).
 //
 // Persistent blocks of two warpgroups take (image, head) pairs blockIdx.x, + gridDim.x, ...; each
 // pair's q, k, v land in one of two stages of shared tiles (cp.async) while the previous pair
-// computes (for_each_pair_double_buffered, as attn_fwd_pipe). A warpgroup owns 64 query rows (tiles mt = wg, wg + 2, ... of ceil(N / 64)):
+// computes (for_each_pair_double_buffered, as attn_fwd_pipe). A warpgroup owns 64 query rows
+// (tiles mt = wg, wg + 2, ... of ceil(N / 64)):
 //   S = Q K^T    m64nNCk16 x 4 (head dim 64), both operands from shared memory, NC keys a chunk;
 //   P            online softmax over the chunks in registers (as attn_fwd_chunk: base-2 scaled
 //                scores, running max and sum), packed to bf16 as the A fragments of the next MMA;
@@ -254,7 +255,8 @@ __device__ __forceinline__ void attn_fwd_wgmma_body(const bf16* __restrict__ qkv
         for (int mt = wg; mt * 64 < N; mt += 2)
           attn_wgmma_tile<NC>(tileAddr(st, 0) + mt * 8192, tileAddr(st, 1), tileAddr(st, 2),
                               o + (row0 + mt * 64) * D + (pair % H) * 64, D,
-                              lse ? lse + (long long)pair * N + mt * 64 : nullptr, N - mt * 64, N, chunks, scaleLog2);
+                              lse ? lse + (long long)pair * N + mt * 64 : nullptr, N - mt * 64, N, chunks,
+                              scaleLog2);
       });
 #endif
 }
@@ -262,9 +264,8 @@ __device__ __forceinline__ void attn_fwd_wgmma_body(const bf16* __restrict__ qkv
 // attn_fwd_wgmma: two warpgroups, keys in chunks of 200 (ViT-B/16 at 224 px: N = 197 in one chunk,
 // no rescaling). Dynamic shared 2 * (qRows + kRows + vRows) * 128 + 1024 bytes (kernels.ts
 // wgmmaForwardShared).
-#define ATT_WGMMA_ARGS                                                                                         \
-  const bf16 *__restrict__ qkv, const float *__restrict__ bias, bf16 *__restrict__ o, float *__restrict__ lse, \
-      int N, int H, float scaleLog2, int pairs
-extern "C" __global__ void __launch_bounds__(256, 1) attn_fwd_wgmma(ATT_WGMMA_ARGS) {
+extern "C" __global__ void __launch_bounds__(256, 1)
+    attn_fwd_wgmma(const bf16* __restrict__ qkv, const float* __restrict__ bias, bf16* __restrict__ o,
+                   float* __restrict__ lse, int N, int H, float scaleLog2, int pairs) {
   attn_fwd_wgmma_body<200>(qkv, bias, o, lse, N, H, scaleLog2, pairs);
 }
