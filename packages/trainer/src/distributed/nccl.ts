@@ -98,7 +98,7 @@ function openLibrary(koffi: Koffi, options: OpenNcclOptions): Library {
     notFound(tried) {
       throw new UnmaskError(
         "NCCL_UNAVAILABLE",
-        `NCCL (libnccl.so.2) not found; tried: ${tried.join("; ")}. Install NCCL (apt libnccl2, or pip nvidia-nccl-cu12 and point UNMASK_NCCL_LIBRARY at its libnccl.so.2), set NCCL_HOME, CUDA_PATH or LD_LIBRARY_PATH, or train on one GPU.`,
+        `NCCL (libnccl.so.2) not found; tried: ${tried.join("; ")}. Install NCCL (apt libnccl2, or pip nvidia-nccl-cu12 / nvidia-nccl-cu13 and point UNMASK_NCCL_LIBRARY at its libnccl.so.2), set NCCL_HOME, CUDA_PATH or LD_LIBRARY_PATH, or train on one GPU.`,
         { subject: "libnccl.so.2" },
       );
     },
