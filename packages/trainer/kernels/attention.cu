@@ -105,10 +105,7 @@ __device__ __forceinline__ void load_tile(bf16* dst, const bf16* __restrict__ sr
       if (i >= total) break;
       Pack8 p;
       p.u = v[u];
-      if (bias && r < valid) {
-#pragma unroll
-        for (int j = 0; j < 8; j++) p.h[j] = __float2bfloat16(__bfloat162float(p.h[j]) + bv[j]);
-      }
+      if (bias && r < valid) add_bias_bf16x8(p, bv);
       *(uint4*)(dst + r * ATT_LD + c8 * 8) = p.u;
     }
   }
@@ -199,8 +196,7 @@ __device__ __forceinline__ void add_bias_tile(bf16* tile, const float* __restric
   for (int i = threadIdx.x; i < valid * 8; i += blockDim.x) {
     Pack8 p;
     p.u = *(uint4*)(tile + (i >> 3) * ATT_LD + c8 * 8);
-#pragma unroll
-    for (int j = 0; j < 8; j++) p.h[j] = __float2bfloat16(__bfloat162float(p.h[j]) + bv[j]);
+    add_bias_bf16x8(p, bv);
     *(uint4*)(tile + (i >> 3) * ATT_LD + c8 * 8) = p.u;
   }
 }

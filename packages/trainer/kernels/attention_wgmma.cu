@@ -54,8 +54,7 @@ __device__ __forceinline__ void add_bias_sw128(bf16* tile, const float* __restri
     uint4* at = (uint4*)(tile + r * 64 + stored * 8);
     Pack8 p;
     p.u = *at;
-#pragma unroll
-    for (int j = 0; j < 8; j++) p.h[j] = __float2bfloat16(__bfloat162float(p.h[j]) + bv[j]);
+    add_bias_bf16x8(p, bv);
     *at = p.u;
   }
 }

@@ -18,8 +18,6 @@
 #define CLS_WARPS 4
 #define CLS_MAX_TOKENS 704
 
-__device__ __forceinline__ float round_bf16(float x) { return __bfloat162float(__float2bfloat16(x)); }
-
 // bf16(v + bias) of the 2 consecutive values at p (bias: their 2 fp32 biases)
 __device__ __forceinline__ float2 load2_bias(const bf16* __restrict__ p, float2 bias) {
   const __nv_bfloat162 v = *(const __nv_bfloat162*)p;

@@ -48,3 +48,12 @@ union Pack8 {
   uint4 u;
   bf16 h[8];
 };
+
+// x rounded to bf16 and back: the value an fp32 result has once stored as bf16.
+__device__ __forceinline__ float round_bf16(float x) { return __bfloat162float(__float2bfloat16(x)); }
+
+// p = bf16(p + bias) for 8 values (the in_proj bias the attention kernels add to q, k, v).
+__device__ __forceinline__ void add_bias_bf16x8(Pack8& p, const float (&bias)[8]) {
+#pragma unroll
+  for (int j = 0; j < 8; j++) p.h[j] = __float2bfloat16(__bfloat162float(p.h[j]) + bias[j]);
+}

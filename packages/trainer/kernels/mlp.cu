@@ -14,7 +14,7 @@ __device__ __forceinline__ void add_bias8(float (&x)[8], const Pack8& u, const f
   const float4 b0 = *(const float4*)(bias + col), b1 = *(const float4*)(bias + col + 4);
   const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
 #pragma unroll
-  for (int j = 0; j < 8; j++) x[j] = __bfloat162float(__float2bfloat16(__bfloat162float(u.h[j]) + b[j]));
+  for (int j = 0; j < 8; j++) x[j] = round_bf16(__bfloat162float(u.h[j]) + b[j]);
 }
 
 // Thread k takes values 8k .. 8k + 7 (groups = total / 8 < 2^32): 32-bit index arithmetic, as a
