@@ -14,6 +14,7 @@ import { f32ToBf16 } from "@unmask/clip";
 import { CudaDriver } from "../../src/engines/cuda/driver.js";
 import { Kernels } from "../../src/engines/cuda/kernels.js";
 import { openCudaLibraries } from "../../src/engines/cuda/libraries.js";
+import { withEnv } from "./with-env.js";
 
 function bf(x: number): number {
   const u = new Uint32Array(1);
@@ -55,23 +56,6 @@ function err(got: ArrayLike<number>, want: ArrayLike<number>): number {
     den = Math.max(den, Math.abs(want[i]));
   }
   return num / (den || 1);
-}
-
-/** Runs `run` with the environment variables `env` set (undefined: unset), then restores them. */
-function withEnv<T>(env: Record<string, string | undefined>, run: () => T): T {
-  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
-  const set = (vars: Record<string, string | undefined>) => {
-    for (const [k, v] of Object.entries(vars)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  };
-  set(env);
-  try {
-    return run();
-  } finally {
-    set(saved);
-  }
 }
 
 export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<string, number>> {

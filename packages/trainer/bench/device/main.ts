@@ -23,6 +23,7 @@ import { cpuParity } from "./cpu-parity.js";
 import { dataParallelBench, dataParallelCheck, ncclReduceCheck } from "./data-parallel.js";
 import { agreement, loadTinyFixture, normError, relError } from "./fixture.js";
 import { gemmLayouts } from "./gemm-layouts.js";
+import { variantEnv, withEnv } from "./with-env.js";
 
 const out = (o: unknown) => console.log(JSON.stringify(o));
 /** The bundled dp-worker.ts (scripts/bundle-device.mjs writes it beside main.mjs). */
@@ -107,6 +108,17 @@ async function parity(dir: string) {
   await engine.dispose();
 }
 
+/** Values of `got` (scores, Adam moments) that differ from `want`'s (missing tensors count whole). */
+function statesDiffering(got: EngineState, want: EngineState): number {
+  let differing = 0;
+  for (const kind of ["scores", "adamM", "adamV"] as const)
+    for (const [name, w] of want[kind]) {
+      const g = got[kind].get(name);
+      for (let i = 0; i < w.length; i++) if (g?.[i] !== w[i]) differing++;
+    }
+  return differing;
+}
+
 /**
  * Switches that must not change a bit: `steps` steps at batch B under each environment variant
  * (as abTest's) against the first, the losses and the whole state (scores, Adam moments)
@@ -116,7 +128,7 @@ async function sameBits(check: string, B: number, steps: number, variants: strin
   const model = vitB16(100);
   const cache = benchCache();
   const run = (variant: string) =>
-    withEnv(variant, async () => {
+    withEnv(variantEnv(variant), async () => {
       const engine = await benchEngine(model, B, cache);
       const { labels, makeCrops } = benchBatches(B);
       const losses: number[] = [];
@@ -133,12 +145,6 @@ async function sameBits(check: string, B: number, steps: number, variants: strin
   const b = await run(reference);
   for (const variant of others) {
     const a = await run(variant);
-    let differing = 0;
-    for (const kind of ["scores", "adamM", "adamV"] as const)
-      for (const [name, want] of b.state[kind]) {
-        const got = a.state[kind].get(name);
-        for (let i = 0; i < want.length; i++) if (got?.[i] !== want[i]) differing++;
-      }
     out({
       check,
       reference,
@@ -146,7 +152,7 @@ async function sameBits(check: string, B: number, steps: number, variants: strin
       batch: B,
       steps,
       shapes_tuned: a.tuned,
-      state_differing: differing,
+      state_differing: statesDiffering(a.state, b.state),
       losses_differing: a.losses.filter((x, i) => x !== b.losses[i]).length,
     });
   }
@@ -167,21 +173,7 @@ async function abTest(B: number, rounds: number, variants: string[]) {
   const cache = benchCache();
   for (let round = 0; round < rounds; round++)
     for (const variant of variants)
-      await withEnv(variant, () => benchOne(model, cache, B, false, { variant, round }));
-}
-
-/** Runs `run` with the variables of `variant` ("K=V,K=V"; "-": none) set, then restores them. */
-async function withEnv<T>(variant: string, run: () => Promise<T>): Promise<T> {
-  const pairs = variant === "-" ? [] : variant.split(",").map((kv) => kv.split("=") as [string, string]);
-  const saved = pairs.map(([k]) => [k, process.env[k]] as const);
-  for (const [k, v] of pairs) process.env[k] = v;
-  try {
-    return await run();
-  } finally {
-    for (const [k, v] of saved)
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-  }
+      await withEnv(variantEnv(variant), () => benchOne(model, cache, B, false, { variant, round }));
 }
 
 async function benchOne(
@@ -224,12 +216,6 @@ async function benchOne(
   const snapshotIssueMs = performance.now() - q0;
   const reference = await engine.getState();
   const snapshot = await pending;
-  let snapshotDiffering = 0;
-  for (const kind of ["scores", "adamM", "adamV"] as const)
-    for (const [name, want] of reference[kind]) {
-      const got = snapshot[kind].get(name);
-      for (let i = 0; i < want.length; i++) if (got?.[i] !== want[i]) snapshotDiffering++;
-    }
   out({
     bench: "cuda_rmt_step",
     ...label,
@@ -245,7 +231,7 @@ async function benchOne(
     first_losses: losses.slice(0, 2).map((x) => +x.toFixed(4)),
     get_state_ms: stateMs.map((x) => +x.toFixed(1)),
     snapshot_issue_ms: +snapshotIssueMs.toFixed(2),
-    snapshot_differing: snapshotDiffering,
+    snapshot_differing: statesDiffering(snapshot, reference),
   });
   for (const t of engine.gemmTuning()) out({ gemm_tuning: t.shape, ...t });
   if (profile) {
