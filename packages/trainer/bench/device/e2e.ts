@@ -88,6 +88,20 @@ async function images(dir: string, classes: number, perClass: number, side: numb
   });
 }
 
+/** What both train commands give train(): the recipe, 16 shots of seed 1, a fresh run into outPath. */
+function recipeRun(modelDir: string, dataDir: string, epochs: number, outPath: string) {
+  return {
+    model: modelDir,
+    data: dataDir,
+    shots: 16,
+    seed: 1,
+    preset: "recipe" as const,
+    epochs,
+    out: outPath,
+    resume: false,
+  };
+}
+
 async function run(
   modelDir: string,
   dataDir: string,
@@ -147,17 +161,10 @@ async function run(
   let afterLastEpoch = 0;
   const epochSeconds: number[] = [];
   const result = await train({
-    model: modelDir,
-    data: dataDir,
-    shots: 16,
-    seed: 1,
+    ...recipeRun(modelDir, dataDir, epochs, outPath),
     engine: engine as EngineName,
     engineFactory: factory,
-    preset: "recipe",
-    epochs,
     ...(batch === "-" ? {} : { batchSize: Number(batch) }),
-    out: outPath,
-    resume: false,
     io,
     encodeText: (model) => async (tokens, count) => {
       const a = performance.now();
@@ -215,19 +222,12 @@ async function trainOnGpus(
 ) {
   const t0 = performance.now();
   const result = await train({
-    model: modelDir,
-    data: dataDir,
+    ...recipeRun(modelDir, dataDir, epochs, outPath),
     testData: null,
-    shots: 16,
-    seed: 1,
     ...(trainList ? { trainList } : {}),
     engine: "cuda",
-    preset: "recipe",
-    epochs,
     batchSize: batch,
     ...(lr === "-" ? {} : { lr: Number(lr) }),
-    out: outPath,
-    resume: false,
     gpus,
   });
   const r = result.report;
