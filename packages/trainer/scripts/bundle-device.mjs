@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Bundles the device entries (bench/device/{main,full-run,e2e}.ts) with esbuild into <repo>/.gpu/,
+// Bundles the device entries (bench/device/{main,full-run,cross-eval,e2e,dp-worker,nccl-worker}.ts
+// and src/distributed/train-worker.ts) with esbuild into <repo>/.gpu/,
 // beside the fatbin and koffi (kept external: it finds its native module next to its own
 // package), so that a GPU machine with only a node binary can run them:
 //   .gpu/main.mjs, .gpu/run/{full,e2e,cross-eval,dp-worker,nccl-worker}.mjs, .gpu/run/train-worker.js, .gpu/unmask.fatbin,
@@ -30,51 +31,47 @@ const noSharp = {
     }));
   },
 };
-await build({
-  entryPoints: [join(pkg, "bench", "device", "main.ts")],
-  bundle: true,
-  platform: "node",
-  format: "esm",
-  target: "node20",
-  outfile: join(out, "main.mjs"),
-  external: ["koffi"],
-  banner: {
-    js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
-  },
-  logLevel: "warning",
-});
-// the full-run entry (train() + convert()): sharp (image decoding) is replaced by a stub that
-// throws, since the device gets its images already decoded (bench/device/prep-fashion.mjs)
-for (const [entry, bundle] of [
-  ["full-run.ts", "full.mjs"],
-  ["cross-eval.ts", "cross-eval.mjs"],
-])
-  await build({
-    entryPoints: [join(pkg, "bench", "device", entry)],
+// One ESM bundle for Node 20. `require` is defined for the CommonJS dependencies bundled in, except
+// in libraries (the @unmask/clip bundle), which never call it.
+const bundle = (entry, outfile, { external = [], plugins = [], require = true } = {}) =>
+  build({
+    entryPoints: [entry],
     bundle: true,
     platform: "node",
     format: "esm",
     target: "node20",
-    outfile: join(out, "run", bundle), // clip finds its BPE vocabulary at ../assets
+    outfile,
+    external,
+    plugins,
+    ...(require && {
+      banner: {
+        js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
+      },
+    }),
+    logLevel: "warning",
+  });
+await bundle(join(pkg, "bench", "device", "main.ts"), join(out, "main.mjs"), { external: ["koffi"] });
+// the full-run entry (train() + convert()): sharp (image decoding) is replaced by a stub that
+// throws, since the device gets its images already decoded (bench/device/prep-fashion.mjs)
+// in run/: clip finds its BPE vocabulary at ../assets
+for (const [entry, file] of [
+  ["full-run.ts", "full.mjs"],
+  ["cross-eval.ts", "cross-eval.mjs"],
+])
+  await bundle(join(pkg, "bench", "device", entry), join(out, "run", file), {
     external: ["koffi", "onnxruntime-node"],
     plugins: [noSharp],
-    banner: {
-      js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
-    },
-    logLevel: "warning",
   });
 // The image cache's resize workers (src/data/resize-pool.ts) import @unmask/clip by name: a
 // bundle of it where the workers look (pure JavaScript resize; sharp stubbed, never called there)
-await build({
-  entryPoints: [join(pkg, "..", "clip", "src", "index.ts")],
-  bundle: true,
-  platform: "node",
-  format: "esm",
-  target: "node20",
-  outfile: join(out, "node_modules", "@unmask", "clip", "index.js"),
-  plugins: [noSharp],
-  logLevel: "warning",
-});
+await bundle(
+  join(pkg, "..", "clip", "src", "index.ts"),
+  join(out, "node_modules", "@unmask", "clip", "index.js"),
+  {
+    plugins: [noSharp],
+    require: false,
+  },
+);
 writeFileSync(
   join(out, "node_modules", "@unmask", "clip", "package.json"),
   JSON.stringify({ name: "@unmask/clip", type: "module", main: "index.js" }),
@@ -96,24 +93,14 @@ for (const f of ["package.json", "index.js", "linux_x64/koffi.node"])
 // (libvips compresses from 18 to ~6.6 MB), unpacked on the device into .gpu/node_modules/@img
 // beside it, the worker of a several-GPU train() (train-launch.ts starts ./train-worker.js next to
 // the bundle that imports it) and the data-parallel checks' worker (main.mjs dpcheck / dpbench)
-for (const [entry, bundle] of [
+for (const [entry, file] of [
   [join("bench", "device", "e2e.ts"), "e2e.mjs"],
   [join("src", "distributed", "train-worker.ts"), "train-worker.js"],
   [join("bench", "device", "dp-worker.ts"), "dp-worker.mjs"],
   [join("bench", "device", "nccl-worker.ts"), "nccl-worker.mjs"],
 ])
-  await build({
-    entryPoints: [join(pkg, entry)],
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node20",
-    outfile: join(out, "run", bundle),
+  await bundle(join(pkg, entry), join(out, "run", file), {
     external: ["koffi", "onnxruntime-node", "@img/sharp-*"],
-    banner: {
-      js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
-    },
-    logLevel: "warning",
   });
 if (process.argv.includes("--sharp")) {
   const sharpDir = realpathSync(join(repo, "node_modules", ".pnpm", "node_modules", "sharp"));
