@@ -6,10 +6,7 @@
 # batch and seed (a random ViT-B/16, 100 classes x 16 shots at 224 px, 3 epochs at batch 64) and
 # the final masks compared bit by bit. Logs under $OUT.
 cd "$(dirname "$0")/.."
-source packages/trainer/bench/device/device-env.sh
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-export UNMASK_NCCL_LIBRARY=$(python3 -c "import nvidia.nccl, os; print(os.path.join(nvidia.nccl.__path__[0], 'lib', 'libnccl.so.2'))")
-export UV_THREADPOOL_SIZE=$(nproc)
+DEVICE_NCCL=1 source packages/trainer/bench/device/device-env.sh
 nvidia-smi -L; echo "NCCL: $UNMASK_NCCL_LIBRARY"; ls -la "$UNMASK_NCCL_LIBRARY"
 el dpcheck; timeout 150 $N main.mjs dpcheck 2 2>$OUT/dpcheck.err | tee $OUT/dpcheck.log; tail -5 $OUT/dpcheck.err
 el dpbench; timeout 200 $N main.mjs dpbench 2 256 20 2>$OUT/dpbench.err | tee $OUT/dpbench.log; tail -5 $OUT/dpbench.err

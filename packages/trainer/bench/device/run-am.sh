@@ -5,10 +5,7 @@
 # directory) on the demo's Fashion-MNIST folder with the reference 16-shot lists of seeds 1-3,
 # 30 epochs, batch 32, the recipe's lr (the demo's run); final masks compared bit by bit.
 cd "$(dirname "$0")/.."
-source packages/trainer/bench/device/device-env.sh
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-export UNMASK_NCCL_LIBRARY=$(python3 -c "import nvidia.nccl, os; print(os.path.join(nvidia.nccl.__path__[0], 'lib', 'libnccl.so.2'))")
-export UV_THREADPOOL_SIZE=$(nproc)
+DEVICE_NCCL=1 source packages/trainer/bench/device/device-env.sh
 DEMO=../packages/cli/assets/demo
 el dpreduce; timeout 100 $N main.mjs dpreduce 2 2>$OUT/dpreduce.err | tee $OUT/dpreduce.log
 $N run/e2e.mjs convert $DEMO/nano-clip.jit.pt /tmp/nano-clip > /dev/null; tar -xJf mcs.tar.xz -C /tmp && mv /tmp/mcs /tmp/micro-clip
