@@ -303,7 +303,7 @@ else if (cmd === "traingpus")
     args[7],
   );
 else if (cmd === "convert") {
-  await convert(args[0], args[1], { overwrite: true, onnx: false } as Parameters<typeof convert>[2]);
+  await convert(args[0], args[1], { overwrite: true, onnx: false });
   out({ converted: args[0], to: args[1] });
 } else if (cmd === "maskdiff") await maskDiff(args[0], args[1]);
 else {

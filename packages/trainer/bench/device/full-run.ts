@@ -25,7 +25,7 @@ const name = basename(modelPath).replace(/\.jit\.pt$/, "");
 const isDir = existsSync(join(modelPath, "config.json"));
 const modelDir = isDir ? modelPath : join(outDir, `${name}-model`);
 if (!isDir)
-  await convert(modelPath, modelDir, { overwrite: true, onnx: false } as Parameters<typeof convert>[2]);
+  await convert(modelPath, modelDir, { overwrite: true, onnx: false });
 for (const seed of seedList.split(",").map(Number)) {
   const t0 = performance.now();
   const result = await train({

@@ -45,13 +45,15 @@ export async function gemmLayouts(B: number, random = false): Promise<Record<str
   cu.fill32(W, 0x3c003c00, (3 * D * D) / 2, stream);
   const start = cu.createEvent();
   const end = cu.createEvent();
-  const time = (call: GemmCall) => {
-    for (let i = 0; i < 3; i++) blas.gemm(call);
+  // ms a run of `run` takes on the stream: 20 timed after 3 warm-up runs
+  const timeRun = (run: () => void) => {
+    for (let i = 0; i < 3; i++) run();
     cu.record(start, stream);
-    for (let i = 0; i < 20; i++) blas.gemm(call);
+    for (let i = 0; i < 20; i++) run();
     cu.record(end, stream);
     return cu.elapsed(start, end) / 20;
   };
+  const time = (call: GemmCall) => timeRun(() => blas.gemm(call));
   // dW_s [M, D] = dY_s^T X for both signals, as the engine writes it (X token-major [R, D]), or
   // with X kept feature-major (X^T [D, R], K contiguous: one K-major operand, as in the NN GEMM)
   const weightGradient = (M: number, featureMajorX = false): GemmCall => ({
@@ -132,11 +134,7 @@ export async function gemmLayouts(B: number, random = false): Promise<Record<str
             differing++;
             worst = Math.max(worst, Math.abs(got[i] - reference[i]) / (Math.abs(reference[i]) + 1e-30));
           }
-        for (let i = 0; i < 3; i++) run();
-        cu.record(start, stream);
-        for (let i = 0; i < 20; i++) run();
-        cu.record(end, stream);
-        const ms = cu.elapsed(start, end) / 20;
+        const ms = timeRun(run);
         rows.push({
           M,
           candidate: rank,
