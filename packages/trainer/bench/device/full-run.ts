@@ -24,8 +24,7 @@ const lrScale = Number(process.env.FULL_LR_SCALE ?? 1);
 const name = basename(modelPath).replace(/\.jit\.pt$/, "");
 const isDir = existsSync(join(modelPath, "config.json"));
 const modelDir = isDir ? modelPath : join(outDir, `${name}-model`);
-if (!isDir)
-  await convert(modelPath, modelDir, { overwrite: true, onnx: false });
+if (!isDir) await convert(modelPath, modelDir, { overwrite: true, onnx: false });
 for (const seed of seedList.split(",").map(Number)) {
   const t0 = performance.now();
   const result = await train({
