@@ -48,6 +48,16 @@ __device__ __forceinline__ void store8h(bf16* __restrict__ p, const float (&v)[8
 __device__ __forceinline__ void store8(bf16* __restrict__ p, const float (&v)[8]) { store8h(p, v); }
 __device__ __forceinline__ void store8(float* __restrict__ p, const float (&v)[8]) { store8f(p, v); }
 
+// (v - mean) * rstd * gamma + beta for the 8 values of chunk c (gamma, beta: the row's).
+__device__ __forceinline__ void ln_affine8(float (&o)[8], const float (&v)[8], float mean, float rstd,
+                                           const float* __restrict__ gamma, const float* __restrict__ beta, int c) {
+  float gm[8], bt[8];
+  load8f(gm, gamma + c * 8);
+  load8f(bt, beta + c * 8);
+#pragma unroll
+  for (int j = 0; j < 8; j++) o[j] = (v[j] - mean) * rstd * gm[j] + bt[j];
+}
+
 // A warp's row v (its lane's chunks, their sum `sum`) normalised: mean and rstd (two-pass, fp32)
 // to meanOut / rstdOut (when given), (v - mean) * rstd * gamma + beta to out (bf16 or fp32).
 template <typename T>
@@ -75,11 +85,8 @@ __device__ __forceinline__ void ln_finish(const float (&v)[LN_CHUNKS][8], float 
   for (int i = 0; i < LN_CHUNKS; i++) {
     const int c = lane + 32 * i;
     if (c < D8) {
-      float gm[8], bt[8], o[8];
-      load8f(gm, gamma + c * 8);
-      load8f(bt, beta + c * 8);
-#pragma unroll
-      for (int j = 0; j < 8; j++) o[j] = (v[i][j] - mean) * rstd * gm[j] + bt[j];
+      float o[8];
+      ln_affine8(o, v[i], mean, rstd, gamma, beta, c);
       store8(out + row * D + c * 8, o);
     }
   }
@@ -163,13 +170,10 @@ extern "C" __global__ void ln_recompute(const bf16* __restrict__ x, const float*
   for (int i = 0; i < LN_CHUNKS; i++) {
     const int c = lane + 32 * i;
     if (c < (D >> 3)) {
-      float v[8], gm[8], bt[8];
+      float v[8], o[8];
       load8h(v, x + (long long)row * D + c * 8);
-      load8f(gm, gamma + c * 8);
-      load8f(bt, beta + c * 8);
-#pragma unroll
-      for (int j = 0; j < 8; j++) v[j] = (v[j] - m) * s * gm[j] + bt[j];
-      store8h(out + (long long)row * D + c * 8, v);
+      ln_affine8(o, v, m, s, gamma, beta, c);
+      store8h(out + (long long)row * D + c * 8, o);
     }
   }
 }
