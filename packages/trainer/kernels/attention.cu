@@ -1,7 +1,8 @@
 // Fused attention for head dim 64 (every CLIP ViT), flash-style with bf16 tensor-core MMAs
 // (mma.sync m16n8k16, fp32 accumulation). q, k, v are read straight out of the packed in_proj
-// output qkv [B * N, 3D] (bias added on load, rounded to bf16 as the GEMM output is), so no
-// head-major copies exist; o and the gradients are written straight into row layouts.
+// output qkv [B * N, 3D] (the bias added on load and rounded to bf16 as the GEMM output is, unless
+// the GEMM's epilogue added it already: bias null), so no head-major copies exist; o and the
+// gradients are written straight into row layouts.
 //
 //   attn_fwd       o = softmax(scale q k^T) v per (image, head), online softmax over 32-key
 //                  chunks; keeps only lse2 = log2 of each row's softmax denominator (scaled scores
@@ -80,6 +81,9 @@ __device__ __forceinline__ float quad_sum(float v) {
   v += __shfl_xor_sync(0xffffffffu, v, 1);
   return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
+
+// bias + offset, or null where there is none (the in_proj GEMM's epilogue added it to qkv)
+__device__ __forceinline__ const float* bias_at(const float* bias, int offset) { return bias ? bias + offset : nullptr; }
 
 // rows [0, rows) of a [rows][ATT_LD] tile from src rows row0.. (ld elements apart) at column col;
 // rows >= valid are zero. bias (fp32, already offset to col) is added and rounded to bf16.
@@ -406,9 +410,9 @@ __device__ __forceinline__ void attn_fwd_body(const bf16* __restrict__ qkv, cons
   const int bh = blockIdx.y, b = bh / H, h = bh % H, D = H * 64, ld = 3 * D;
   const int q0 = blockIdx.x * 16 * W;
   const long long row0 = (long long)b * N;
-  load_tile(Qs, qkv, row0 + q0, ld, h * 64, bias + h * 64, 16 * W, min(16 * W, N - q0));
-  load_tile(Ks, qkv, row0, ld, D + h * 64, bias + D + h * 64, Np, N);
-  load_tile(Vs, qkv, row0, ld, 2 * D + h * 64, bias + 2 * D + h * 64, Np, N);
+  load_tile(Qs, qkv, row0 + q0, ld, h * 64, bias_at(bias, h * 64), 16 * W, min(16 * W, N - q0));
+  load_tile(Ks, qkv, row0, ld, D + h * 64, bias_at(bias, D + h * 64), Np, N);
+  load_tile(Vs, qkv, row0, ld, 2 * D + h * 64, bias_at(bias, 2 * D + h * 64), Np, N);
   __syncthreads();
   const int warp = threadIdx.x >> 5;
   const int qw = q0 + warp * 16;
@@ -418,11 +422,13 @@ __device__ __forceinline__ void attn_fwd_body(const bf16* __restrict__ qkv, cons
 
 // The loop of a persistent block over (image, head) pairs blockIdx.x, + gridDim.x, ... < pairs,
 // with two stages of shared tiles: issue(pair, stage) starts the pair's copies (one cp.async
-// group); once they landed, every thread runs ready(pair, stage) (e.g. adding the bias), then
-// compute(pair, stage), between barriers. The next pair's copies are in flight while this one
-// computes, so no SM waits for its tiles between pairs.
+// group); once they landed, every thread runs ready(pair, stage) (e.g. adding the bias; skipped with
+// its barrier where hasReady is false, the same for the whole grid), then compute(pair, stage),
+// between barriers. The next pair's copies are in flight while this one computes, so no SM waits
+// for its tiles between pairs.
 template <typename Issue, typename Ready, typename Compute>
-__device__ __forceinline__ void for_each_pair_double_buffered(int pairs, Issue issue, Ready ready, Compute compute) {
+__device__ __forceinline__ void for_each_pair_double_buffered(int pairs, Issue issue, bool hasReady, Ready ready,
+                                                              Compute compute) {
   int pair = blockIdx.x;
   if (pair >= pairs) return;
   issue(pair, 0);
@@ -435,8 +441,10 @@ __device__ __forceinline__ void for_each_pair_double_buffered(int pairs, Issue i
       cp_async_wait<0>();
     }
     __syncthreads();
-    ready(pair, st);
-    __syncthreads();
+    if (hasReady) {
+      ready(pair, st);
+      __syncthreads();
+    }
     compute(pair, st);
     __syncthreads();  // every thread is done with this stage before the copies into it are issued
   }
@@ -465,7 +473,7 @@ extern "C" __global__ void __launch_bounds__(512, 1)
   };
   const int warp = threadIdx.x >> 5;
   for_each_pair_double_buffered(
-      pairs, issue,
+      pairs, issue, bias != nullptr,
       [&](int pair, int st) {
 #pragma unroll
         for (int k = 0; k < 3; k++) add_bias_tile(tiles(st, k), bias + k * D + (pair % H) * 64, N);
@@ -497,9 +505,9 @@ __device__ __forceinline__ void attn_bwd_dq_body(const bf16* __restrict__ qkv, c
   const int q0 = blockIdx.x * 16 * W;
   const long long row0 = (long long)b * N;
   const int valid = min(16 * W, N - q0);
-  load_tile(Qs, qkv, row0 + q0, ld, h * 64, bias + h * 64, 16 * W, valid);
-  load_tile(Ks, qkv, row0, ld, D + h * 64, bias + D + h * 64, Np, N);
-  load_tile(Vs, qkv, row0, ld, 2 * D + h * 64, bias + 2 * D + h * 64, Np, N);
+  load_tile(Qs, qkv, row0 + q0, ld, h * 64, bias_at(bias, h * 64), 16 * W, valid);
+  load_tile(Ks, qkv, row0, ld, D + h * 64, bias_at(bias, D + h * 64), Np, N);
+  load_tile(Vs, qkv, row0, ld, 2 * D + h * 64, bias_at(bias, 2 * D + h * 64), Np, N);
   load_grad_tile(dOs, Ds, dO, (long long)sig * R + row0 + q0, o, row0 + q0, D, h * 64, 16 * W, valid);
   __syncthreads();
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3, g = lane >> 2;
@@ -561,10 +569,10 @@ __device__ __forceinline__ void attn_bwd_dkdv_body(const bf16* __restrict__ qkv,
   const int k0 = blockIdx.x * 16 * W;
   const long long row0 = (long long)b * N;
   const int valid = min(16 * W, N - k0);
-  load_tile(Qs, qkv, row0, ld, h * 64, bias + h * 64, Nl, N);
+  load_tile(Qs, qkv, row0, ld, h * 64, bias_at(bias, h * 64), Nl, N);
   load_grad_tile(dOs, Ds, dO, (long long)sig * R + row0, o, row0, D, h * 64, Nl, N);
-  load_tile(Ks, qkv, row0 + k0, ld, D + h * 64, bias + D + h * 64, 16 * W, valid);
-  load_tile(Vs, qkv, row0 + k0, ld, 2 * D + h * 64, bias + 2 * D + h * 64, 16 * W, valid);
+  load_tile(Ks, qkv, row0 + k0, ld, D + h * 64, bias_at(bias, D + h * 64), 16 * W, valid);
+  load_tile(Vs, qkv, row0 + k0, ld, 2 * D + h * 64, bias_at(bias, 2 * D + h * 64), 16 * W, valid);
   for (int i = threadIdx.x; i < Nl; i += blockDim.x) Ls[i] = i < N ? lse[(long long)bh * N + i] : INFINITY;
   __syncthreads();
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -667,9 +675,11 @@ __device__ __forceinline__ void attn_bwd_fused_body(ATT_BWD_ARGS, int S) {
   for (int i = threadIdx.x; i < Nq; i += blockDim.x) Ls[i] = i < N ? lse[(long long)bh * N + i] : INFINITY;
   cp_async_wait_all();
   __syncthreads();
-  add_bias_tile(Qs, bias + h * 64, N);
-  add_bias_tile(Ks, bias + D + h * 64, N);
-  add_bias_tile(Vs, bias + 2 * D + h * 64, N);
+  if (bias) {
+    add_bias_tile(Qs, bias + h * 64, N);
+    add_bias_tile(Ks, bias + D + h * 64, N);
+    add_bias_tile(Vs, bias + 2 * D + h * 64, N);
+  }
   row_dots(DsAll, dOs, dSt, Nq);
   for (int sig = 1; sig < S; sig++) row_dots_global(DsAll + sig * Nq, dO, (long long)sig * R + row0, D, h * 64, dSt, Nq, N);
   __syncthreads();

@@ -243,10 +243,11 @@ __device__ __forceinline__ void attn_fwd_wgmma_body(const bf16* __restrict__ qkv
   const int wg = threadIdx.x >> 7;
   const auto tileAddr = [&](int st, int k) { return (uint32_t)__cvta_generic_to_shared(tile(st, k)); };
   for_each_pair_double_buffered(
-      pairs, issue,
+      pairs, issue, true,  // the async-proxy fence is needed with or without a bias
       [&](int pair, int st) {
 #pragma unroll
-        for (int k = 0; k < 3; k++) add_bias_sw128(tile(st, k), bias + k * D + (pair % H) * 64, N);
+        for (int k = 0; k < 3; k++)
+          if (bias) add_bias_sw128(tile(st, k), bias + k * D + (pair % H) * 64, N);
         fence_proxy_async();
       },
       [&](int pair, int st) {

@@ -47,13 +47,15 @@ struct ClsWarpShared {
 __device__ __forceinline__ void cls_load_query(ClsWarpShared& sh, const bf16* __restrict__ base,
                                                const float* __restrict__ bias, int D, int h, int lane) {
   const int d = 2 * lane;
-  const float2 q = load2_bias(base + d, make_float2(bias[h * 64 + d], bias[h * 64 + d + 1]));
+  // no bias (the in_proj GEMM added it): zeros, and bf16(x + 0) = x keeps the loaded values
+  const auto b = [&](int i) { return bias ? bias[i] : 0.f; };
+  const float2 q = load2_bias(base + d, make_float2(b(h * 64 + d), b(h * 64 + d + 1)));
   sh.q[d] = q.x;
   sh.q[d + 1] = q.y;
-  sh.kb[d] = bias[D + h * 64 + d];
-  sh.kb[d + 1] = bias[D + h * 64 + d + 1];
-  sh.vb[d] = bias[2 * D + h * 64 + d];
-  sh.vb[d + 1] = bias[2 * D + h * 64 + d + 1];
+  sh.kb[d] = b(D + h * 64 + d);
+  sh.kb[d + 1] = b(D + h * 64 + d + 1);
+  sh.vb[d] = b(2 * D + h * 64 + d);
+  sh.vb[d + 1] = b(2 * D + h * 64 + d + 1);
   __syncwarp();
 }
 

@@ -96,6 +96,7 @@ export type BenchEngine = Awaited<ReturnType<typeof createCudaEngine>> & {
   profileStep(B: number): { name: string; calls: number; ms: number; flops: number }[];
   memoryBreakdown(): { name: string; bytes: number; count: number }[];
   gemmTuning(): GemmTuning[];
+  gemmEpilogues(): { qkvBias: boolean; residual: boolean };
 };
 
 export async function benchEngine(

@@ -232,6 +232,7 @@ async function benchOne(
     get_state_ms: stateMs.map((x) => +x.toFixed(1)),
     snapshot_issue_ms: +snapshotIssueMs.toFixed(2),
     snapshot_differing: statesDiffering(snapshot, reference),
+    epilogues: engine.gemmEpilogues(),
   });
   for (const t of engine.gemmTuning()) out({ gemm_tuning: t.shape, ...t });
   if (profile) {

@@ -16,6 +16,10 @@ const DESC_TRANSA = 3;
 const DESC_TRANSB = 4;
 const LAYOUT_BATCH_COUNT = 5;
 const LAYOUT_STRIDED_BATCH_OFFSET = 6;
+const DESC_EPILOGUE = 7;
+const DESC_BIAS_POINTER = 8;
+const DESC_BIAS_DATA_TYPE = 26;
+const EPILOGUE_BIAS = 4;
 const PREF_MAX_WORKSPACE_BYTES = 1;
 /** cublasLtMatmulAlgo_t: 8 x uint64. */
 const ALGO_BYTES = 64;
@@ -113,6 +117,11 @@ export class CublasLt {
     // column-major: C^T [N, M] = op(B)^T [N, K] op(A)^T [K, M]
     this.setInt32("cublasLtMatmulDescSetAttribute", op, DESC_TRANSA, c.transB ? CUBLAS_OP_T : CUBLAS_OP_N);
     this.setInt32("cublasLtMatmulDescSetAttribute", op, DESC_TRANSB, c.transA ? CUBLAS_OP_T : CUBLAS_OP_N);
+    if (c.bias !== undefined) {
+      // the bias is a vector over the rows of the column-major D, i.e. over the row-major N
+      this.setInt32("cublasLtMatmulDescSetAttribute", op, DESC_EPILOGUE, EPILOGUE_BIAS);
+      this.setInt32("cublasLtMatmulDescSetAttribute", op, DESC_BIAS_DATA_TYPE, gemmCudaType(c.biasType ?? "f32"));
+    }
     const layout = (type: GemmCall["A"]["type"], rows: number, cols: number, ld: number, stride?: number) => {
       const l = this.create("cublasLtMatrixLayoutCreate", gemmCudaType(type), rows, cols, ld);
       const batch = c.batch ?? 1;
@@ -172,6 +181,9 @@ export class CublasLt {
   matmul(plan: LtPlan, algo: Uint8Array, c: GemmCall): void {
     this.alpha[0] = c.alpha ?? 1;
     this.beta[0] = c.beta ?? 0;
+    // calls of one shape share a plan: each sets its own bias, read by cublasLtMatmul as it enqueues
+    if (c.bias !== undefined)
+      this.setInt64("cublasLtMatmulDescSetAttribute", plan.op, DESC_BIAS_POINTER, c.bias);
     this.check(
       "cublasLtMatmul",
       this.fns.cublasLtMatmul(

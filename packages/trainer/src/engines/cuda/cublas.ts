@@ -1,7 +1,7 @@
 /**
  * bf16 GEMMs with fp32 accumulation through cuBLAS (cublasGemmEx / cublasGemmStridedBatchedEx,
- * or cublasLtMatmul with the algorithm gemm-tuning.ts chose for the shape), expressed in
- * row-major terms. cuBLAS is column-major; a row-major C = op(A) op(B) is the
+ * or cublasLtMatmul with the algorithm gemm-tuning.ts chose for the shape, or for calls with a
+ * bias epilogue cuBLASLt's first heuristic choice), expressed in row-major terms. cuBLAS is column-major; a row-major C = op(A) op(B) is the
  * column-major C^T = op(B)^T op(A)^T, so every call swaps the operands and M with N.
  *
  * The handle uses a fixed workspace (so the calls can be captured into a CUDA graph) and the
@@ -51,12 +51,20 @@ export interface GemmCall {
   beta?: number;
   /** Number of strided batches (1: plain GEMM). */
   batch?: number;
+  /**
+   * A vector of N values (biasType, default fp32) added to every row of C by cuBLASLt's BIAS
+   * epilogue before C's rounding: the in_proj bias into qkv (bf16: cuBLASLt takes no fp32 bias
+   * with a bf16 C), and with beta = 1 and an fp32 C a layer's output bias and its residual add.
+   * Unbatched calls only; they need cuBLASLt (Cublas.lt).
+   */
+  bias?: number;
+  biasType?: GemmType;
 }
 
 /** Everything of a call but its pointers: calls with one key can share one tuned algorithm. */
 export function gemmKey(c: GemmCall): string {
   const op = (o: GemmOperand) => `${o.type ?? "bf16"}/${o.ld}/${o.stride ?? 0}`;
-  return `${c.M}x${c.N}x${c.K}x${c.batch ?? 1} ${c.transA ? "T" : "N"}${c.transB ? "T" : "N"} ${op(c.A)} ${op(c.B)} ${op(c.C)} ${c.alpha ?? 1} ${c.beta ?? 0}`;
+  return `${c.M}x${c.N}x${c.K}x${c.batch ?? 1} ${c.transA ? "T" : "N"}${c.transB ? "T" : "N"} ${op(c.A)} ${op(c.B)} ${op(c.C)} ${c.alpha ?? 1} ${c.beta ?? 0}${c.bias === undefined ? "" : ` bias/${c.biasType ?? "f32"}`}`;
 }
 
 /** A tuned shape's cuBLASLt plan and algorithm (gemm-tuning.ts). */
@@ -79,8 +87,10 @@ export class Cublas {
   profiler?: LaunchProfiler;
   /** Shapes whose tuning picked a cuBLASLt algorithm (by gemmKey): run with it instead of cublasGemmEx. */
   readonly choices = new Map<string, GemmChoice>();
-  /** cuBLASLt, for the chosen algorithms. */
+  /** cuBLASLt, for the tuned algorithms and the calls with a bias epilogue. */
   lt?: CublasLt;
+  /** Calls with a bias epilogue (by gemmKey): their plan and cuBLASLt's first heuristic algorithm. */
+  private readonly epiloguePlans = new Map<string, GemmChoice | null>();
   /** When set, gemm() hands every call to it and runs nothing itself (the tuning pass). */
   interceptor?: (c: GemmCall) => void;
 
@@ -130,7 +140,7 @@ export class Cublas {
     }
     if (this.profiler) {
       const batch = c.batch ?? 1;
-      const name = `gemm ${c.M}x${c.N}x${c.K}${batch > 1 ? ` x${batch}` : ""} ${c.transA ? "T" : "N"}${c.transB ? "T" : "N"} ${c.C.type ?? "bf16"}${c.beta ? " +C" : ""}`;
+      const name = `gemm ${c.M}x${c.N}x${c.K}${batch > 1 ? ` x${batch}` : ""} ${c.transA ? "T" : "N"}${c.transB ? "T" : "N"} ${c.C.type ?? "bf16"}${c.beta ? " +C" : ""}${c.bias === undefined ? "" : " +bias"}`;
       const p = this.profiler;
       this.profiler = undefined;
       try {
@@ -138,6 +148,20 @@ export class Cublas {
       } finally {
         this.profiler = p;
       }
+      return;
+    }
+    if (c.bias !== undefined) {
+      const choice = this.epiloguePlan(c);
+      if (!choice || !this.lt)
+        throw new UnmaskError(
+          "CUDA_ERROR",
+          `cuBLASLt offers no algorithm for the bias epilogue of ${gemmKey(c)}`,
+          {
+            subject: "cublasLtMatmul",
+          },
+        );
+      this.calls++;
+      this.lt.matmul(choice.plan, choice.algo, c);
       return;
     }
     // choices exist only once tuning ran: untuned engines skip building the key
@@ -148,6 +172,29 @@ export class Cublas {
       return;
     }
     this.gemmEx(c);
+  }
+
+  /**
+   * Whether cuBLASLt runs `c` with its bias epilogue (a call of that shape and those types):
+   * false without cuBLASLt, or where its heuristics offer no algorithm. The model asks before it
+   * moves a bias into a GEMM.
+   */
+  supportsEpilogue(c: GemmCall): boolean {
+    return this.epiloguePlan({ ...c, bias: c.bias ?? 0 }) !== null;
+  }
+
+  /** The plan and first heuristic algorithm of a call with a bias epilogue (made once a shape). */
+  private epiloguePlan(c: GemmCall): GemmChoice | null {
+    if (!this.lt) return null;
+    const key = gemmKey(c);
+    let choice = this.epiloguePlans.get(key);
+    if (choice === undefined) {
+      const plan = this.lt.plan(c);
+      const [algo] = this.lt.algorithms(plan, 1);
+      choice = algo ? { plan, algo } : null;
+      this.epiloguePlans.set(key, choice);
+    }
+    return choice;
   }
 
   /** c through cublasGemmEx (cublasGemmStridedBatchedEx when batched), cuBLAS's own algorithm choice. */
@@ -220,6 +267,7 @@ export class Cublas {
     this.lt?.dispose();
     this.lt = undefined;
     this.choices.clear();
+    this.epiloguePlans.clear();
     if (this.handle) this.check("cublasDestroy", this.fns.cublasDestroy_v2(this.handle));
     this.handle = 0;
   }

@@ -34,7 +34,7 @@ import { CudaDriver } from "./driver.js";
 import { GemmTuner, type GemmTuning } from "./gemm-tuning.js";
 import { Kernels } from "./kernels.js";
 import { openCudaLibraries } from "./libraries.js";
-import { type MaskedTensor, TowerModel } from "./model.js";
+import { type Epilogues, epilogueRequest, type MaskedTensor, TowerModel } from "./model.js";
 import { LaunchProfiler, type ProfileRow } from "./profile.js";
 
 interface Graph {
@@ -68,12 +68,16 @@ export const createCudaEngine: EngineFactory = async (
   );
   tower.logitScale = model.logitScale;
   blas = new Cublas(libs.cublas, cu, stream, tower.workspace);
-  // GEMM tuning (gemm-tuning.ts) on one GPU unless UNMASK_GEMM_TUNE=0; it never changes a bit
+  // cuBLASLt for the GEMMs with a bias epilogue (model.ts, "GEMM epilogues") and for GEMM tuning
+  // (gemm-tuning.ts: on one GPU unless UNMASK_GEMM_TUNE=0; it never changes a bit)
+  if (libs.cublasLt) blas.lt = new CublasLt(libs.cublasLt, stream, tower.workspace);
+  tower.chooseEpilogues(
+    (c) => (blas as Cublas).supportsEpilogue(c),
+    epilogueRequest(process.env.UNMASK_GEMM_EPILOGUES),
+  );
   let tuner: GemmTuner | undefined;
-  if (libs.cublasLt && process.env.UNMASK_GEMM_TUNE !== "0" && !options.distributed) {
-    blas.lt = new CublasLt(libs.cublasLt, stream, tower.workspace);
+  if (blas.lt && process.env.UNMASK_GEMM_TUNE !== "0" && !options.distributed)
     tuner = new GemmTuner(cu, blas, blas.lt, kernels, stream);
-  }
   const { D, E, C } = tower.dims;
   kernels.prepareHead(D, E, C);
   // One rank of several: the reducer (and the NCCL communicator behind it) binds to the context
@@ -125,6 +129,11 @@ export class CudaEngine implements Engine {
     private readonly tuner?: GemmTuner,
   ) {
     this.resetState();
+  }
+
+  /** Bench hook: which adds run in cuBLASLt epilogues (model.ts). */
+  gemmEpilogues(): Epilogues {
+    return { ...this.tower.epilogues };
   }
 
   /** Bench hook: what GEMM tuning measured and chose, one entry per shape. */

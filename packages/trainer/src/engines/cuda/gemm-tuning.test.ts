@@ -105,7 +105,7 @@ describe("GemmTuner", () => {
     expect(s.blas.choices.size).toBe(0);
   });
 
-  it("tunes each shape once, skips accumulating calls, and walks the step with kernels off", () => {
+  it("tunes each shape once, skips accumulating and bias-epilogue calls, and walks the step with kernels off", () => {
     const s = standIns([{ bits: "same", ms: 0.5 }]);
     let dryDuringWalk = false;
     const walk = () => {
@@ -113,6 +113,7 @@ describe("GemmTuner", () => {
       s.blas.gemm(call(128));
       s.blas.gemm(call(128)); // same shape, other layer
       s.blas.gemm(call(256, 1)); // accumulates into C: running it again would change C
+      s.blas.gemm({ ...call(512), bias: 4000 }); // no cublasGemmEx bits to compare with
     };
     s.tuner.tune(walk);
     s.tuner.tune(walk);

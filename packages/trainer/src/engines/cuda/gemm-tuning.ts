@@ -7,8 +7,10 @@
  * order: split-K variants differ and are never taken) and it is at least MIN_GAIN faster, so
  * tuning changes speed and never results, whichever way the timings fall.
  *
- * A GEMM writes only its C, and every C of a step is scratch that the next step recomputes (no
- * call accumulates: beta = 0), so running them again on the previous step's data is harmless.
+ * A GEMM writes only its C, and every C the tuner reruns is scratch that the next step recomputes,
+ * so running them again on the previous step's data is harmless. Calls that accumulate into C
+ * (beta = 1: the residual stream) are not rerun, nor are calls with a bias epilogue (cublasGemmEx
+ * has none to compare with): they keep cuBLASLt's first heuristic choice.
  */
 import { type Cublas, type GemmCall, gemmKey } from "./cublas.js";
 import type { CublasLt } from "./cublas-lt.js";
@@ -52,7 +54,8 @@ export class GemmTuner {
     const calls: GemmCall[] = [];
     this.blas.interceptor = (c) => {
       const key = gemmKey(c);
-      if (this.tried.has(key) || (c.beta ?? 0) !== 0) return;
+      // accumulating calls would add up on reruns; epilogue calls keep cuBLASLt's first choice
+      if (this.tried.has(key) || (c.beta ?? 0) !== 0 || c.bias !== undefined) return;
       this.tried.add(key);
       calls.push({ ...c, A: { ...c.A }, B: { ...c.B }, C: { ...c.C } });
     };

@@ -1,7 +1,8 @@
 /**
- * The tower's calls into the gradient reducer (several GPUs), without a GPU: the driver, the
- * kernels and cuBLAS are stand-ins that record what the step would launch, in order, so the
- * test sees where tensorReady and wait fall among the launches. What it cannot see: that the
+ * The tower's launch sequence without a GPU: the driver, the kernels and cuBLAS are stand-ins that
+ * record what the step would launch, in order, so the tests see where the gradient reducer's
+ * tensorReady and wait fall among the launches (several GPUs), and which adds move into GEMM
+ * epilogues. What it cannot see: that the
  * launches compute the right thing (cuda-engine.gpu.test.ts) or that NCCL reduces on a device.
  */
 import { describe, expect, it } from "vitest";
@@ -19,7 +20,7 @@ import type { CudaDriver } from "./driver.js";
 import { CudaEngine, reducerContext } from "./engine.js";
 import type { GemmTuner } from "./gemm-tuning.js";
 import type { Kernels } from "./kernels.js";
-import { TowerModel } from "./model.js";
+import { epilogueRequest, TowerModel } from "./model.js";
 
 type Entry =
   | { kind: "gemm"; C: number; K: number; batch: number }
@@ -278,5 +279,89 @@ describe("CudaEngine steps", () => {
     await e.dispose();
     await e.dispose();
     expect(count(log, (x) => x.kind === "dispose")).toBe(1);
+  });
+});
+
+describe("TowerModel GEMM epilogues", () => {
+  /** Every GEMM and kernel launch of one step, with its arguments. */
+  function stepCalls(choose?: (t: TowerModel) => void) {
+    const calls: { name: string; args: unknown[] }[] = [];
+    const kernels = new Proxy(
+      {},
+      {
+        get: (_, name) =>
+          typeof name === "string" && name !== "then"
+            ? (...args: unknown[]) => calls.push({ name, args })
+            : undefined,
+      },
+    ) as unknown as Kernels;
+    const blas = { gemm: (c: GemmCall) => calls.push({ name: "gemm", args: [c] }) } as unknown as Cublas;
+    const cu = recording([], "driver", { alloc: () => BASE }) as unknown as CudaDriver;
+    const t = new TowerModel(cu, kernels, blas, STREAM, tinyModel(), MAX_BATCH, DEFAULT_HYPER, 1);
+    choose?.(t);
+    calls.length = 0;
+    t.encodeStep(MAX_BATCH, null);
+    const gemms = calls.filter((c) => c.name === "gemm").map((c) => c.args[0] as GemmCall);
+    const named = (name: string) => calls.filter((c) => c.name === name).map((c) => c.args);
+    return { t, calls, gemms, named };
+  }
+  /** in_proj's bias of blocks 0 and 1: what the attention kernels get without epilogues. */
+  const plainBiases = () => {
+    const { named } = stepCalls();
+    return [named("attnFwd")[0][1], named("attnClsFwd")[0][1]] as number[];
+  };
+
+  it("moves in_proj's bias into its GEMM and the branch outputs into the residual stream", () => {
+    const { t, gemms, named } = stepCalls((t) => t.chooseEpilogues(() => true, epilogueRequest(undefined)));
+    expect(t.epilogues).toEqual({ qkvBias: true, residual: true });
+    const D = t.dims.D;
+    const [bias0, bias1] = plainBiases();
+    // in_proj: block 0 (N = 3D) and block 1 (keys and values, then the class rows' queries), both forwards
+    const biased = gemms.filter((g) => g.bias !== undefined && g.C.type !== "f32");
+    // (their bf16 copies: the bias regions taken right after each fp32 one, 256-byte aligned)
+    const copy = (fp32: number) => fp32 + Math.ceil((3 * D * 4) / 256) * 256;
+    expect(biased.map((g) => [g.N, g.bias, g.biasType])).toEqual(
+      [0, 1].flatMap(() => [
+        [3 * D, copy(bias0), "bf16"],
+        [2 * D, copy(bias1) + 2 * D, "bf16"],
+        [D, copy(bias1), "bf16"],
+      ]),
+    );
+    // the attention kernels add no bias, forward or backward
+    for (const name of ["attnFwd", "attnClsFwd"]) for (const args of named(name)) expect(args[1]).toBe(0);
+    for (const name of ["attnBwd", "attnClsBwd"])
+      for (const [a] of named(name)) expect((a as { bias: number }).bias).toBe(0);
+    // out_proj and c_proj accumulate into each forward's fp32 stream (the last block: its class rows)
+    const accumulating = gemms.filter((g) => g.beta === 1 && g.C.type === "f32");
+    // out_proj and c_proj of blocks 0 and 1, teacher then student
+    expect(accumulating.map((g) => g.C.ptr)).toEqual(
+      ["residT", "residT", "residCT", "residCT", "residS", "residS", "residCS", "residCS"].map((n) =>
+        t.ptr(n),
+      ),
+    );
+    expect(accumulating.every((g) => g.bias !== undefined)).toBe(true);
+    // so residual_ln_fwd adds nothing, and the last one (a bare residual add) is gone
+    const lnCalls = named("residualLnFwd").map(([a]) => a as { y: number; bias: number });
+    expect(lnCalls.every((a) => a.y === 0 && a.bias === 0)).toBe(true);
+    expect(lnCalls).toHaveLength(2 * 4);
+  });
+
+  it("keeps the kernels' adds where cuBLASLt offers no epilogue, launching what it launched before", () => {
+    const plain = stepCalls();
+    const refused = stepCalls((t) => t.chooseEpilogues(() => false, epilogueRequest(undefined)));
+    expect(refused.t.epilogues).toEqual({ qkvBias: false, residual: false });
+    expect(refused.gemms.some((g) => g.bias !== undefined)).toBe(false);
+    expect(JSON.stringify(refused.calls)).toBe(JSON.stringify(plain.calls));
+    const lnCalls = plain.named("residualLnFwd").map(([a]) => a as { y: number });
+    expect(lnCalls.filter((a) => a.y !== 0)).toHaveLength(2 * 4); // two branches a block, two forwards
+    expect(plain.named("attnFwd")[0][1]).not.toBe(0);
+  });
+
+  it("reads UNMASK_GEMM_EPILOGUES", () => {
+    expect(epilogueRequest(undefined)).toEqual({ qkvBias: true, residual: true });
+    expect(epilogueRequest("none")).toEqual({ qkvBias: false, residual: false });
+    expect(epilogueRequest("0")).toEqual({ qkvBias: false, residual: false });
+    expect(epilogueRequest("qkv")).toEqual({ qkvBias: true, residual: false });
+    expect(epilogueRequest("residual")).toEqual({ qkvBias: false, residual: true });
   });
 });

@@ -12,6 +12,12 @@
  * rest of it works on B compact rows: the class rows of the residual stream are gathered into
  * residCS / residCT (the head's input) and their gradients (dresidC) scattered back before its LN1.
  *
+ * GEMM epilogues (where cuBLASLt offers them, `epilogues`): in_proj's bias is added by its GEMM
+ * (a bf16 copy: q, k, v = bf16(x W^T + bf16(b)) instead of bf16(bf16(x W^T) + b); the attention
+ * kernels get no bias), and out_proj and
+ * c_proj add their bias and their output straight into the fp32 residual stream (C = resid, beta =
+ * 1): no bf16 rounding of the branch, and the LayerNorm pass after them reads the stream alone.
+ *
  * Several GPUs (README "Several GPUs"): with a `reducer`, the backward hands each masked
  * tensor's [2, numel] gradient over right after the GEMM that writes it (tensorReady), and the
  * update waits for the all-reduced gradients (wait) before its kernels. Without one (a single
@@ -21,7 +27,7 @@ import { CLIP_MEAN, CLIP_STD, f32ToBf16, UnmaskError } from "@unmask/clip";
 import type { GradientReducer } from "../../distributed/gradient-reducer.js";
 import type { EngineModel, RmtHyper } from "../../engine.js";
 import { ArenaPlan, type Region } from "./arena.js";
-import { CUBLAS_WORKSPACE_BYTES, type Cublas } from "./cublas.js";
+import { CUBLAS_WORKSPACE_BYTES, type Cublas, type GemmCall } from "./cublas.js";
 import type { CudaDriver } from "./driver.js";
 import { Kernels, SUMSQ_BLOCKS } from "./kernels.js";
 
@@ -61,6 +67,7 @@ interface BlockWeights {
   ln1b: Region;
   inW: Region; // bf16 teacher
   inB: Region;
+  inBh: Region; // bf16 copy of inB, for the in_proj GEMM's epilogue
   outW: Region;
   outB: Region;
   ln2w: Region;
@@ -75,12 +82,31 @@ interface BlockWeights {
   outMask?: MaskedTensor;
 }
 
+/** Which adds run in cuBLASLt epilogues instead of in kernels of ours (TowerModel doc). */
+export interface Epilogues {
+  /** in_proj's bias, into qkv. */
+  qkvBias: boolean;
+  /** out_proj's and c_proj's bias and the residual add, into the fp32 residual stream. */
+  residual: boolean;
+}
+
+/**
+ * The epilogues UNMASK_GEMM_EPILOGUES asks for (benches): "none" or "0" neither, "qkv" or
+ * "residual" that one, anything else (unset) both.
+ */
+export function epilogueRequest(value: string | undefined): Epilogues {
+  if (value === "none" || value === "0") return { qkvBias: false, residual: false };
+  if (value === "qkv") return { qkvBias: true, residual: false };
+  if (value === "residual") return { qkvBias: false, residual: true };
+  return { qkvBias: true, residual: true };
+}
+
 /** What the backward reads of block l; the last block's rows after its attention are the B class rows. */
 interface BlockActs {
   x: Region; // bf16 [R, D] LN1 input
   mean1: Region;
   rstd1: Region;
-  qkv: Region; // bf16 [R, 3D] in_proj output before its bias (the attention kernels add it)
+  qkv: Region; // bf16 [R, 3D] in_proj output, with its bias where epilogues.qkvBias (else the attention kernels add it)
   lse: Region; // fp32 [B*H*N] attention row log2-sum-exp2 (probabilities are recomputed); last: [B*H]
   o: Region; // bf16 [R, D]; last: [B, D]
   xmid: Region; // bf16 [R, D]; last: [B, D]
@@ -101,6 +127,8 @@ export class TowerModel {
   private readonly uploads: (() => void)[] = [];
   /** Set by the engine when it is one rank of several (EngineOptions.distributed). */
   reducer?: GradientReducer;
+  /** Set by the engine (chooseEpilogues); none until then. */
+  epilogues: Epilogues = { qkvBias: false, residual: false };
 
   constructor(
     private readonly cu: CudaDriver,
@@ -229,6 +257,7 @@ export class TowerModel {
         ln1b: this.weight(model, `${b}ln_1.bias`, "f32"),
         inW,
         inB: this.weight(model, `${b}attn.in_proj_bias`, "f32"),
+        inBh: this.weight(model, `${b}attn.in_proj_bias`, "bf16"),
         outW,
         outB: this.weight(model, `${b}attn.out_proj.bias`, "f32"),
         ln2w: this.weight(model, `${b}ln_2.weight`, "f32"),
@@ -322,6 +351,42 @@ export class TowerModel {
     return this.r[name].ptr;
   }
 
+  /**
+   * The epilogues `wanted` that cuBLASLt runs (`supported` asks it, for this model's calls at the
+   * largest batch): a bf16 qkv with an fp32 bias, an fp32 residual stream accumulated with one.
+   */
+  chooseEpilogues(supported: (c: GemmCall) => boolean, wanted: Epilogues): void {
+    const { B, N, D } = this.dims;
+    const R = B * N;
+    const w = this.blocks[0];
+    const qkv: GemmCall = {
+      M: R,
+      N: 3 * D,
+      K: D,
+      A: { ptr: this.ptr("h"), ld: D },
+      B: { ptr: w.inW.ptr, ld: D },
+      transB: true,
+      C: { ptr: this.ptr("qkv"), ld: 3 * D },
+      bias: w.inBh.ptr,
+      biasType: "bf16",
+    };
+    const residual: GemmCall = {
+      M: R,
+      N: D,
+      K: D,
+      A: { ptr: this.ptr("to"), ld: D },
+      B: { ptr: w.outW.ptr, ld: D },
+      transB: true,
+      C: { ptr: this.ptr("residS"), ld: D, type: "f32" },
+      beta: 1,
+      bias: w.outB.ptr,
+    };
+    this.epilogues = {
+      qkvBias: wanted.qkvBias && supported(qkv),
+      residual: wanted.residual && supported(residual),
+    };
+  }
+
   /** W' = [S > t] * W for every masked tensor. */
   applyMasks(): void {
     for (const m of this.masked)
@@ -390,6 +455,7 @@ export class TowerModel {
       R,
       D,
     });
+    const { qkvBias, residual } = this.epilogues;
     for (let l = 0; l < L; l++) {
       const w = this.blocks[l];
       const act = this.acts[l];
@@ -408,6 +474,8 @@ export class TowerModel {
           B: { ptr: inW + D * D * BF, ld: D },
           transB: true,
           C: { ptr: qkv + D * BF, ld: 3 * D },
+          bias: qkvBias ? w.inBh.ptr + D * BF : undefined,
+          biasType: "bf16",
         });
         gemm.gemm({
           M: B,
@@ -417,6 +485,8 @@ export class TowerModel {
           B: { ptr: inW, ld: D },
           transB: true,
           C: { ptr: qkv, ld: N * 3 * D },
+          bias: qkvBias ? w.inBh.ptr : undefined,
+          biasType: "bf16",
         });
       } else
         gemm.gemm({
@@ -427,26 +497,21 @@ export class TowerModel {
           B: { ptr: inW, ld: D },
           transB: true,
           C: { ptr: qkv, ld: 3 * D },
+          bias: qkvBias ? w.inBh.ptr : undefined,
+          biasType: "bf16",
         });
-      if (last) this.k.attnClsFwd(qkv, w.inB.ptr, o, keep ? act.lse.ptr : 0, B, N, H);
-      else this.k.attnFwd(qkv, w.inB.ptr, o, keep ? act.lse.ptr : 0, B, N, H);
+      const attentionBias = qkvBias ? 0 : w.inB.ptr;
+      if (last) this.k.attnClsFwd(qkv, attentionBias, o, keep ? act.lse.ptr : 0, B, N, H);
+      else this.k.attnFwd(qkv, attentionBias, o, keep ? act.lse.ptr : 0, B, N, H);
       // the last block goes on with the class rows alone, gathered out of the residual stream
       const rows = last ? B : R;
       const res = last ? residC : resid;
       if (last) this.k.copyRows(resid, N * D, residC, D, B, D);
-      gemm.gemm({
-        M: rows,
-        N: D,
-        K: D,
-        A: { ptr: o, ld: D },
-        B: { ptr: studentWeights ? w.outWp.ptr : w.outW.ptr, ld: D },
-        transB: true,
-        C: { ptr: this.ptr("y"), ld: D },
-      });
+      this.branchOutput(rows, o, studentWeights ? w.outWp.ptr : w.outW.ptr, D, w.outB.ptr, res);
       this.k.residualLnFwd({
         resid: res,
-        y: this.ptr("y"),
-        bias: w.outB.ptr,
+        y: residual ? 0 : this.ptr("y"),
+        bias: residual ? 0 : w.outB.ptr,
         gamma: w.ln2w.ptr,
         beta: w.ln2b.ptr,
         out: h,
@@ -466,20 +531,13 @@ export class TowerModel {
         C: { ptr: u, ld: F },
       });
       this.k.biasGeluFwd(u, w.fcB.ptr, this.ptr("g"), rows * F, F);
-      gemm.gemm({
-        M: rows,
-        N: D,
-        K: F,
-        A: { ptr: this.ptr("g"), ld: F },
-        B: { ptr: w.projW.ptr, ld: F },
-        transB: true,
-        C: { ptr: this.ptr("y"), ld: D },
-      });
+      this.branchOutput(rows, this.ptr("g"), w.projW.ptr, F, w.projB.ptr, res);
       const next = l + 1 < L ? this.blocks[l + 1] : undefined;
+      if (!next && residual) break; // the epilogue did all of the last residual add
       this.k.residualLnFwd({
         resid: res,
-        y: this.ptr("y"),
-        bias: w.projB.ptr,
+        y: residual ? 0 : this.ptr("y"),
+        bias: residual ? 0 : w.projB.ptr,
         gamma: next ? next.ln1w.ptr : 0,
         beta: next ? next.ln1b.ptr : 0,
         out: next ? h : 0,
@@ -490,6 +548,27 @@ export class TowerModel {
         D,
       });
     }
+  }
+
+  /**
+   * A block branch's output layer, x [rows, K] times W^T [K, D] plus bias: into the fp32 residual
+   * stream `resid` by the GEMM's epilogue (epilogues.residual), else into the bf16 scratch y that
+   * residual_ln_fwd adds.
+   */
+  private branchOutput(rows: number, x: number, W: number, K: number, bias: number, resid: number): void {
+    const D = this.dims.D;
+    const fused = this.epilogues.residual;
+    this.blas.gemm({
+      M: rows,
+      N: D,
+      K,
+      A: { ptr: x, ld: K },
+      B: { ptr: W, ld: K },
+      transB: true,
+      C: fused ? { ptr: resid, ld: D, type: "f32" } : { ptr: this.ptr("y"), ld: D },
+      beta: fused ? 1 : 0,
+      bias: fused ? bias : undefined,
+    });
   }
 
   // ------------------------------------------------------------------ backward
@@ -577,7 +656,7 @@ export class TowerModel {
       const below = l > 0 || this.convMask !== undefined; // something below needs the input gradient
       const attention = {
         qkv: act.qkv.ptr,
-        bias: w.inB.ptr,
+        bias: this.epilogues.qkvBias ? 0 : w.inB.ptr,
         o: act.o.ptr,
         dO: dD,
         lse: act.lse.ptr,
