@@ -8,6 +8,7 @@ import { VIT_B16_CONFIG } from "../../../convert/src/testing/clip-shapes.js";
 import { DEFAULT_HYPER, type EngineModel, type EngineOptions, type FloatTensor } from "../../src/engine.js";
 import { createCudaEngine } from "../../src/engines/cuda/engine.js";
 import type { GemmTuning } from "../../src/engines/cuda/gemm-tuning.js";
+import type { Epilogues } from "../../src/engines/cuda/model.js";
 
 /** Deterministic normal draws (Box-Muller over a xorshift), for random weights. */
 export function gaussian(seed: number): () => number {
@@ -96,7 +97,7 @@ export type BenchEngine = Awaited<ReturnType<typeof createCudaEngine>> & {
   profileStep(B: number): { name: string; calls: number; ms: number; flops: number }[];
   memoryBreakdown(): { name: string; bytes: number; count: number }[];
   gemmTuning(): GemmTuning[];
-  gemmEpilogues(): { qkvBias: boolean; residual: boolean };
+  gemmEpilogues(): Epilogues;
 };
 
 export async function benchEngine(

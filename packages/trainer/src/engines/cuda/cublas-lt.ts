@@ -120,7 +120,12 @@ export class CublasLt {
     if (c.bias !== undefined) {
       // the bias is a vector over the rows of the column-major D, i.e. over the row-major N
       this.setInt32("cublasLtMatmulDescSetAttribute", op, DESC_EPILOGUE, EPILOGUE_BIAS);
-      this.setInt32("cublasLtMatmulDescSetAttribute", op, DESC_BIAS_DATA_TYPE, gemmCudaType(c.biasType ?? "f32"));
+      this.setInt32(
+        "cublasLtMatmulDescSetAttribute",
+        op,
+        DESC_BIAS_DATA_TYPE,
+        gemmCudaType(c.biasType ?? "f32"),
+      );
     }
     const layout = (type: GemmCall["A"]["type"], rows: number, cols: number, ld: number, stride?: number) => {
       const l = this.create("cublasLtMatrixLayoutCreate", gemmCudaType(type), rows, cols, ld);

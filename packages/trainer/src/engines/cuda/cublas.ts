@@ -151,7 +151,8 @@ export class Cublas {
       return;
     }
     if (c.bias !== undefined) {
-      const choice = this.epiloguePlan(c);
+      const choice =
+        (this.choices.size > 0 ? this.choices.get(gemmKey(c)) : undefined) ?? this.epiloguePlan(c);
       if (!choice || !this.lt)
         throw new UnmaskError(
           "CUDA_ERROR",

@@ -16,6 +16,7 @@ function standIns(candidates: { bits: "same" | "other" | "refused"; ms: number }
   let nextEvent = 1;
   let digest = 0n;
   const walkLaunches: string[] = [];
+  const copies: string[] = [];
   const cu = {
     alloc: () => 64,
     free: () => {},
@@ -36,13 +37,16 @@ function standIns(candidates: { bits: "same" | "other" | "refused"; ms: number }
     bitsDigest: () => {
       digest = output === "same" ? 11n : 22n;
     },
+    copyRows: (src: number, _: number, dst: number) => copies.push(`${src}->${dst} before ${runs.length}`),
   } as unknown as Kernels;
+  const runs: string[] = [];
   const blas = {
     choices: new Map<string, GemmChoice>(),
     interceptor: undefined as ((c: GemmCall) => void) | undefined,
     gemmEx: () => {
       output = "same";
       clock += defaultMs;
+      runs.push("gemmEx");
     },
     gemm(c: GemmCall) {
       if (this.interceptor) this.interceptor(c);
@@ -57,19 +61,20 @@ function standIns(candidates: { bits: "same" | "other" | "refused"; ms: number }
       if (candidates[algo[0]].bits === "refused") throw new Error("CUBLAS_STATUS_NOT_SUPPORTED");
       output = candidates[algo[0]].bits;
       clock += candidates[algo[0]].ms;
+      runs.push(`algo ${algo[0]}`);
     },
   } as unknown as CublasLt;
   const tuner = new GemmTuner(cu, blas as unknown as Cublas, lt, kernels, 0);
-  return { tuner, blas, kernels, algos, walkLaunches };
+  return { tuner, blas, kernels, algos, walkLaunches, copies, runs };
 }
 
-const call = (M: number, beta = 0): GemmCall => ({
+const call = (M: number, beta = 0, type?: "f32"): GemmCall => ({
   M,
   N: 64,
   K: 32,
   A: { ptr: 1000, ld: 32 },
   B: { ptr: 2000, ld: 64 },
-  C: { ptr: 3000, ld: 64 },
+  C: { ptr: 3000, ld: 64, type },
   beta,
 });
 
@@ -105,15 +110,14 @@ describe("GemmTuner", () => {
     expect(s.blas.choices.size).toBe(0);
   });
 
-  it("tunes each shape once, skips accumulating and bias-epilogue calls, and walks the step with kernels off", () => {
+  it("tunes each shape once, skips calls accumulating into bf16, and walks the step with kernels off", () => {
     const s = standIns([{ bits: "same", ms: 0.5 }]);
     let dryDuringWalk = false;
     const walk = () => {
       dryDuringWalk = s.kernels.dryRun;
       s.blas.gemm(call(128));
       s.blas.gemm(call(128)); // same shape, other layer
-      s.blas.gemm(call(256, 1)); // accumulates into C: running it again would change C
-      s.blas.gemm({ ...call(512), bias: 4000 }); // no cublasGemmEx bits to compare with
+      s.blas.gemm(call(256, 1)); // accumulates into a bf16 C: running it again would change C
     };
     s.tuner.tune(walk);
     s.tuner.tune(walk);
@@ -122,5 +126,33 @@ describe("GemmTuner", () => {
     expect(s.blas.interceptor).toBeUndefined();
     expect(s.walkLaunches).toEqual([]);
     expect(s.tuner.results.map((r) => r.shape)).toEqual(["128x64x32 NN bf16"]);
+  });
+
+  it("measures a bias-epilogue call against cuBLASLt's first choice, the one that runs untuned", () => {
+    const s = standIns([
+      { bits: "other", ms: 0.9 },
+      { bits: "other", ms: 0.8 },
+      { bits: "same", ms: 0.5 },
+    ]);
+    s.tuner.tune(() => s.blas.gemm({ ...call(512), bias: 4000 }));
+    // the reference is candidate 0 ("other" bits): candidate 1 matches it, candidate 2 does not
+    expect(s.tuner.results[0]).toMatchObject({
+      shape: "512x64x32 NN bf16 +bias",
+      candidates: 3,
+      identical: 1,
+      defaultMs: 0.9,
+      chosen: 1,
+    });
+    expect(s.runs).not.toContain("gemmEx");
+  });
+
+  it("tunes a call accumulating into fp32 on a saved copy of C, put back before every run and at the end", () => {
+    const s = standIns([{ bits: "same", ms: 0.5 }]);
+    s.tuner.tune(() => s.blas.gemm({ ...call(128, 1, "f32"), bias: 4000 }));
+    expect(s.tuner.results[0]).toMatchObject({ shape: "128x64x32 NN f32 +C +bias", chosen: -1 });
+    // saved once (C at 3000, the copy at 64), then put back before the reference's digest run
+    // and after the last run, before the reference runs once more as the step would
+    const runsBefore = s.runs.length - 1;
+    expect(s.copies).toEqual(["3000->64 before 0", "64->3000 before 0", `64->3000 before ${runsBefore}`]);
   });
 });

@@ -313,7 +313,7 @@ describe("TowerModel GEMM epilogues", () => {
 
   it("moves in_proj's bias into its GEMM and the branch outputs into the residual stream", () => {
     const { t, gemms, named } = stepCalls((t) => t.chooseEpilogues(() => true, epilogueRequest(undefined)));
-    expect(t.epilogues).toEqual({ qkvBias: true, residual: true });
+    expect(t.epilogues).toEqual({ qkvBias: true, attnResidual: true, mlpResidual: true });
     const D = t.dims.D;
     const [bias0, bias1] = plainBiases();
     // in_proj: block 0 (N = 3D) and block 1 (keys and values, then the class rows' queries), both forwards
@@ -349,7 +349,7 @@ describe("TowerModel GEMM epilogues", () => {
   it("keeps the kernels' adds where cuBLASLt offers no epilogue, launching what it launched before", () => {
     const plain = stepCalls();
     const refused = stepCalls((t) => t.chooseEpilogues(() => false, epilogueRequest(undefined)));
-    expect(refused.t.epilogues).toEqual({ qkvBias: false, residual: false });
+    expect(refused.t.epilogues).toEqual({ qkvBias: false, attnResidual: false, mlpResidual: false });
     expect(refused.gemms.some((g) => g.bias !== undefined)).toBe(false);
     expect(JSON.stringify(refused.calls)).toBe(JSON.stringify(plain.calls));
     const lnCalls = plain.named("residualLnFwd").map(([a]) => a as { y: number });
@@ -358,10 +358,19 @@ describe("TowerModel GEMM epilogues", () => {
   });
 
   it("reads UNMASK_GEMM_EPILOGUES", () => {
-    expect(epilogueRequest(undefined)).toEqual({ qkvBias: true, residual: true });
-    expect(epilogueRequest("none")).toEqual({ qkvBias: false, residual: false });
-    expect(epilogueRequest("0")).toEqual({ qkvBias: false, residual: false });
-    expect(epilogueRequest("qkv")).toEqual({ qkvBias: true, residual: false });
-    expect(epilogueRequest("residual")).toEqual({ qkvBias: false, residual: true });
+    const all = { qkvBias: true, attnResidual: true, mlpResidual: true };
+    expect(epilogueRequest(undefined)).toEqual(all);
+    expect(epilogueRequest("qkv,attn,mlp")).toEqual(all);
+    expect(epilogueRequest("none")).toEqual({ qkvBias: false, attnResidual: false, mlpResidual: false });
+    expect(epilogueRequest("qkv,mlp")).toEqual({ qkvBias: true, attnResidual: false, mlpResidual: true });
+  });
+
+  it("runs the MLP's residual add in its epilogue and the attention's in residual_ln_fwd when asked", () => {
+    const { t, gemms, named } = stepCalls((t) => t.chooseEpilogues(() => true, epilogueRequest("mlp")));
+    const accumulating = gemms.filter((g) => g.beta === 1 && g.C.type === "f32");
+    expect(accumulating.map((g) => g.K)).toEqual(Array(4).fill(4 * t.dims.D)); // c_proj alone, 2 blocks x 2 forwards
+    const lnCalls = named("residualLnFwd").map(([a]) => a as { y: number });
+    // per forward: LN1 of block 0, then after each out_proj (with y) and after block 0's c_proj
+    expect(lnCalls.map((a) => a.y !== 0)).toEqual([false, true, false, true, false, true, false, true]);
   });
 });

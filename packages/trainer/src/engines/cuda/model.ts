@@ -86,19 +86,23 @@ interface BlockWeights {
 export interface Epilogues {
   /** in_proj's bias, into qkv. */
   qkvBias: boolean;
-  /** out_proj's and c_proj's bias and the residual add, into the fp32 residual stream. */
-  residual: boolean;
+  /** out_proj's bias and the residual add, into the fp32 residual stream. */
+  attnResidual: boolean;
+  /** c_proj's bias and the residual add, into the fp32 residual stream. */
+  mlpResidual: boolean;
 }
 
+const EPILOGUE_NAMES = { qkv: "qkvBias", attn: "attnResidual", mlp: "mlpResidual" } as const;
+
 /**
- * The epilogues UNMASK_GEMM_EPILOGUES asks for (benches): "none" or "0" neither, "qkv" or
- * "residual" that one, anything else (unset) both.
+ * The epilogues UNMASK_GEMM_EPILOGUES asks for (benches): a comma list of qkv, attn and mlp,
+ * "none" for none; unset, every one.
  */
 export function epilogueRequest(value: string | undefined): Epilogues {
-  if (value === "none" || value === "0") return { qkvBias: false, residual: false };
-  if (value === "qkv") return { qkvBias: true, residual: false };
-  if (value === "residual") return { qkvBias: false, residual: true };
-  return { qkvBias: true, residual: true };
+  const names = (value ?? "qkv,attn,mlp").split(",");
+  const wanted: Epilogues = { qkvBias: false, attnResidual: false, mlpResidual: false };
+  for (const [name, key] of Object.entries(EPILOGUE_NAMES)) wanted[key] = names.includes(name);
+  return wanted;
 }
 
 /** What the backward reads of block l; the last block's rows after its attention are the B class rows. */
@@ -128,7 +132,7 @@ export class TowerModel {
   /** Set by the engine when it is one rank of several (EngineOptions.distributed). */
   reducer?: GradientReducer;
   /** Set by the engine (chooseEpilogues); none until then. */
-  epilogues: Epilogues = { qkvBias: false, residual: false };
+  epilogues: Epilogues = { qkvBias: false, attnResidual: false, mlpResidual: false };
 
   constructor(
     private readonly cu: CudaDriver,
@@ -381,9 +385,11 @@ export class TowerModel {
       beta: 1,
       bias: w.outB.ptr,
     };
+    const accumulates = supported(residual);
     this.epilogues = {
       qkvBias: wanted.qkvBias && supported(qkv),
-      residual: wanted.residual && supported(residual),
+      attnResidual: wanted.attnResidual && accumulates,
+      mlpResidual: wanted.mlpResidual && accumulates,
     };
   }
 
@@ -455,7 +461,7 @@ export class TowerModel {
       R,
       D,
     });
-    const { qkvBias, residual } = this.epilogues;
+    const { qkvBias, attnResidual, mlpResidual } = this.epilogues;
     for (let l = 0; l < L; l++) {
       const w = this.blocks[l];
       const act = this.acts[l];
@@ -507,11 +513,11 @@ export class TowerModel {
       const rows = last ? B : R;
       const res = last ? residC : resid;
       if (last) this.k.copyRows(resid, N * D, residC, D, B, D);
-      this.branchOutput(rows, o, studentWeights ? w.outWp.ptr : w.outW.ptr, D, w.outB.ptr, res);
+      this.branchOutput(rows, o, studentWeights ? w.outWp.ptr : w.outW.ptr, D, w.outB.ptr, res, attnResidual);
       this.k.residualLnFwd({
         resid: res,
-        y: residual ? 0 : this.ptr("y"),
-        bias: residual ? 0 : w.outB.ptr,
+        y: attnResidual ? 0 : this.ptr("y"),
+        bias: attnResidual ? 0 : w.outB.ptr,
         gamma: w.ln2w.ptr,
         beta: w.ln2b.ptr,
         out: h,
@@ -531,13 +537,13 @@ export class TowerModel {
         C: { ptr: u, ld: F },
       });
       this.k.biasGeluFwd(u, w.fcB.ptr, this.ptr("g"), rows * F, F);
-      this.branchOutput(rows, this.ptr("g"), w.projW.ptr, F, w.projB.ptr, res);
+      this.branchOutput(rows, this.ptr("g"), w.projW.ptr, F, w.projB.ptr, res, mlpResidual);
       const next = l + 1 < L ? this.blocks[l + 1] : undefined;
-      if (!next && residual) break; // the epilogue did all of the last residual add
+      if (!next && mlpResidual) break; // the epilogue did all of the last residual add
       this.k.residualLnFwd({
         resid: res,
-        y: residual ? 0 : this.ptr("y"),
-        bias: residual ? 0 : w.projB.ptr,
+        y: mlpResidual ? 0 : this.ptr("y"),
+        bias: mlpResidual ? 0 : w.projB.ptr,
         gamma: next ? next.ln1w.ptr : 0,
         beta: next ? next.ln1b.ptr : 0,
         out: next ? h : 0,
@@ -552,12 +558,19 @@ export class TowerModel {
 
   /**
    * A block branch's output layer, x [rows, K] times W^T [K, D] plus bias: into the fp32 residual
-   * stream `resid` by the GEMM's epilogue (epilogues.residual), else into the bf16 scratch y that
+   * stream `resid` by the GEMM's epilogue (`fused`), else into the bf16 scratch y that
    * residual_ln_fwd adds.
    */
-  private branchOutput(rows: number, x: number, W: number, K: number, bias: number, resid: number): void {
+  private branchOutput(
+    rows: number,
+    x: number,
+    W: number,
+    K: number,
+    bias: number,
+    resid: number,
+    fused: boolean,
+  ): void {
     const D = this.dims.D;
-    const fused = this.epilogues.residual;
     this.blas.gemm({
       M: rows,
       N: D,
