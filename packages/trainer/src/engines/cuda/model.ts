@@ -14,9 +14,9 @@
  *
  * GEMM epilogues (where cuBLASLt offers them, `epilogues`): in_proj's bias is added by its GEMM
  * (a bf16 copy: q, k, v = bf16(x W^T + bf16(b)) instead of bf16(bf16(x W^T) + b); the attention
- * kernels get no bias), and out_proj and
- * c_proj add their bias and their output straight into the fp32 residual stream (C = resid, beta =
- * 1): no bf16 rounding of the branch, and the LayerNorm pass after them reads the stream alone.
+ * kernels get no bias), and out_proj and c_proj add their bias and their output straight into the
+ * fp32 residual stream (C = resid, beta = 1): no bf16 rounding of the branch, and the LayerNorm
+ * pass after them reads the stream alone.
  *
  * Several GPUs (README "Several GPUs"): with a `reducer`, the backward hands each masked
  * tensor's [2, numel] gradient over right after the GEMM that writes it (tensorReady), and the
@@ -357,7 +357,7 @@ export class TowerModel {
 
   /**
    * The epilogues `wanted` that cuBLASLt runs (`supported` asks it, for this model's calls at the
-   * largest batch): a bf16 qkv with an fp32 bias, an fp32 residual stream accumulated with one.
+   * largest batch): a bf16 qkv with a bf16 bias, an fp32 residual stream accumulated with an fp32 one.
    */
   chooseEpilogues(supported: (c: GemmCall) => boolean, wanted: Epilogues): void {
     const { B, N, D } = this.dims;
@@ -470,6 +470,9 @@ export class TowerModel {
       const o = keep ? act.o.ptr : this.ptr("to");
       const u = keep ? act.u.ptr : this.ptr("g"); // the teacher activates in place
       const inW = studentWeights ? w.inWp.ptr : w.inW.ptr;
+      // in_proj's bias from column `first` on, in the GEMM's epilogue (else the attention adds it)
+      const inBias = (first: number) =>
+        qkvBias ? { bias: w.inBh.ptr + first * BF, biasType: "bf16" as const } : {};
       if (last) {
         // keys and values of every row, the query of the class rows alone (h's rows N * D apart)
         gemm.gemm({
@@ -480,8 +483,7 @@ export class TowerModel {
           B: { ptr: inW + D * D * BF, ld: D },
           transB: true,
           C: { ptr: qkv + D * BF, ld: 3 * D },
-          bias: qkvBias ? w.inBh.ptr + D * BF : undefined,
-          biasType: "bf16",
+          ...inBias(D),
         });
         gemm.gemm({
           M: B,
@@ -491,8 +493,7 @@ export class TowerModel {
           B: { ptr: inW, ld: D },
           transB: true,
           C: { ptr: qkv, ld: N * 3 * D },
-          bias: qkvBias ? w.inBh.ptr : undefined,
-          biasType: "bf16",
+          ...inBias(0),
         });
       } else
         gemm.gemm({
@@ -503,8 +504,7 @@ export class TowerModel {
           B: { ptr: inW, ld: D },
           transB: true,
           C: { ptr: qkv, ld: 3 * D },
-          bias: qkvBias ? w.inBh.ptr : undefined,
-          biasType: "bf16",
+          ...inBias(0),
         });
       const attentionBias = qkvBias ? 0 : w.inB.ptr;
       if (last) this.k.attnClsFwd(qkv, attentionBias, o, keep ? act.lse.ptr : 0, B, N, H);
