@@ -1,8 +1,9 @@
 /**
  * bf16 GEMMs with fp32 accumulation through cuBLAS (cublasGemmEx / cublasGemmStridedBatchedEx,
  * or cublasLtMatmul with the algorithm gemm-tuning.ts chose for the shape, or for calls with a
- * bias epilogue cuBLASLt's first heuristic choice), expressed in row-major terms. cuBLAS is column-major; a row-major C = op(A) op(B) is the
- * column-major C^T = op(B)^T op(A)^T, so every call swaps the operands and M with N.
+ * bias epilogue cuBLASLt's first heuristic choice), expressed in row-major terms. cuBLAS is
+ * column-major; a row-major C = op(A) op(B) is the column-major C^T = op(B)^T op(A)^T, so every
+ * call swaps the operands and M with N.
  *
  * The handle uses a fixed workspace (so the calls can be captured into a CUDA graph) and the
  * engine's stream. Every call is checked and throws UnmaskError CUDA_ERROR naming the call.
@@ -65,6 +66,12 @@ export interface GemmCall {
 export function gemmKey(c: GemmCall): string {
   const op = (o: GemmOperand) => `${o.type ?? "bf16"}/${o.ld}/${o.stride ?? 0}`;
   return `${c.M}x${c.N}x${c.K}x${c.batch ?? 1} ${c.transA ? "T" : "N"}${c.transB ? "T" : "N"} ${op(c.A)} ${op(c.B)} ${op(c.C)} ${c.alpha ?? 1} ${c.beta ?? 0}${c.bias === undefined ? "" : ` bias/${c.biasType ?? "f32"}`}`;
+}
+
+/** A call's shape for people (profiles, tuning tables): "50432x768x3072 NT f32 +C +bias". */
+export function gemmLabel(c: GemmCall): string {
+  const batch = c.batch ?? 1;
+  return `${c.M}x${c.N}x${c.K}${batch > 1 ? ` x${batch}` : ""} ${c.transA ? "T" : "N"}${c.transB ? "T" : "N"} ${c.C.type ?? "bf16"}${c.beta ? " +C" : ""}${c.bias === undefined ? "" : " +bias"}`;
 }
 
 /** A tuned shape's cuBLASLt plan and algorithm (gemm-tuning.ts). */
@@ -139,12 +146,10 @@ export class Cublas {
       return;
     }
     if (this.profiler) {
-      const batch = c.batch ?? 1;
-      const name = `gemm ${c.M}x${c.N}x${c.K}${batch > 1 ? ` x${batch}` : ""} ${c.transA ? "T" : "N"}${c.transB ? "T" : "N"} ${c.C.type ?? "bf16"}${c.beta ? " +C" : ""}${c.bias === undefined ? "" : " +bias"}`;
       const p = this.profiler;
       this.profiler = undefined;
       try {
-        p.around(name, 2 * c.M * c.N * c.K * batch, () => this.gemm(c));
+        p.around(`gemm ${gemmLabel(c)}`, 2 * c.M * c.N * c.K * (c.batch ?? 1), () => this.gemm(c));
       } finally {
         this.profiler = p;
       }

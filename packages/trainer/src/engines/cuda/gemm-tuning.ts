@@ -13,7 +13,7 @@
  * 1), the fp32 residual stream: the tuner saves it first and puts it back before every run and
  * after the last. Accumulating calls into bf16 are not tuned.
  */
-import { type Cublas, type GemmCall, gemmKey } from "./cublas.js";
+import { type Cublas, type GemmCall, gemmKey, gemmLabel } from "./cublas.js";
 import type { CublasLt } from "./cublas-lt.js";
 import type { CudaDriver } from "./driver.js";
 import type { Kernels } from "./kernels.js";
@@ -133,7 +133,7 @@ export class GemmTuner {
     restore();
     runDefault();
     this.results.push({
-      shape: `${c.M}x${c.N}x${c.K}${(c.batch ?? 1) > 1 ? ` x${c.batch}` : ""} ${c.transA ? "T" : "N"}${c.transB ? "T" : "N"} ${c.C.type ?? "bf16"}${accumulates(c) ? " +C" : ""}${c.bias === undefined ? "" : " +bias"}`,
+      shape: gemmLabel(c),
       candidates: algos.length,
       identical,
       defaultMs: +defaultMs.toFixed(4),
