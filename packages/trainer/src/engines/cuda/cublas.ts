@@ -155,23 +155,10 @@ export class Cublas {
       }
       return;
     }
-    if (c.bias !== undefined) {
-      const choice =
-        (this.choices.size > 0 ? this.choices.get(gemmKey(c)) : undefined) ?? this.epiloguePlan(c);
-      if (!choice || !this.lt)
-        throw new UnmaskError(
-          "CUDA_ERROR",
-          `cuBLASLt offers no algorithm for the bias epilogue of ${gemmKey(c)}`,
-          {
-            subject: "cublasLtMatmul",
-          },
-        );
-      this.calls++;
-      this.lt.matmul(choice.plan, choice.algo, c);
-      return;
-    }
-    // choices exist only once tuning ran: untuned engines skip building the key
-    const choice = this.choices.size > 0 ? this.choices.get(gemmKey(c)) : undefined;
+    // choices exist only once tuning ran: untuned engines skip building the key. A call with a
+    // bias epilogue has no cublasGemmEx to fall back on: untuned, it takes cuBLASLt's first choice
+    const tuned = this.choices.size > 0 ? this.choices.get(gemmKey(c)) : undefined;
+    const choice = tuned ?? (c.bias !== undefined ? this.epilogueChoice(c) : undefined);
     if (choice && this.lt) {
       this.calls++;
       this.lt.matmul(choice.plan, choice.algo, c);
@@ -187,6 +174,20 @@ export class Cublas {
    */
   supportsEpilogue(c: GemmCall): boolean {
     return this.epiloguePlan({ ...c, bias: c.bias ?? 0 }) !== null;
+  }
+
+  /** epiloguePlan's choice for c. @throws UnmaskError CUDA_ERROR where there is none. */
+  private epilogueChoice(c: GemmCall): GemmChoice {
+    const choice = this.epiloguePlan(c);
+    if (!choice)
+      throw new UnmaskError(
+        "CUDA_ERROR",
+        `cuBLASLt offers no algorithm for the bias epilogue of ${gemmKey(c)}`,
+        {
+          subject: "cublasLtMatmul",
+        },
+      );
+    return choice;
   }
 
   /** The plan and first heuristic algorithm of a call with a bias epilogue (made once a shape). */

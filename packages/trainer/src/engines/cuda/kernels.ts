@@ -61,8 +61,8 @@ type ForwardKernel = "wgmma" | "pipe" | 4 | 8 | 16;
  * (attn_fwd 4, attn_fwd8 8, attn_fwd16 16), the widest that fits. All give bit-identical results;
  * UNMASK_ATTN_WARPS=4|8|16 picks one of the W kernels (benches, checks). UNMASK_ATTN_FWD=wgmma
  * picks attn_fwd_wgmma on Hopper (kernels/attention_wgmma.cu: warpgroup MMAs; other bits, within
- * bf16 rounding; measured no faster than attn_fwd_pipe, bench/device/NOTES.md round 8), and
- * UNMASK_ATTN_FWD=pipe keeps the default.
+ * bf16 rounding; in the step within the spread of attn_fwd_pipe, bench/device/NOTES.md rounds 8
+ * and 9), and UNMASK_ATTN_FWD=pipe keeps the default.
  */
 function forwardKernel(N: number, computeCapability: number): ForwardKernel {
   if (
@@ -173,6 +173,7 @@ const u = (v: number): KernelArg => ["u", v];
 /** Pointers and shapes of an attention backward (attnBwd, attnClsBwd). */
 export interface AttentionBackward {
   qkv: number;
+  /** in_proj's fp32 bias, or 0 where the GEMM's epilogue added it to qkv. */
   bias: number;
   o: number;
   dO: number;
@@ -428,7 +429,8 @@ export class Kernels {
 
   /**
    * Fused attention forward of B images, H heads of 64 over N tokens: q, k, v from the packed
-   * in_proj output qkv [B * N, 3 * 64 H] (+ bias), o [B * N, 64 H] out, lse [B * H * N] (or 0).
+   * in_proj output qkv [B * N, 3 * 64 H] (+ bias; 0 where the in_proj GEMM's epilogue added it),
+   * o [B * N, 64 H] out, lse [B * H * N] (or 0).
    */
   attnFwd(qkv: number, bias: number, o: number, lse: number, B: number, N: number, H: number): void {
     assert(N <= MAX_TOKENS, `tokens ${N} <= ${MAX_TOKENS}`);

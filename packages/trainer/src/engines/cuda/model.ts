@@ -363,28 +363,8 @@ export class TowerModel {
     const { B, N, D } = this.dims;
     const R = B * N;
     const w = this.blocks[0];
-    const qkv: GemmCall = {
-      M: R,
-      N: 3 * D,
-      K: D,
-      A: { ptr: this.ptr("h"), ld: D },
-      B: { ptr: w.inW.ptr, ld: D },
-      transB: true,
-      C: { ptr: this.ptr("qkv"), ld: 3 * D },
-      bias: w.inBh.ptr,
-      biasType: "bf16",
-    };
-    const residual: GemmCall = {
-      M: R,
-      N: D,
-      K: D,
-      A: { ptr: this.ptr("to"), ld: D },
-      B: { ptr: w.outW.ptr, ld: D },
-      transB: true,
-      C: { ptr: this.ptr("residS"), ld: D, type: "f32" },
-      beta: 1,
-      bias: w.outB.ptr,
-    };
+    const qkv = this.inProjCall(w, w.inW.ptr, this.ptr("h"), this.ptr("qkv"), 0, 3 * D, R, 1, true);
+    const residual = this.branchCall(R, this.ptr("to"), w.outW.ptr, D, w.outB.ptr, this.ptr("residS"), true);
     const accumulates = supported(residual);
     this.epilogues = {
       qkvBias: wanted.qkvBias && supported(qkv),
@@ -470,42 +450,12 @@ export class TowerModel {
       const o = keep ? act.o.ptr : this.ptr("to");
       const u = keep ? act.u.ptr : this.ptr("g"); // the teacher activates in place
       const inW = studentWeights ? w.inWp.ptr : w.inW.ptr;
-      // in_proj's bias from column `first` on, in the GEMM's epilogue (else the attention adds it)
-      const inBias = (first: number) =>
-        qkvBias ? { bias: w.inBh.ptr + first * BF, biasType: "bf16" as const } : {};
+      const inProj = (first: number, cols: number, rows: number, rowStep: number) =>
+        gemm.gemm(this.inProjCall(w, inW, h, qkv, first, cols, rows, rowStep, qkvBias));
       if (last) {
-        // keys and values of every row, the query of the class rows alone (h's rows N * D apart)
-        gemm.gemm({
-          M: R,
-          N: 2 * D,
-          K: D,
-          A: { ptr: h, ld: D },
-          B: { ptr: inW + D * D * BF, ld: D },
-          transB: true,
-          C: { ptr: qkv + D * BF, ld: 3 * D },
-          ...inBias(D),
-        });
-        gemm.gemm({
-          M: B,
-          N: D,
-          K: D,
-          A: { ptr: h, ld: N * D },
-          B: { ptr: inW, ld: D },
-          transB: true,
-          C: { ptr: qkv, ld: N * 3 * D },
-          ...inBias(0),
-        });
-      } else
-        gemm.gemm({
-          M: R,
-          N: 3 * D,
-          K: D,
-          A: { ptr: h, ld: D },
-          B: { ptr: inW, ld: D },
-          transB: true,
-          C: { ptr: qkv, ld: 3 * D },
-          ...inBias(0),
-        });
+        inProj(D, 2 * D, R, 1); // keys and values of every row
+        inProj(0, D, B, N); // the query of the class rows alone (h's rows N * D apart)
+      } else inProj(0, 3 * D, R, 1);
       const attentionBias = qkvBias ? 0 : w.inB.ptr;
       if (last) this.k.attnClsFwd(qkv, attentionBias, o, keep ? act.lse.ptr : 0, B, N, H);
       else this.k.attnFwd(qkv, attentionBias, o, keep ? act.lse.ptr : 0, B, N, H);
@@ -513,7 +463,8 @@ export class TowerModel {
       const rows = last ? B : R;
       const res = last ? residC : resid;
       if (last) this.k.copyRows(resid, N * D, residC, D, B, D);
-      this.branchOutput(rows, o, studentWeights ? w.outWp.ptr : w.outW.ptr, D, w.outB.ptr, res, attnResidual);
+      const outW = studentWeights ? w.outWp.ptr : w.outW.ptr;
+      gemm.gemm(this.branchCall(rows, o, outW, D, w.outB.ptr, res, attnResidual));
       this.k.residualLnFwd({
         resid: res,
         y: attnResidual ? 0 : this.ptr("y"),
@@ -537,7 +488,7 @@ export class TowerModel {
         C: { ptr: u, ld: F },
       });
       this.k.biasGeluFwd(u, w.fcB.ptr, this.ptr("g"), rows * F, F);
-      this.branchOutput(rows, this.ptr("g"), w.projW.ptr, F, w.projB.ptr, res, mlpResidual);
+      gemm.gemm(this.branchCall(rows, this.ptr("g"), w.projW.ptr, F, w.projB.ptr, res, mlpResidual));
       const next = l + 1 < L ? this.blocks[l + 1] : undefined;
       if (!next && mlpResidual) break; // the epilogue did all of the last residual add
       this.k.residualLnFwd({
@@ -557,11 +508,40 @@ export class TowerModel {
   }
 
   /**
+   * in_proj's output columns [first, first + cols) for `rows` rows of h, `rowStep` rows apart (1:
+   * every row; N: the class rows), into qkv; with its bias (the bf16 copy) in the epilogue when
+   * `withBias`, else the attention kernels add it.
+   */
+  private inProjCall(
+    w: BlockWeights,
+    inW: number,
+    h: number,
+    qkv: number,
+    first: number,
+    cols: number,
+    rows: number,
+    rowStep: number,
+    withBias: boolean,
+  ): GemmCall {
+    const D = this.dims.D;
+    return {
+      M: rows,
+      N: cols,
+      K: D,
+      A: { ptr: h, ld: rowStep * D },
+      B: { ptr: inW + first * D * BF, ld: D },
+      transB: true,
+      C: { ptr: qkv + first * BF, ld: rowStep * 3 * D },
+      ...(withBias ? { bias: w.inBh.ptr + first * BF, biasType: "bf16" as const } : {}),
+    };
+  }
+
+  /**
    * A block branch's output layer, x [rows, K] times W^T [K, D] plus bias: into the fp32 residual
    * stream `resid` by the GEMM's epilogue (`fused`), else into the bf16 scratch y that
    * residual_ln_fwd adds.
    */
-  private branchOutput(
+  private branchCall(
     rows: number,
     x: number,
     W: number,
@@ -569,9 +549,9 @@ export class TowerModel {
     bias: number,
     resid: number,
     fused: boolean,
-  ): void {
+  ): GemmCall {
     const D = this.dims.D;
-    this.blas.gemm({
+    return {
       M: rows,
       N: D,
       K,
@@ -581,7 +561,7 @@ export class TowerModel {
       C: fused ? { ptr: resid, ld: D, type: "f32" } : { ptr: this.ptr("y"), ld: D },
       beta: fused ? 1 : 0,
       bias: fused ? bias : undefined,
-    });
+    };
   }
 
   // ------------------------------------------------------------------ backward
