@@ -85,7 +85,6 @@ export class GemmTuner {
   private tuneOne(c: GemmCall, digest: number, e0: number, e1: number, saved: number): void {
     // an accumulating call's C (fp32 rows) is saved once and put back before every digest run
     const copyC = (src: number, dst: number) => this.kernels.copyRows(src, c.C.ld, dst, c.C.ld, c.M, c.N);
-    if (accumulates(c)) copyC(c.C.ptr, saved);
     const restore = () => {
       if (accumulates(c)) copyC(saved, c.C.ptr);
     };
@@ -110,6 +109,7 @@ export class GemmTuner {
     const algos = this.lt.algorithms(plan, CANDIDATES);
     const epilogue = c.bias !== undefined;
     if (epilogue && algos.length === 0) return; // the model asked Cublas.supportsEpilogue first
+    if (accumulates(c)) copyC(c.C.ptr, saved);
     const runDefault = epilogue ? () => this.lt.matmul(plan, algos[0], c) : () => this.blas.gemmEx(c);
     const reference = outputDigest(runDefault);
     const defaultMs = time(runDefault);
