@@ -18,17 +18,7 @@
 // 16-byte chunk c of row r sits at chunk c ^ (r % 8), tiles start on 1024-byte boundaries.
 // Descriptors: K-major (Q, K) SBO = 1024 (8 rows), a k16 step = +32 bytes of start address;
 // MN-major (V) SBO = 1024 (8 keys), 16 keys = +2048 bytes.
-#include "wgmma.cuh"
-
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define UNMASK_WGMMA 1
-#endif
-
-// A 128-byte-swizzle descriptor of the tile at shared address addr (1024-byte aligned pattern).
-__device__ __forceinline__ uint64_t sw128_desc(uint32_t addr) {
-  return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)(16 >> 4) << 16) | ((uint64_t)(1024 >> 4) << 32) |
-         ((uint64_t)1 << 62);
-}
+#include "hopper.cuh"
 
 // Starts copying rows [0, rows) of a swizzled [rows][64] tile from src rows row0.. (ld apart),
 // column col; rows >= valid are zero-filled.
@@ -57,24 +47,6 @@ __device__ __forceinline__ void add_bias_sw128(bf16* tile, const float* __restri
     add_bias_bf16x8(p, bv);
     *at = p.u;
   }
-}
-
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-// Generic-proxy writes to shared memory (cp.async, st.shared) made visible to wgmma's reads.
-__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-
-template <int N_>
-__device__ __forceinline__ void wgmma_wait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N_) : "memory");
-}
-
-// After a wait: the accumulators count as written here, so the compiler cannot move their reads
-// (or the writes that scale them) above the wait, to where an MMA may still be writing them.
-template <int R>
-__device__ __forceinline__ void landed(float (&r)[R]) {
-#pragma unroll
-  for (int i = 0; i < R; i++) asm volatile("" : "+f"(r[i])::"memory");
 }
 
 // One chunk's scores and probabilities: S (fp32 accumulators), then P as bf16 A fragments.

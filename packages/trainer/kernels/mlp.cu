@@ -9,6 +9,14 @@
 // 1 + e passes 2^126 (x below about -52) it gives 0 instead of values under 1e-36.
 #include "common.cuh"
 
+// QuickGELU and its derivative at x (also the epilogues of kernels/mlp_gemm.cu).
+__device__ __forceinline__ float quick_gelu(float x) { return __fdividef(x, 1.f + __expf(-1.702f * x)); }
+
+__device__ __forceinline__ float quick_gelu_grad(float x) {
+  const float s = __fdividef(1.f, 1.f + __expf(-1.702f * x));
+  return s + 1.702f * x * s * (1.f - s);
+}
+
 // x = bf16(u + bias) for 8 values of one row (col: the first one's column, a multiple of 8).
 __device__ __forceinline__ void add_bias8(float (&x)[8], const Pack8& u, const float* __restrict__ bias, int col) {
   const float4 b0 = *(const float4*)(bias + col), b1 = *(const float4*)(bias + col + 4);
@@ -34,7 +42,7 @@ extern "C" __global__ void bias_gelu_fwd(const bf16* u,  // [R, F] c_fc GEMM out
   float x[8];
   add_bias8(x, pu, bias, col);
 #pragma unroll
-  for (int j = 0; j < 8; j++) pg.h[j] = __float2bfloat16(__fdividef(x[j], 1.f + __expf(-1.702f * x[j])));
+  for (int j = 0; j < 8; j++) pg.h[j] = __float2bfloat16(quick_gelu(x[j]));
   *(uint4*)(g + i8) = pg.u;
 }
 
@@ -52,8 +60,7 @@ extern "C" __global__ void gelu_bwd(bf16* __restrict__ d,        // [S, R, F] in
   add_bias8(x, pu, bias, col);
 #pragma unroll
   for (int j = 0; j < 8; j++) {
-    const float s = __fdividef(1.f, 1.f + __expf(-1.702f * x[j]));
-    const float du = s + 1.702f * x[j] * s * (1.f - s);
+    const float du = quick_gelu_grad(x[j]);
     pd[0].h[j] = __float2bfloat16(__bfloat162float(pd[0].h[j]) * du);
     if (S > 1) pd[1].h[j] = __float2bfloat16(__bfloat162float(pd[1].h[j]) * du);
   }

@@ -1,14 +1,17 @@
 #!/usr/bin/env node
 // Writes kernels/wgmma.cuh: the inline-PTX wrappers of the Hopper warpgroup MMAs that
-// kernels/attention_wgmma.cu uses. Each shape is one instruction whose N/2 accumulator registers
+// kernels/attention_wgmma.cu and kernels/mlp_gemm.cu use. Each shape is one instruction whose N/2 accumulator registers
 // must be spelled out operand by operand, so they are generated rather than typed.
 //   node scripts/gen-wgmma.mjs   (then rebuild the fatbin: node scripts/build-kernels.mjs)
 import { writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-/** n of the m64nNk16 S = Q K^T shapes (keys per chunk), both operands in shared memory. */
-const SS_SHAPES = [200];
+/**
+ * n of the m64nNk16 shapes with both operands in shared memory: 200 for S = Q K^T (keys per
+ * chunk), 256 for the MLP GEMMs' 128 x 256 tiles (kernels/mlp_gemm.cu).
+ */
+const SS_SHAPES = [200, 256];
 
 const operands = (count, first = 0) => Array.from({ length: count }, (_, i) => `%${first + i}`).join(", ");
 const outputs = (name, count) => Array.from({ length: count }, (_, i) => `"+f"(${name}[${i}])`).join(", ");

@@ -8,6 +8,7 @@
  *   node main.mjs samebits <batch> <steps> <K=V,...|->...  the state under environment variants, against the first
  *   node main.mjs abtest <batch> <rounds> <K=V,...|->...  the step under environment variants, alternated
  *   node main.mjs gemmlayouts <batch> [random]  the weight-gradient GEMMs as written and transposed
+ *   node main.mjs mlpgemm <batch>            the fused MLP GEMMs against float64 and against cuBLAS + kernels
  *   node main.mjs dpcheck [gpus]             data-parallel: a world of gpus against one GPU (run/dp-worker.mjs)
  *   node main.mjs dpbench [gpus] [perGpu] [steps]  data-parallel: the step's scaling on gpus GPUs
  *   node main.mjs dpreduce [gpus]            the NCCL gradient reducer's exact weighted all-reduce (run/nccl-worker.mjs)
@@ -23,6 +24,7 @@ import { cpuParity } from "./cpu-parity.js";
 import { dataParallelBench, dataParallelCheck, ncclReduceCheck } from "./data-parallel.js";
 import { agreement, loadTinyFixture, normError, relError } from "./fixture.js";
 import { gemmLayouts } from "./gemm-layouts.js";
+import { mlpGemmCheck } from "./mlp-gemm-check.js";
 import { variantEnv, withEnv } from "./with-env.js";
 
 const out = (o: unknown) => console.log(JSON.stringify(o));
@@ -281,6 +283,7 @@ else if (cmd === "abtest") await abTest(Number(rest[0]), Number(rest[1]), rest.s
 else if (cmd === "gemmlayouts")
   for (const row of await gemmLayouts(Number(rest[0] ?? 256), rest[1] === "random"))
     out({ bench: "weight_gradient_layouts", ...row });
+else if (cmd === "mlpgemm") for (const row of await mlpGemmCheck(Number(rest[0] ?? 256))) out(row);
 else if (cmd === "dpcheck")
   out({ check: "data_parallel", ...(await dataParallelCheck(DP_WORKER, Number(rest[0] ?? 2))) });
 else if (cmd === "dpreduce")
@@ -297,7 +300,7 @@ else if (cmd === "dpbench")
   });
 else {
   console.error(
-    "usage: main.mjs parity <dir> | cpuparity <dir> [steps] | bench <batch>... | profile <batch>... | tunecheck <batch> <steps> | samebits <batch> <steps> <K=V,...|->... | abtest <batch> <rounds> <K=V,...|->... | gemmlayouts <batch> [random] | dpcheck [gpus] | dpbench [gpus] [perGpu] [steps] | dpreduce [gpus]",
+    "usage: main.mjs parity <dir> | cpuparity <dir> [steps] | bench <batch>... | profile <batch>... | tunecheck <batch> <steps> | samebits <batch> <steps> <K=V,...|->... | abtest <batch> <rounds> <K=V,...|->... | gemmlayouts <batch> [random] | mlpgemm <batch> | dpcheck [gpus] | dpbench [gpus] [perGpu] [steps] | dpreduce [gpus]",
   );
   process.exit(2);
 }

@@ -17,6 +17,12 @@ const CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1;
 const CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
 const CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
 const CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
+// cuTensorMapEncodeTiled's enums (cuda.h)
+const CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 = 9;
+const CU_TENSOR_MAP_SWIZZLE_128B = 3;
+const CU_TENSOR_MAP_L2_PROMOTION_L2_256B = 3;
+/** Bytes of a CUtensorMap (cuda.h: 64-byte aligned, 128 bytes). */
+export const TENSOR_MAP_BYTES = 128;
 const CUDA_ERROR_NOT_READY = 600;
 
 // biome-ignore lint/suspicious/noExplicitAny: koffi functions are variadic by declaration
@@ -27,6 +33,7 @@ export class CudaDriver {
   private readonly fns: Record<string, Fn> = {};
   private readonly argBlock: bigint;
   private readonly argView: DataView;
+  private readonly mapBlock: bigint;
   readonly device: number;
   readonly deviceName: string;
   /** Streaming multiprocessors (the grid of persistent kernels). */
@@ -94,6 +101,14 @@ export class CudaDriver {
     declare("cuGraphLaunch", "int NAME(uint64_t exec, uint64_t stream)");
     declare("cuGraphExecDestroy", "int NAME(uint64_t exec)");
     declare("cuGraphDestroy", "int NAME(uint64_t graph)");
+    try {
+      declare(
+        "cuTensorMapEncodeTiled",
+        "int NAME(uint64_t map, int dtype, uint32_t rank, uint64_t address, const uint64_t *dims, const uint64_t *strides, const uint32_t *box, const uint32_t *elementStrides, int interleave, int swizzle, int l2Promotion, int oobFill)",
+      );
+    } catch {
+      // a driver older than CUDA 12: no TMA, and the kernels that need it are not used
+    }
 
     // One native block for kernel arguments: values at 8-byte slots, then the pointer array.
     // cuLaunchKernel copies the arguments at the call, so the block is reused by every launch.
@@ -101,6 +116,9 @@ export class CudaDriver {
     this.argView = new DataView(koffi.view(this.argBlock, MAX_KERNEL_ARGS * 16) as ArrayBuffer);
     for (let k = 0; k < MAX_KERNEL_ARGS; k++)
       this.argView.setBigUint64(MAX_KERNEL_ARGS * 8 + k * 8, this.argBlock + BigInt(k * 8), true);
+    // cuTensorMapEncodeTiled writes a 64-byte aligned CUtensorMap: a native block aligned by hand
+    const mapBlock = BigInt(koffi.alloc("uint8", TENSOR_MAP_BYTES + 64) as unknown as bigint);
+    this.mapBlock = (mapBlock + 63n) & ~63n;
 
     this.check("cuInit", this.fns.cuInit(0));
     const dev = [0];
@@ -226,6 +244,48 @@ export class CudaDriver {
     const out = [0];
     this.check(`cuModuleGetFunction(${name})`, this.fns.cuModuleGetFunction(out, module, name));
     return Number(out[0]);
+  }
+
+  /** Whether the driver can encode TMA tensor maps (cuTensorMapEncodeTiled, CUDA 12 and later). */
+  get canEncodeTensorMaps(): boolean {
+    return this.fns.cuTensorMapEncodeTiled !== undefined;
+  }
+
+  /**
+   * The CUtensorMap of a row-major bf16 matrix [rows, cols] at `address` (rows `ld` elements
+   * apart) read in boxes of boxRows x boxCols (boxCols * 2 = 128 bytes, swizzled 128-byte-wise, as
+   * the warpgroup MMAs read K-major tiles); rows past `rows` load as zeros.
+   */
+  encodeTensorMap(
+    address: number,
+    rows: number,
+    cols: number,
+    ld: number,
+    boxRows: number,
+    boxCols: number,
+  ): Uint8Array {
+    const dims = BigUint64Array.of(BigInt(cols), BigInt(rows));
+    const strides = BigUint64Array.of(BigInt(ld * 2));
+    const box = Uint32Array.of(boxCols, boxRows);
+    const elementStrides = Uint32Array.of(1, 1);
+    this.check(
+      "cuTensorMapEncodeTiled",
+      this.fns.cuTensorMapEncodeTiled(
+        this.mapBlock,
+        CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+        2,
+        address,
+        dims,
+        strides,
+        box,
+        elementStrides,
+        0,
+        CU_TENSOR_MAP_SWIZZLE_128B,
+        CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+        0,
+      ),
+    );
+    return new Uint8Array(this.koffi.view(this.mapBlock, TENSOR_MAP_BYTES) as ArrayBuffer).slice();
   }
 
   setMaxDynamicShared(fn: number, bytes: number): void {

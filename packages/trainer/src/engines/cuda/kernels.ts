@@ -34,6 +34,8 @@ const KERNEL_NAMES = [
   "copy_rows",
   "bias_gelu_fwd",
   "gelu_bwd",
+  "mlp_gemm_gelu",
+  "mlp_gemm_dgelu",
   "head_forward",
   "head_step",
   "mask_sumsq",
@@ -197,6 +199,50 @@ function assert(ok: boolean, what: string): void {
 /** What kernels/mlp.cu assumes: rows of F values, F a multiple of 8, fewer than 2^32 groups of 8. */
 function assertMlpRows(total: number, F: number): void {
   assert(F % 8 === 0 && total % F === 0 && total / 8 < 2 ** 32, `MLP rows of ${F} (a multiple of 8) values`);
+}
+
+/** kernels/mlp_gemm.cu: output tile, K step, ring stages, threads (a producer and two consumer warpgroups). */
+export const MLP_TILE_ROWS = 128;
+export const MLP_TILE_COLS = 256;
+export const MLP_K_STEP = 64;
+const MLP_STAGES = 3;
+const MLP_THREADS = 384;
+/** Dynamic shared bytes of the MLP GEMMs: the stages (A and B tiles), the staged output tile (bf16 rows of 256 values + 16 bytes), the barriers, 1 KB to align them. */
+const MLP_SHARED =
+  1024 +
+  MLP_STAGES * (MLP_TILE_ROWS + MLP_TILE_COLS) * MLP_K_STEP * 2 +
+  MLP_TILE_ROWS * (MLP_TILE_COLS * 2 + 16) +
+  (2 * MLP_STAGES + 2) * 8;
+
+/**
+ * Whether the MLP GEMMs with QuickGELU epilogues (kernels/mlp_gemm.cu) run here for width D and
+ * hidden width F: Hopper (their sm_90a code), a driver that encodes TMA tensor maps, F a multiple
+ * of the 256-column tile and D of the 64-wide K step; opt-in (UNMASK_MLP_GEMM=fused) while they
+ * are slower than cuBLAS + the activation kernels (bench/device/NOTES.md, round 10).
+ */
+export function fusedMlpSupported(
+  cu: Pick<CudaDriver, "computeCapability" | "canEncodeTensorMaps">,
+  D: number,
+  F: number,
+): boolean {
+  return (
+    process.env.UNMASK_MLP_GEMM === "fused" &&
+    cu.computeCapability === 90 &&
+    cu.canEncodeTensorMaps === true &&
+    F % MLP_TILE_COLS === 0 &&
+    D % MLP_K_STEP === 0
+  );
+}
+
+/** Pointers and shape of an MLP GEMM: out = A B^T, A [M, K] and B [N, K] through their tensor maps. */
+export interface MlpGemm {
+  /** Device addresses of the CUtensorMaps of A (boxes of 128 rows) and B (256 rows). */
+  mapA: number;
+  mapB: number;
+  out: number;
+  M: number;
+  N: number;
+  K: number;
 }
 
 export class Kernels {
@@ -547,6 +593,34 @@ export class Kernels {
     assertMlpRows(total, F);
     assert(S === 1 || S === 2, `gelu_bwd signals ${S} (1 or 2)`);
     this.elementwise("gelu_bwd", total / 8, [p(d), p(uPtr), p(bias), u(total / 8), i(F), i(S)]);
+  }
+
+  /** c_fc with its bias and QuickGELU: x = bf16(A B^T + bias) into xout (0: not kept), out = QuickGELU(x). */
+  mlpGemmGelu(g: MlpGemm & { bias: number; xout: number }): void {
+    this.mlpGemm("mlp_gemm_gelu", g, [p(g.mapA), p(g.mapB), p(g.bias), p(g.xout), p(g.out)], []);
+  }
+
+  /**
+   * c_proj's input gradient times QuickGELU': out = bf16(A B^T * QuickGELU'(x)), x = xin's row
+   * m % xRows (the signals stacked in A's rows share the forward's x).
+   */
+  mlpGemmDgelu(g: MlpGemm & { xin: number; xRows: number }): void {
+    this.mlpGemm("mlp_gemm_dgelu", g, [p(g.mapA), p(g.mapB), p(g.xin), p(g.out)], [i(g.xRows)]);
+  }
+
+  private mlpGemm(name: KernelName, g: MlpGemm, pointers: KernelArg[], rest: KernelArg[]): void {
+    assert(
+      g.N % MLP_TILE_COLS === 0 && g.K % MLP_K_STEP === 0,
+      `MLP GEMM N ${g.N} a multiple of ${MLP_TILE_COLS}, K ${g.K} of ${MLP_K_STEP}`,
+    );
+    const tiles = Math.ceil(g.M / MLP_TILE_ROWS) * (g.N / MLP_TILE_COLS);
+    this.go(name, Math.min(tiles, this.cu.multiprocessors), MLP_THREADS, MLP_SHARED, [
+      ...pointers,
+      i(g.M),
+      i(g.N),
+      i(g.K),
+      ...rest,
+    ]);
   }
 
   headForward(a: {

@@ -18,6 +18,12 @@
  * fp32 residual stream (C = resid, beta = 1): no bf16 rounding of the branch, and the LayerNorm
  * pass after them reads the stream alone.
  *
+ * The MLP on Hopper (`fusedMlp`, kernels/mlp_gemm.cu): c_fc's GEMM adds its bias and applies
+ * QuickGELU in its epilogue (the student keeps x = bf16(h W^T + b) for the backward), and the
+ * backward's dg GEMM multiplies by QuickGELU'(x) in its own; the activation passes of mlp.cu, a
+ * third of the bytes the step's non-GEMM kernels move, are gone. Elsewhere (sm_80, or
+ * UNMASK_MLP_GEMM=cublas) cuBLAS runs these GEMMs and bias_gelu_fwd / gelu_bwd the activation.
+ *
  * Several GPUs (README "Several GPUs"): with a `reducer`, the backward hands each masked
  * tensor's [2, numel] gradient over right after the GEMM that writes it (tensorReady), and the
  * update waits for the all-reduced gradients (wait) before its kernels. Without one (a single
@@ -28,8 +34,15 @@ import type { GradientReducer } from "../../distributed/gradient-reducer.js";
 import type { EngineModel, RmtHyper } from "../../engine.js";
 import { ArenaPlan, type Region } from "./arena.js";
 import { CUBLAS_WORKSPACE_BYTES, type Cublas, type GemmCall } from "./cublas.js";
-import type { CudaDriver } from "./driver.js";
-import { Kernels, SUMSQ_BLOCKS } from "./kernels.js";
+import { type CudaDriver, TENSOR_MAP_BYTES } from "./driver.js";
+import {
+  fusedMlpSupported,
+  Kernels,
+  MLP_K_STEP,
+  MLP_TILE_COLS,
+  MLP_TILE_ROWS,
+  SUMSQ_BLOCKS,
+} from "./kernels.js";
 
 const BF = 2;
 const F4 = 4;
@@ -76,6 +89,10 @@ interface BlockWeights {
   fcB: Region;
   projW: Region;
   projB: Region;
+  /** The fused MLP's (fusedMlp): c_proj's weight transposed, bf16 [F, D], and B's tensor maps. */
+  fcMap?: Region;
+  projT?: Region;
+  projTMap?: Region;
   inWp: Region; // student W' (= inW when not masked)
   outWp: Region;
   inMask?: MaskedTensor;
@@ -116,7 +133,9 @@ interface BlockActs {
   xmid: Region; // bf16 [R, D]; last: [B, D]
   mean2: Region;
   rstd2: Region;
-  u: Region; // bf16 [R, F] c_fc output before its bias (gelu_bwd adds it, as bias_gelu_fwd did); last: [B, F]
+  // bf16 [R, F], last: [B, F]: with fusedMlp the activation's input x = bf16(c_fc + bias), else
+  // c_fc's output before its bias (gelu_bwd adds it again, as bias_gelu_fwd did)
+  u: Region;
 }
 
 export class TowerModel {
@@ -133,6 +152,8 @@ export class TowerModel {
   reducer?: GradientReducer;
   /** Set by the engine (chooseEpilogues); none until then. */
   epilogues: Epilogues = { qkvBias: false, attnResidual: false, mlpResidual: false };
+  /** The MLP GEMMs with QuickGELU epilogues (TowerModel doc); fixed at construction. */
+  readonly fusedMlp: boolean;
 
   constructor(
     private readonly cu: CudaDriver,
@@ -173,6 +194,7 @@ export class TowerModel {
       throw new UnmaskError("UNSUPPORTED_MODEL", `vision width ${D} is not a multiple of 64`, {
         subject: "config",
       });
+    this.fusedMlp = fusedMlpSupported(cu, D, 4 * D);
     this.plan(model);
     this.arena.allocate(cu);
     for (const up of this.uploads) up();
@@ -194,6 +216,33 @@ export class TowerModel {
       else this.cu.upload(region.ptr, toBf16(t.data));
     });
     return region;
+  }
+
+  /** A [rows, cols] weight uploaded transposed, as bf16 [cols, rows]. */
+  private weightTransposed(model: EngineModel, name: string): Region {
+    const t = model.weights.get(name);
+    if (!t) throw new UnmaskError("MISSING_TENSOR", `model lacks ${name}`, { subject: name });
+    const [rows, cols] = t.shape;
+    const region = this.arena.take(`${name}^T`, t.data.length * BF);
+    this.uploads.push(() => {
+      const transposed = new Float32Array(t.data.length);
+      for (let r = 0; r < rows; r++)
+        for (let c = 0; c < cols; c++) transposed[c * rows + r] = t.data[r * cols + c];
+      this.cu.upload(region.ptr, toBf16(transposed));
+    });
+    return region;
+  }
+
+  /**
+   * The TMA tensor map (kernels/mlp_gemm.cu) of `matrix`, bf16 [rows, cols], read in boxes of
+   * boxRows x 64: encoded once the arena has its address.
+   */
+  private tensorMap(matrix: Region, rows: number, cols: number, boxRows: number): Region {
+    const map = this.arena.take(`${matrix.name}.map`, TENSOR_MAP_BYTES);
+    this.uploads.push(() =>
+      this.cu.upload(map.ptr, this.cu.encodeTensorMap(matrix.ptr, rows, cols, cols, boxRows, MLP_K_STEP)),
+    );
+    return map;
   }
 
   private maskFor(model: EngineModel, name: string): MaskedTensor | undefined {
@@ -256,6 +305,8 @@ export class TowerModel {
       const outMask = this.maskFor(model, `${b}attn.out_proj.weight`);
       const inW = this.weight(model, `${b}attn.in_proj_weight`, "bf16");
       const outW = this.weight(model, `${b}attn.out_proj.weight`, "bf16");
+      const fcW = this.weight(model, `${b}mlp.c_fc.weight`, "bf16");
+      const projT = this.fusedMlp ? this.weightTransposed(model, `${b}mlp.c_proj.weight`) : undefined;
       this.blocks.push({
         ln1w: this.weight(model, `${b}ln_1.weight`, "f32"),
         ln1b: this.weight(model, `${b}ln_1.bias`, "f32"),
@@ -266,10 +317,17 @@ export class TowerModel {
         outB: this.weight(model, `${b}attn.out_proj.bias`, "f32"),
         ln2w: this.weight(model, `${b}ln_2.weight`, "f32"),
         ln2b: this.weight(model, `${b}ln_2.bias`, "f32"),
-        fcW: this.weight(model, `${b}mlp.c_fc.weight`, "bf16"),
+        fcW,
         fcB: this.weight(model, `${b}mlp.c_fc.bias`, "f32"),
         projW: this.weight(model, `${b}mlp.c_proj.weight`, "bf16"),
         projB: this.weight(model, `${b}mlp.c_proj.bias`, "f32"),
+        ...(projT
+          ? {
+              fcMap: this.tensorMap(fcW, 4 * D, D, MLP_TILE_COLS),
+              projT,
+              projTMap: this.tensorMap(projT, 4 * D, D, MLP_TILE_COLS),
+            }
+          : {}),
         inWp: inMask ? a.take(`${b}in.Wp`, 3 * D * D * BF) : inW,
         outWp: outMask ? a.take(`${b}out.Wp`, D * D * BF) : outW,
         inMask,
@@ -311,6 +369,15 @@ export class TowerModel {
     s("residCT", B * D * F4);
     s("dresidC", 2 * B * D * F4);
     s("dresBfC", 2 * B * D * BF);
+    if (this.fusedMlp) {
+      // the fused MLP GEMMs' A operands: LN2's output (forward), the residual gradient (backward)
+      for (const [name, rows] of [
+        ["h", R],
+        ["dresBf", 2 * R],
+        ["dresBfC", 2 * B],
+      ] as const)
+        this.r[`${name}.map`] = this.tensorMap(this.r[name], rows, D, MLP_TILE_ROWS);
+    }
     // forward-only scratch, backward-only scratch and the input pixels share their bytes: the
     // pixels are read by patchify before anything else of the step is written, and the teacher's
     // residual stream is dead once the head has run
@@ -478,16 +545,29 @@ export class TowerModel {
         R: rows,
         D,
       });
-      gemm.gemm({
-        M: rows,
-        N: F,
-        K: D,
-        A: { ptr: h, ld: D },
-        B: { ptr: w.fcW.ptr, ld: D },
-        transB: true,
-        C: { ptr: u, ld: F },
-      });
-      this.k.biasGeluFwd(u, w.fcB.ptr, this.ptr("g"), rows * F, F);
+      if (w.fcMap) {
+        this.k.mlpGemmGelu({
+          mapA: this.ptr("h.map"),
+          mapB: w.fcMap.ptr,
+          bias: w.fcB.ptr,
+          xout: keep ? act.u.ptr : 0,
+          out: this.ptr("g"),
+          M: rows,
+          N: F,
+          K: D,
+        });
+      } else {
+        gemm.gemm({
+          M: rows,
+          N: F,
+          K: D,
+          A: { ptr: h, ld: D },
+          B: { ptr: w.fcW.ptr, ld: D },
+          transB: true,
+          C: { ptr: u, ld: F },
+        });
+        this.k.biasGeluFwd(u, w.fcB.ptr, this.ptr("g"), rows * F, F);
+      }
       gemm.gemm(this.branchCall(rows, this.ptr("g"), w.projW.ptr, F, w.projB.ptr, res, mlpResidual));
       const next = l + 1 < L ? this.blocks[l + 1] : undefined;
       if (!next && mlpResidual) break; // the epilogue did all of the last residual add
@@ -588,15 +668,28 @@ export class TowerModel {
       const dresBf = last ? this.ptr("dresBfC") : this.ptr("dresBf");
       // MLP for both signals: dg = dres @ Wproj, du = dg * gelu'(u), dln2 = du @ Wfc, LN2 backward
       // onto the residual
-      gemm.gemm({
-        M: 2 * rows,
-        N: F,
-        K: D,
-        A: { ptr: dresBf, ld: D },
-        B: { ptr: w.projW.ptr, ld: F },
-        C: { ptr: dF, ld: F },
-      });
-      this.k.geluBwd(dF, act.u.ptr, w.fcB.ptr, rows * F, F, 2);
+      if (w.projTMap) {
+        this.k.mlpGemmDgelu({
+          mapA: this.ptr(last ? "dresBfC.map" : "dresBf.map"),
+          mapB: w.projTMap.ptr,
+          xin: act.u.ptr,
+          xRows: rows,
+          out: dF,
+          M: 2 * rows,
+          N: F,
+          K: D,
+        });
+      } else {
+        gemm.gemm({
+          M: 2 * rows,
+          N: F,
+          K: D,
+          A: { ptr: dresBf, ld: D },
+          B: { ptr: w.projW.ptr, ld: F },
+          C: { ptr: dF, ld: F },
+        });
+        this.k.geluBwd(dF, act.u.ptr, w.fcB.ptr, rows * F, F, 2);
+      }
       gemm.gemm({
         M: 2 * rows,
         N: D,
