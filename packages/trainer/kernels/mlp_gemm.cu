@@ -14,13 +14,21 @@
 // Persistent blocks of three warpgroups take 128 x 256 output tiles blockIdx.x, + gridDim.x, ...
 // (row-tile-major: the blocks of a wave share their A rows in L2, and B, a weight, stays in L2).
 // Warpgroup 0: its thread 0 is the producer, issuing the TMA loads of each 64-wide K step (A 128 x
-// 64, B 256 x 64, 128-byte swizzled) into a ring of MG_STAGES stages, each with a "full" mbarrier
-// (the copies' bytes landed) and an "empty" one (both consumers are done reading); its warps 1-3
-// are the epilogue's workers. Warpgroups 1 and 2 are the consumers, rows 0-63 and 64-127 of the
-// tile: m64n256k16 x 4 per K step, one step's MMAs in flight while the next is issued. At a tile's
-// end they round the accumulators into a staged bf16 tile in shared memory and go on with the next
-// tile, while the workers apply QuickGELU (or its derivative) to the staged tile and write it out
-// with 16-byte stores: the epilogue overlaps the next tile's MMAs instead of stalling them.
+// 64, B 256 x 64 as two boxes, 128-byte swizzled) into a ring of MG_STAGES stages, each with a
+// "full" mbarrier (the copies' bytes landed) and an "empty" one (every consumer warp is done
+// reading); its warps 1-3 are the epilogue's workers. Warpgroups 1 and 2 are the consumers, rows
+// 0-63 and 64-127 of the tile: m64n256k16 x 4 per K step, one step's MMAs in flight while the next
+// is issued. At a tile's end they round the accumulators into a staged bf16 tile in shared memory
+// and go on with the next tile, while the workers apply QuickGELU (or its derivative) to the staged
+// tile and write it out with 16-byte stores: the epilogue overlaps the next tile's MMAs.
+//
+// Measured (bench/device/NOTES.md, round 10): correct (float64 check, fixture step), but at
+// ViT-B/16's shapes the forward only matches cuBLAS + bias_gelu_fwd (0.50 ms) and the backward is
+// slower than cuBLAS + gelu_bwd (1.54 against 1.03 ms): the main loop runs at ~500 TF/s where
+// cuBLAS's GEMM alone reaches ~720 (Nsight Compute: tensor pipes 49% busy against cuBLAS's 81%,
+// whose kernel uses 192 x 192 tiles, 4 stages and clusters of two). So the engine keeps cuBLAS
+// unless UNMASK_MLP_GEMM=fused (kernels.ts fusedMlpSupported). Clusters sharing B by multicast and
+// handing each stage back as soon as its own MMAs finish were both slower (runs AW, AX).
 #include "hopper.cuh"
 
 #define MG_BM 128
@@ -58,30 +66,42 @@ __device__ __forceinline__ void mlp_stage(const float (&acc)[128], uint8_t* stag
 }
 
 // The workers' part (warps 1-3 of the producer warpgroup), 8 values of a staged row at a time
-// with 16-byte accesses: forward xout = x (when kept), out = bf16(QuickGELU(x)); backward
-// out = bf16(staged * QuickGELU'(x)), x = xin's row m % xRows.
+// with 16-byte accesses, MG_BATCH of them loaded before any is computed (the backward's x comes
+// from global memory: one load in flight per thread would leave the workers latency-bound):
+// forward xout = x (when kept), out = bf16(QuickGELU(x)); backward out = bf16(staged *
+// QuickGELU'(x)), x = xin's row m % xRows.
+#define MG_BATCH 8
 template <bool Backward>
 __device__ __forceinline__ void mlp_finish(const uint8_t* staged, int m0, int n0, int M, int N,
                                            const bf16* __restrict__ xin, int xRows, bf16* __restrict__ xout,
                                            bf16* __restrict__ out) {
-  for (int c = threadIdx.x - 32; c < MG_BM * (MG_BN / 8); c += MG_WORKER_THREADS) {
-    const int r = c / (MG_BN / 8), chunk = c % (MG_BN / 8), m = m0 + r;
-    if (m >= M) break;  // rows only grow with c
-    Pack8 v, o;
-    v.u = *(const uint4*)(staged + r * MG_STAGED_PITCH + chunk * 16);
-    const long long at = (long long)m * N + n0 + chunk * 8;
-    if (Backward) {
-      Pack8 x;
-      x.u = *(const uint4*)(xin + (long long)(m % xRows) * N + n0 + chunk * 8);
+  constexpr int CHUNKS = MG_BM * (MG_BN / 8);
+  for (int first = threadIdx.x - 32; first < CHUNKS; first += MG_WORKER_THREADS * MG_BATCH) {
+    Pack8 v[MG_BATCH], x[MG_BATCH];
+    long long at[MG_BATCH];
 #pragma unroll
-      for (int e = 0; e < 8; e++)
-        o.h[e] = __float2bfloat16(__bfloat162float(v.h[e]) * quick_gelu_grad(__bfloat162float(x.h[e])));
-    } else {
-      if (xout) *(uint4*)(xout + at) = v.u;
-#pragma unroll
-      for (int e = 0; e < 8; e++) o.h[e] = __float2bfloat16(quick_gelu(__bfloat162float(v.h[e])));
+    for (int b = 0; b < MG_BATCH; b++) {
+      const int c = first + b * MG_WORKER_THREADS, r = c / (MG_BN / 8), chunk = c % (MG_BN / 8), m = m0 + r;
+      at[b] = c < CHUNKS && m < M ? (long long)m * N + n0 + chunk * 8 : -1;
+      if (at[b] < 0) continue;
+      v[b].u = *(const uint4*)(staged + r * MG_STAGED_PITCH + chunk * 16);
+      if (Backward) x[b].u = __ldg((const uint4*)(xin + (long long)(m % xRows) * N + n0 + chunk * 8));
     }
-    *(uint4*)(out + at) = o.u;
+#pragma unroll
+    for (int b = 0; b < MG_BATCH; b++) {
+      if (at[b] < 0) continue;
+      Pack8 o;
+      if (Backward) {
+#pragma unroll
+        for (int e = 0; e < 8; e++)
+          o.h[e] = __float2bfloat16(__bfloat162float(v[b].h[e]) * quick_gelu_grad(__bfloat162float(x[b].h[e])));
+      } else {
+        if (xout) *(uint4*)(xout + at[b]) = v[b].u;
+#pragma unroll
+        for (int e = 0; e < 8; e++) o.h[e] = __float2bfloat16(quick_gelu(__bfloat162float(v[b].h[e])));
+      }
+      *(uint4*)(out + at[b]) = o.u;
+    }
   }
 }
 
@@ -91,8 +111,8 @@ __device__ __forceinline__ void mlp_gemm_body(const void* mapA, const void* mapB
                                               bf16* __restrict__ out, int M, int N, int K, int xRows) {
 #ifdef UNMASK_WGMMA
   extern __shared__ uint8_t mg_shared[];
-  // stages on 1024-byte boundaries (the swizzle pattern's period), then the staged tile, barriers
-  uint8_t* base = mg_shared + ((1024 - (shared_address(mg_shared) & 1023)) & 1023);
+  // stages on 1024-byte boundaries (the swizzle pattern's period), then the staged tile, barriers;
+    uint8_t* base = mg_shared + ((1024 - (shared_address(mg_shared) & 1023)) & 1023);
   uint8_t* staged = base + MG_STAGES * MG_STAGE_BYTES;
   uint64_t* full = (uint64_t*)(staged + MG_STAGED_BYTES);
   uint64_t* empty = full + MG_STAGES;
@@ -101,15 +121,15 @@ __device__ __forceinline__ void mlp_gemm_body(const void* mapA, const void* mapB
   if (threadIdx.x == 0) {
     for (int s = 0; s < MG_STAGES; s++) {
       mbar_init(&full[s], 1);
-      mbar_init(&empty[s], MG_CONSUMER_THREADS);
+      mbar_init(&empty[s], MG_CONSUMER_THREADS / 32);
     }
     mbar_init(stagedFull, MG_CONSUMER_THREADS);
     mbar_init(stagedFree, MG_WORKER_THREADS);
     mbar_init_fence();
   }
   __syncthreads();
-  const int tilesN = N / MG_BN, tiles = (M + MG_BM - 1) / MG_BM * tilesN, steps = K / MG_BK;
-  const int wg = threadIdx.x >> 7;
+  const int tilesN = N / MG_BN, tiles = (M + MG_BM - 1) / MG_BM * tilesN;
+  const int steps = K / MG_BK, wg = threadIdx.x >> 7;
   if (wg == 0) {
     unsigned phase = 0;
     if (threadIdx.x == 0) {  // the producer
@@ -121,7 +141,8 @@ __device__ __forceinline__ void mlp_gemm_body(const void* mapA, const void* mapB
           uint8_t* stage = base + s * MG_STAGE_BYTES;
           mbar_arrive_expect_tx(&full[s], MG_STAGE_BYTES);
           tma_load_2d(stage, mapA, k * MG_BK, m0, &full[s]);
-          tma_load_2d(stage + MG_A_BYTES, mapB, k * MG_BK, n0, &full[s]);
+          for (int h = 0; h < 2; h++)  // B in two boxes of 128 rows (TMA boxes have at most 256)
+            tma_load_2d(stage + MG_A_BYTES + h * (MG_BN / 2) * 128, mapB, k * MG_BK, n0 + h * (MG_BN / 2), &full[s]);
           if (++s == MG_STAGES) s = 0, phase ^= 1;
         }
       }
@@ -133,45 +154,50 @@ __device__ __forceinline__ void mlp_gemm_body(const void* mapA, const void* mapB
         mbar_arrive(stagedFree);
       }
     }
-    return;
-  }
-  const int half = wg - 1;
-  int s = 0;
-  unsigned phase = 0, stagedPhase = 0;
-  float acc[128];
-  for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x, stagedPhase ^= 1) {
-    const int n0 = tile % tilesN * MG_BN;
+  } else {
+    const int half = wg - 1, lane = threadIdx.x & 31;
+    int s = 0;
+    unsigned phase = 0, stagedPhase = 0;
+    float acc[128];
+    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x, stagedPhase ^= 1) {
+      const int n0 = tile % tilesN * MG_BN;
 #pragma unroll
-    for (int i = 0; i < 128; i++) acc[i] = 0.f;
-    int previous = -1;
-    for (int k = 0; k < steps; k++) {
-      mbar_wait(&full[s], phase);
-      const uint32_t a = shared_address(base + s * MG_STAGE_BYTES) + half * 64 * 128;
-      const uint32_t b = shared_address(base + s * MG_STAGE_BYTES + MG_A_BYTES);
-      wgmma_fence();
+      for (int i = 0; i < 128; i++) acc[i] = 0.f;
+      int previous = -1;
+      // a stage goes back to the producer once every consumer warp is done with it
+      const auto release = [&](int stage) {
+        if (lane == 0) mbar_arrive(&empty[stage]);
+      };
+      for (int k = 0; k < steps; k++) {
+        mbar_wait(&full[s], phase);
+        const uint32_t a = shared_address(base + s * MG_STAGE_BYTES) + half * 64 * 128;
+        const uint32_t b = shared_address(base + s * MG_STAGE_BYTES + MG_A_BYTES);
+        wgmma_fence();
 #pragma unroll
-      for (int kk = 0; kk < 4; kk++) wgmma_ss_n256(acc, sw128_desc(a + kk * 32), sw128_desc(b + kk * 32), 1);
-      wgmma_commit();
-      // the previous step's MMAs are done with their stage: hand it back to the producer
-      wgmma_wait<1>();
-      if (previous >= 0) mbar_arrive(&empty[previous]);
-      previous = s;
-      if (++s == MG_STAGES) s = 0, phase ^= 1;
+        for (int kk = 0; kk < 4; kk++) wgmma_ss_n256(acc, sw128_desc(a + kk * 32), sw128_desc(b + kk * 32), 1);
+        wgmma_commit();
+        // one step's MMAs left in flight: the previous step's stage goes back (waiting for this
+        // step's own, to hand its stage back at once, measured no faster: run AX)
+        wgmma_wait<1>();
+        if (previous >= 0) release(previous);
+        previous = s;
+        if (++s == MG_STAGES) s = 0, phase ^= 1;
+      }
+      wgmma_wait<0>();
+      release(previous);
+      landed(acc);
+      // the workers finish the tile while this warpgroup goes on with the next one
+      mbar_wait(stagedFree, stagedPhase ^ 1);
+      mlp_stage<Backward>(acc, staged, half, n0, bias);
+      mbar_arrive(stagedFull);
     }
-    wgmma_wait<0>();
-    mbar_arrive(&empty[previous]);
-    landed(acc);
-    // the workers finish the tile while this warpgroup goes on with the next one
-    mbar_wait(stagedFree, stagedPhase ^ 1);
-    mlp_stage<Backward>(acc, staged, half, n0, bias);
-    mbar_arrive(stagedFull);
   }
 #endif
 }
 
-// mapA, mapB: CUtensorMaps in global memory (bf16, 2-D, box 64 x 128 and 64 x 256, 128-byte
-// swizzle; kernels.ts encodes them). N a multiple of 256, K of 64; rows >= M are neither read
-// into results nor written.
+// mapA, mapB: CUtensorMaps in global memory (bf16, 2-D, boxes of 128 rows x 64, 128-byte
+// swizzle; model.ts encodes them). N a multiple of 256, K of 64; rows >= M are neither read into
+// results nor written.
 extern "C" __global__ void __launch_bounds__(MG_THREADS, 1)
     mlp_gemm_gelu(const void* mapA, const void* mapB, const float* __restrict__ bias, bf16* __restrict__ xout,
                   bf16* __restrict__ out, int M, int N, int K) {

@@ -10,7 +10,7 @@ import { f32ToBf16 } from "@unmask/clip";
 import { normals } from "../../src/engines/cpu/random-model.js";
 import { CUBLAS_WORKSPACE_BYTES, Cublas } from "../../src/engines/cuda/cublas.js";
 import { CudaDriver } from "../../src/engines/cuda/driver.js";
-import { Kernels, MLP_K_STEP, MLP_TILE_COLS, MLP_TILE_ROWS } from "../../src/engines/cuda/kernels.js";
+import { Kernels, MLP_BOX_ROWS, MLP_K_STEP } from "../../src/engines/cuda/kernels.js";
 import { openCudaLibraries } from "../../src/engines/cuda/libraries.js";
 
 function randomBf16(n: number, seed: number, scale: number): Uint16Array {
@@ -66,9 +66,9 @@ export async function mlpGemmCheck(B: number): Promise<Record<string, unknown>[]
     const dgA = randomBf16(2 * M * K, 4, 1); // two signals' rows
     const [pA, pW, pBias, pDg] = [upload(A), upload(W), upload(bias), upload(dgA)];
     const [pX, pG, pDu] = [cu.alloc(M * N * 2), cu.alloc(M * N * 2), cu.alloc(2 * M * N * 2)];
-    const mapW = map(pW, N, K, MLP_TILE_COLS);
+    const mapW = map(pW, N, K, MLP_BOX_ROWS);
     k.mlpGemmGelu({
-      mapA: map(pA, M, K, MLP_TILE_ROWS),
+      mapA: map(pA, M, K, MLP_BOX_ROWS),
       mapB: mapW,
       bias: pBias,
       xout: pX,
@@ -80,7 +80,7 @@ export async function mlpGemmCheck(B: number): Promise<Record<string, unknown>[]
     const x = download16(pX, M * N);
     const g = download16(pG, M * N);
     k.mlpGemmDgelu({
-      mapA: map(pDg, 2 * M, K, MLP_TILE_ROWS),
+      mapA: map(pDg, 2 * M, K, MLP_BOX_ROWS),
       mapB: mapW,
       xin: pX,
       xRows: M,
@@ -152,10 +152,10 @@ export async function mlpGemmCheck(B: number): Promise<Record<string, unknown>[]
     cu.alloc(R * F * 2),
   ];
   const [dF, dFused] = [cu.alloc(2 * R * F * 2), cu.alloc(2 * R * F * 2)];
-  const mapH = map(h, R, D, MLP_TILE_ROWS);
-  const mapFc = map(fcW, F, D, MLP_TILE_COLS);
-  const mapDres = map(dres, 2 * R, D, MLP_TILE_ROWS);
-  const mapProjT = map(pProjT, F, D, MLP_TILE_COLS);
+  const mapH = map(h, R, D, MLP_BOX_ROWS);
+  const mapFc = map(fcW, F, D, MLP_BOX_ROWS);
+  const mapDres = map(dres, 2 * R, D, MLP_BOX_ROWS);
+  const mapProjT = map(pProjT, F, D, MLP_BOX_ROWS);
   const run = {
     cublasForward: () => {
       blas.gemm({
@@ -242,7 +242,20 @@ export async function mlpGemmCheck(B: number): Promise<Record<string, unknown>[]
     for (const [name, f] of Object.entries(run)) {
       const ms = time(f);
       const fl = name.includes("ackward") ? flops.backward : flops.forward;
-      results.push({ time: name, B, round, ms: +ms.toFixed(4), tflops: +(fl / ms / 1e9).toFixed(1) });
+      const backward = name.includes("ackward");
+      // each variant's output against cuBLAS's (round 0)
+      const against =
+        round === 0 && name.startsWith("fused")
+          ? compare(backward ? dFused : gFused, backward ? dF : g, (backward ? 2 : 1) * R * F)
+          : {};
+      results.push({
+        time: name,
+        B,
+        round,
+        ms: +ms.toFixed(4),
+        tflops: +(fl / ms / 1e9).toFixed(1),
+        ...against,
+      });
     }
   return results;
 }

@@ -203,6 +203,8 @@ function assertMlpRows(total: number, F: number): void {
 
 /** kernels/mlp_gemm.cu: output tile, K step, ring stages, threads (a producer and two consumer warpgroups). */
 export const MLP_TILE_ROWS = 128;
+/** Rows of the TMA boxes of both operands: A's tile, B's in two boxes. */
+export const MLP_BOX_ROWS = 128;
 export const MLP_TILE_COLS = 256;
 export const MLP_K_STEP = 64;
 const MLP_STAGES = 3;
@@ -236,7 +238,7 @@ export function fusedMlpSupported(
 
 /** Pointers and shape of an MLP GEMM: out = A B^T, A [M, K] and B [N, K] through their tensor maps. */
 export interface MlpGemm {
-  /** Device addresses of the CUtensorMaps of A (boxes of 128 rows) and B (256 rows). */
+  /** Device addresses of the CUtensorMaps of A and B (boxes of MLP_BOX_ROWS rows x MLP_K_STEP). */
   mapA: number;
   mapB: number;
   out: number;
@@ -596,16 +598,26 @@ export class Kernels {
   }
 
   /** c_fc with its bias and QuickGELU: x = bf16(A B^T + bias) into xout (0: not kept), out = QuickGELU(x). */
-  mlpGemmGelu(g: MlpGemm & { bias: number; xout: number }): void {
-    this.mlpGemm("mlp_gemm_gelu", g, [p(g.mapA), p(g.mapB), p(g.bias), p(g.xout), p(g.out)], []);
+  mlpGemmGelu(g: MlpGemm & { bias: number; xout: number }, variant = ""): void {
+    this.mlpGemm(
+      `mlp_gemm_gelu${variant}` as KernelName,
+      g,
+      [p(g.mapA), p(g.mapB), p(g.bias), p(g.xout), p(g.out)],
+      [],
+    );
   }
 
   /**
    * c_proj's input gradient times QuickGELU': out = bf16(A B^T * QuickGELU'(x)), x = xin's row
    * m % xRows (the signals stacked in A's rows share the forward's x).
    */
-  mlpGemmDgelu(g: MlpGemm & { xin: number; xRows: number }): void {
-    this.mlpGemm("mlp_gemm_dgelu", g, [p(g.mapA), p(g.mapB), p(g.xin), p(g.out)], [i(g.xRows)]);
+  mlpGemmDgelu(g: MlpGemm & { xin: number; xRows: number }, variant = ""): void {
+    this.mlpGemm(
+      `mlp_gemm_dgelu${variant}` as KernelName,
+      g,
+      [p(g.mapA), p(g.mapB), p(g.xin), p(g.out)],
+      [i(g.xRows)],
+    );
   }
 
   private mlpGemm(name: KernelName, g: MlpGemm, pointers: KernelArg[], rest: KernelArg[]): void {
@@ -614,13 +626,8 @@ export class Kernels {
       `MLP GEMM N ${g.N} a multiple of ${MLP_TILE_COLS}, K ${g.K} of ${MLP_K_STEP}`,
     );
     const tiles = Math.ceil(g.M / MLP_TILE_ROWS) * (g.N / MLP_TILE_COLS);
-    this.go(name, Math.min(tiles, this.cu.multiprocessors), MLP_THREADS, MLP_SHARED, [
-      ...pointers,
-      i(g.M),
-      i(g.N),
-      i(g.K),
-      ...rest,
-    ]);
+    const grid = Math.min(tiles, this.cu.multiprocessors); // persistent blocks
+    this.go(name, grid, MLP_THREADS, MLP_SHARED, [...pointers, i(g.M), i(g.N), i(g.K), ...rest]);
   }
 
   headForward(a: {

@@ -374,3 +374,126 @@ describe("TowerModel GEMM epilogues", () => {
     expect(lnCalls.map((a) => a.y !== 0)).toEqual([false, true, false, true, false, true, false, true]);
   });
 });
+
+describe("TowerModel fused MLP GEMMs", () => {
+  /** One step's GEMMs and kernel launches in order, on a Hopper stand-in, with UNMASK_MLP_GEMM as given. */
+  function stepCalls(mlpGemm: string | undefined) {
+    const calls: { name: string; args: unknown[] }[] = [];
+    const kernels = new Proxy(
+      {},
+      {
+        get: (_, name) =>
+          typeof name === "string" && name !== "then"
+            ? (...args: unknown[]) => calls.push({ name, args })
+            : undefined,
+      },
+    ) as unknown as Kernels;
+    const blas = { gemm: (c: GemmCall) => calls.push({ name: "gemm", args: [c] }) } as unknown as Cublas;
+    const maps: number[][] = [];
+    const cu = recording([], "driver", {
+      alloc: () => BASE,
+      computeCapability: 90,
+      canEncodeTensorMaps: true,
+      encodeTensorMap: (...args: number[]) => {
+        maps.push(args);
+        return new Uint8Array(128);
+      },
+      upload: () => {},
+    }) as unknown as CudaDriver;
+    const before = process.env.UNMASK_MLP_GEMM;
+    if (mlpGemm === undefined) delete process.env.UNMASK_MLP_GEMM;
+    else process.env.UNMASK_MLP_GEMM = mlpGemm;
+    try {
+      const t = new TowerModel(cu, kernels, blas, STREAM, tinyModel(), MAX_BATCH, DEFAULT_HYPER, 1);
+      calls.length = 0;
+      t.encodeStep(MAX_BATCH, null);
+      return { t, calls, maps };
+    } finally {
+      if (before === undefined) delete process.env.UNMASK_MLP_GEMM;
+      else process.env.UNMASK_MLP_GEMM = before;
+    }
+  }
+  const shape = (c: { name: string; args: unknown[] }) => {
+    const g = c.args[0] as GemmCall;
+    return c.name === "gemm" ? `gemm ${g.M}x${g.N}x${g.K}` : c.name;
+  };
+
+  it("stays with cuBLAS and the activation kernels unless asked", () => {
+    const { t, calls } = stepCalls(undefined);
+    expect(t.fusedMlp).toBe(false);
+    expect(calls.some((c) => c.name.startsWith("mlpGemm"))).toBe(false);
+    expect(calls.filter((c) => c.name === "biasGeluFwd")).toHaveLength(4);
+  });
+
+  it("runs c_fc and the dg GEMM with QuickGELU in their epilogues, and nothing else differently", () => {
+    const plain = stepCalls(undefined);
+    const fused = stepCalls("fused");
+    const { t } = fused;
+    expect(t.fusedMlp).toBe(true);
+    const { B, N, D, F, L } = t.dims;
+    const R = B * N;
+    // what the fused GEMMs replace: c_fc's GEMM + bias_gelu_fwd, the dg GEMM + gelu_bwd
+    const isReplaced = (c: { name: string; args: unknown[] }) =>
+      c.name === "biasGeluFwd" ||
+      c.name === "geluBwd" ||
+      (c.name === "gemm" && (c.args[0] as GemmCall).N === F && (c.args[0] as GemmCall).K === D);
+    const others = (calls: { name: string; args: unknown[] }[]) =>
+      calls.filter((c) => !isReplaced(c) && !c.name.startsWith("mlpGemm")).map(shape);
+    expect(others(fused.calls)).toEqual(others(plain.calls));
+    expect(plain.calls.filter(isReplaced)).toHaveLength(2 * (2 * L + L)); // GEMM + kernel, 2 forwards and the backward
+    expect(fused.calls.filter(isReplaced)).toHaveLength(0);
+
+    type Up = {
+      mapA: number;
+      mapB: number;
+      bias: number;
+      xout: number;
+      out: number;
+      M: number;
+      N: number;
+      K: number;
+    };
+    const up = fused.calls.filter((c) => c.name === "mlpGemmGelu").map((c) => c.args[0] as Up);
+    // teacher then student, block 0 on every row, the last block on the class rows
+    expect(up.map((g) => [g.M, g.N, g.K])).toEqual([
+      [R, F, D],
+      [B, F, D],
+      [R, F, D],
+      [B, F, D],
+    ]);
+    expect(up.every((g) => g.mapA === t.ptr("h.map") && g.out === t.ptr("g"))).toBe(true);
+    expect(up.map((g) => g.xout === 0)).toEqual([true, true, false, false]); // the student keeps x
+    expect(new Set(up.map((g) => g.mapB)).size).toBe(L); // each block's c_fc weight
+
+    type Down = { mapA: number; mapB: number; xin: number; xRows: number; out: number; M: number };
+    const down = fused.calls.filter((c) => c.name === "mlpGemmDgelu").map((c) => c.args[0] as Down);
+    // last block first: its class rows' gradients, then every row's; both signals stacked
+    expect(down.map((g) => [g.M, g.xRows, g.mapA])).toEqual([
+      [2 * B, B, t.ptr("dresBfC.map")],
+      [2 * R, R, t.ptr("dresBf.map")],
+    ]);
+    expect(down.map((g) => g.xin)).toEqual(
+      up
+        .slice(2)
+        .map((g) => g.xout)
+        .reverse(),
+    ); // the student's x
+    expect(down.every((g) => g.out === t.ptr("dF"))).toBe(true);
+
+    // tensor maps: A operands (h, dresBf, dresBfC) and per block c_fc's weight and c_proj's transposed
+    // [address, rows, cols, ld, box rows, box cols]
+    const rowsCols = fused.maps.map(([, rows, cols, ld, boxRows, boxCols]) => [
+      rows,
+      cols,
+      ld,
+      boxRows,
+      boxCols,
+    ]);
+    expect(rowsCols).toEqual([
+      ...Array(2 * L).fill([F, D, D, 128, 64]),
+      [R, D, D, 128, 64],
+      [2 * R, D, D, 128, 64],
+      [2 * B, D, D, 128, 64],
+    ]);
+  });
+});

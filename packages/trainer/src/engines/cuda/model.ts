@@ -21,8 +21,8 @@
  * The MLP on Hopper (`fusedMlp`, kernels/mlp_gemm.cu): c_fc's GEMM adds its bias and applies
  * QuickGELU in its epilogue (the student keeps x = bf16(h W^T + b) for the backward), and the
  * backward's dg GEMM multiplies by QuickGELU'(x) in its own; the activation passes of mlp.cu, a
- * third of the bytes the step's non-GEMM kernels move, are gone. Elsewhere (sm_80, or
- * UNMASK_MLP_GEMM=cublas) cuBLAS runs these GEMMs and bias_gelu_fwd / gelu_bwd the activation.
+ * third of the bytes the step's non-GEMM kernels move, are gone. Otherwise (other GPUs, or
+ * UNMASK_MLP_GEMM not "fused") cuBLAS runs these GEMMs and bias_gelu_fwd / gelu_bwd the activation.
  *
  * Several GPUs (README "Several GPUs"): with a `reducer`, the backward hands each masked
  * tensor's [2, numel] gradient over right after the GEMM that writes it (tensorReady), and the
@@ -35,14 +35,7 @@ import type { EngineModel, RmtHyper } from "../../engine.js";
 import { ArenaPlan, type Region } from "./arena.js";
 import { CUBLAS_WORKSPACE_BYTES, type Cublas, type GemmCall } from "./cublas.js";
 import { type CudaDriver, TENSOR_MAP_BYTES } from "./driver.js";
-import {
-  fusedMlpSupported,
-  Kernels,
-  MLP_K_STEP,
-  MLP_TILE_COLS,
-  MLP_TILE_ROWS,
-  SUMSQ_BLOCKS,
-} from "./kernels.js";
+import { fusedMlpSupported, Kernels, MLP_BOX_ROWS, MLP_K_STEP, SUMSQ_BLOCKS } from "./kernels.js";
 
 const BF = 2;
 const F4 = 4;
@@ -323,9 +316,9 @@ export class TowerModel {
         projB: this.weight(model, `${b}mlp.c_proj.bias`, "f32"),
         ...(projT
           ? {
-              fcMap: this.tensorMap(fcW, 4 * D, D, MLP_TILE_COLS),
+              fcMap: this.tensorMap(fcW, 4 * D, D, MLP_BOX_ROWS),
               projT,
-              projTMap: this.tensorMap(projT, 4 * D, D, MLP_TILE_COLS),
+              projTMap: this.tensorMap(projT, 4 * D, D, MLP_BOX_ROWS),
             }
           : {}),
         inWp: inMask ? a.take(`${b}in.Wp`, 3 * D * D * BF) : inW,
@@ -376,7 +369,7 @@ export class TowerModel {
         ["dresBf", 2 * R],
         ["dresBfC", 2 * B],
       ] as const)
-        this.r[`${name}.map`] = this.tensorMap(this.r[name], rows, D, MLP_TILE_ROWS);
+        this.r[`${name}.map`] = this.tensorMap(this.r[name], rows, D, MLP_BOX_ROWS);
     }
     // forward-only scratch, backward-only scratch and the input pixels share their bytes: the
     // pixels are read by patchify before anything else of the step is written, and the teacher's
