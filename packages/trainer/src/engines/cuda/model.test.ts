@@ -19,7 +19,7 @@ import type { Cublas, GemmCall } from "./cublas.js";
 import type { CudaDriver } from "./driver.js";
 import { CudaEngine, reducerContext } from "./engine.js";
 import type { GemmTuner } from "./gemm-tuning.js";
-import type { Kernels } from "./kernels.js";
+import { type Kernels, MLP_K_STEP } from "./kernels.js";
 import { epilogueRequest, TowerModel } from "./model.js";
 
 type Entry =
@@ -481,7 +481,7 @@ describe("TowerModel fused MLP GEMMs", () => {
     expect(down.every((g) => g.out === t.ptr("dF"))).toBe(true);
 
     // tensor maps: A operands (h, dresBf, dresBfC) and per block c_fc's weight and c_proj's transposed
-    // [address, rows, cols, ld, box rows, box cols]
+    // [address, rows, cols, ld, box rows, box cols: the K step]
     const rowsCols = fused.maps.map(([, rows, cols, ld, boxRows, boxCols]) => [
       rows,
       cols,
@@ -490,10 +490,10 @@ describe("TowerModel fused MLP GEMMs", () => {
       boxCols,
     ]);
     expect(rowsCols).toEqual([
-      ...Array(2 * L).fill([F, D, D, 128, 64]),
-      [R, D, D, 128, 64],
-      [2 * R, D, D, 128, 64],
-      [2 * B, D, D, 128, 64],
+      ...Array(2 * L).fill([F, D, D, 128, MLP_K_STEP]),
+      [R, D, D, 128, MLP_K_STEP],
+      [2 * R, D, D, 128, MLP_K_STEP],
+      [2 * B, D, D, 128, MLP_K_STEP],
     ]);
   });
 });

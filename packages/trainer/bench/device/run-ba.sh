@@ -1,0 +1,13 @@
+#!/bin/bash
+# Device run BA (round 10, final figures): the fixture step on the default path (cuBLAS for the
+# MLP); bench 32 and 256; the step at 256 against UNMASK_MLP_GEMM=fused once; PyTorch side by side.
+cd "$(dirname "$0")/.."
+source packages/trainer/bench/device/device-env.sh
+mkdir -p /tmp/fx && tar -xJf tiny.tar.xz -C /tmp/fx
+quiet() { grep -v '^{"gemm_tuning"'; }
+nvidia-smi --query-gpu=name,driver_version,power.limit,clocks.max.sm --format=csv,noheader
+el parity; timeout 150 $N main.mjs parity /tmp/fx/tiny-vit-p8 2>&1 | grep -v '"check":"attention'
+el bench; timeout 90 $N main.mjs bench 32 256 2>&1 | quiet
+el abtest; timeout 120 $N main.mjs abtest 256 1 - UNMASK_MLP_GEMM=fused 2>&1 | quiet
+el torch; timeout 200 python3 torch_rmt_bench.py compiled:256 compiled:32 2>&1 | grep -v Warning
+el done
