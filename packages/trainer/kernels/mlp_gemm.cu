@@ -27,8 +27,9 @@
 // slower than cuBLAS + gelu_bwd (1.54 against 1.03 ms): the main loop runs at ~500 TF/s where
 // cuBLAS's GEMM alone reaches ~720 (Nsight Compute: tensor pipes 49% busy against cuBLAS's 81%,
 // whose kernel uses 192 x 192 tiles, 4 stages and clusters of two). So the engine keeps cuBLAS
-// unless UNMASK_MLP_GEMM=fused (kernels.ts fusedMlpSupported). Clusters sharing B by multicast and
-// handing each stage back as soon as its own MMAs finish were both slower (runs AW, AX).
+// unless UNMASK_MLP_GEMM=fused (kernels.ts fusedMlpSupported). Clusters sharing B by multicast,
+// handing each stage back as soon as its own MMAs finish, and a 32-wide K step with 6 stages were
+// all no faster (runs AW, AX, AZ).
 #include "hopper.cuh"
 
 #define MG_BM 128

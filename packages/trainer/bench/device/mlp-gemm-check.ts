@@ -243,7 +243,7 @@ export async function mlpGemmCheck(B: number): Promise<Record<string, unknown>[]
       const ms = time(f);
       const fl = name.includes("ackward") ? flops.backward : flops.forward;
       const backward = name.includes("ackward");
-      // each variant's output against cuBLAS's (round 0)
+      // each fused output against cuBLAS's (round 0)
       const against =
         round === 0 && name.startsWith("fused")
           ? compare(backward ? dFused : gFused, backward ? dF : g, (backward ? 2 : 1) * R * F)

@@ -103,10 +103,6 @@ export class CudaDriver {
     declare("cuGraphDestroy", "int NAME(uint64_t graph)");
     try {
       declare(
-        "cuOccupancyMaxActiveClusters",
-        "int NAME(_Out_ int *clusters, uint64_t fn, const uint8_t *config)",
-      );
-      declare(
         "cuTensorMapEncodeTiled",
         "int NAME(uint64_t map, int dtype, uint32_t rank, uint64_t address, const uint64_t *dims, const uint64_t *strides, const uint32_t *box, const uint32_t *elementStrides, int interleave, int swizzle, int l2Promotion, int oobFill)",
       );
@@ -252,9 +248,7 @@ export class CudaDriver {
 
   /** Whether the driver can encode TMA tensor maps (cuTensorMapEncodeTiled, CUDA 12 and later). */
   get canEncodeTensorMaps(): boolean {
-    return (
-      this.fns.cuTensorMapEncodeTiled !== undefined && this.fns.cuOccupancyMaxActiveClusters !== undefined
-    );
+    return this.fns.cuTensorMapEncodeTiled !== undefined;
   }
 
   /**

@@ -201,15 +201,20 @@ function assertMlpRows(total: number, F: number): void {
   assert(F % 8 === 0 && total % F === 0 && total / 8 < 2 ** 32, `MLP rows of ${F} (a multiple of 8) values`);
 }
 
-/** kernels/mlp_gemm.cu: output tile, K step, ring stages, threads (a producer and two consumer warpgroups). */
+/**
+ * kernels/mlp_gemm.cu: output tile, TMA box rows (A's tile; B's in two boxes), K step, ring
+ * stages, threads (a producer warpgroup, two consumer warpgroups).
+ */
 export const MLP_TILE_ROWS = 128;
-/** Rows of the TMA boxes of both operands: A's tile, B's in two boxes. */
-export const MLP_BOX_ROWS = 128;
 export const MLP_TILE_COLS = 256;
+export const MLP_BOX_ROWS = 128;
 export const MLP_K_STEP = 64;
 const MLP_STAGES = 3;
 const MLP_THREADS = 384;
-/** Dynamic shared bytes of the MLP GEMMs: the stages (A and B tiles), the staged output tile (bf16 rows of 256 values + 16 bytes), the barriers, 1 KB to align them. */
+/**
+ * Dynamic shared bytes of the MLP GEMMs: the stages (A and B tiles), the staged output tile (bf16
+ * rows of 256 values + 16 bytes), the barriers, 1 KB to align them.
+ */
 const MLP_SHARED =
   1024 +
   MLP_STAGES * (MLP_TILE_ROWS + MLP_TILE_COLS) * MLP_K_STEP * 2 +
@@ -598,26 +603,16 @@ export class Kernels {
   }
 
   /** c_fc with its bias and QuickGELU: x = bf16(A B^T + bias) into xout (0: not kept), out = QuickGELU(x). */
-  mlpGemmGelu(g: MlpGemm & { bias: number; xout: number }, variant = ""): void {
-    this.mlpGemm(
-      `mlp_gemm_gelu${variant}` as KernelName,
-      g,
-      [p(g.mapA), p(g.mapB), p(g.bias), p(g.xout), p(g.out)],
-      [],
-    );
+  mlpGemmGelu(g: MlpGemm & { bias: number; xout: number }): void {
+    this.mlpGemm("mlp_gemm_gelu", g, [p(g.mapA), p(g.mapB), p(g.bias), p(g.xout), p(g.out)], []);
   }
 
   /**
    * c_proj's input gradient times QuickGELU': out = bf16(A B^T * QuickGELU'(x)), x = xin's row
    * m % xRows (the signals stacked in A's rows share the forward's x).
    */
-  mlpGemmDgelu(g: MlpGemm & { xin: number; xRows: number }, variant = ""): void {
-    this.mlpGemm(
-      `mlp_gemm_dgelu${variant}` as KernelName,
-      g,
-      [p(g.mapA), p(g.mapB), p(g.xin), p(g.out)],
-      [i(g.xRows)],
-    );
+  mlpGemmDgelu(g: MlpGemm & { xin: number; xRows: number }): void {
+    this.mlpGemm("mlp_gemm_dgelu", g, [p(g.mapA), p(g.mapB), p(g.xin), p(g.out)], [i(g.xRows)]);
   }
 
   private mlpGemm(name: KernelName, g: MlpGemm, pointers: KernelArg[], rest: KernelArg[]): void {

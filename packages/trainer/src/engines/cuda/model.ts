@@ -20,9 +20,10 @@
  *
  * The MLP on Hopper (`fusedMlp`, kernels/mlp_gemm.cu): c_fc's GEMM adds its bias and applies
  * QuickGELU in its epilogue (the student keeps x = bf16(h W^T + b) for the backward), and the
- * backward's dg GEMM multiplies by QuickGELU'(x) in its own; the activation passes of mlp.cu, a
- * third of the bytes the step's non-GEMM kernels move, are gone. Otherwise (other GPUs, or
- * UNMASK_MLP_GEMM not "fused") cuBLAS runs these GEMMs and bias_gelu_fwd / gelu_bwd the activation.
+ * backward's dg GEMM multiplies by QuickGELU'(x) in its own, so the activation passes of mlp.cu
+ * (a third of the bytes the step's non-GEMM kernels move) are gone. Their GEMMs are slower than
+ * cuBLAS's so far (bench/device/NOTES.md, round 10), so they run only with UNMASK_MLP_GEMM=fused;
+ * otherwise cuBLAS runs these GEMMs and bias_gelu_fwd / gelu_bwd the activation.
  *
  * Several GPUs (README "Several GPUs"): with a `reducer`, the backward hands each masked
  * tensor's [2, numel] gradient over right after the GEMM that writes it (tensorReady), and the
@@ -228,7 +229,7 @@ export class TowerModel {
 
   /**
    * The TMA tensor map (kernels/mlp_gemm.cu) of `matrix`, bf16 [rows, cols], read in boxes of
-   * boxRows x 64: encoded once the arena has its address.
+   * boxRows x MLP_K_STEP: encoded once the arena has its address.
    */
   private tensorMap(matrix: Region, rows: number, cols: number, boxRows: number): Region {
     const map = this.arena.take(`${matrix.name}.map`, TENSOR_MAP_BYTES);
