@@ -156,17 +156,29 @@ export async function mlpGemmCheck(B: number): Promise<Record<string, unknown>[]
   const mapFc = map(fcW, F, D, MLP_BOX_ROWS);
   const mapDres = map(dres, 2 * R, D, MLP_BOX_ROWS);
   const mapProjT = map(pProjT, F, D, MLP_BOX_ROWS);
+  // cuBLAS's c_fc (u, before its bias) and dg GEMMs, as the engine calls them without the fused path
+  const fcGemm = () =>
+    blas.gemm({
+      M: R,
+      N: F,
+      K: D,
+      A: { ptr: h, ld: D },
+      B: { ptr: fcW, ld: D },
+      transB: true,
+      C: { ptr: u, ld: F },
+    });
+  const dgGemm = () =>
+    blas.gemm({
+      M: 2 * R,
+      N: F,
+      K: D,
+      A: { ptr: dres, ld: D },
+      B: { ptr: pProjW, ld: F },
+      C: { ptr: dF, ld: F },
+    });
   const run = {
     cublasForward: () => {
-      blas.gemm({
-        M: R,
-        N: F,
-        K: D,
-        A: { ptr: h, ld: D },
-        B: { ptr: fcW, ld: D },
-        transB: true,
-        C: { ptr: u, ld: F },
-      });
+      fcGemm();
       k.biasGeluFwd(u, fcB, g, R * F, F);
     },
     fusedForward: () =>
@@ -174,37 +186,13 @@ export async function mlpGemmCheck(B: number): Promise<Record<string, unknown>[]
     fusedForwardTeacher: () =>
       k.mlpGemmGelu({ mapA: mapH, mapB: mapFc, bias: fcB, xout: 0, out: gFused, M: R, N: F, K: D }),
     cublasBackward: () => {
-      blas.gemm({
-        M: 2 * R,
-        N: F,
-        K: D,
-        A: { ptr: dres, ld: D },
-        B: { ptr: pProjW, ld: F },
-        C: { ptr: dF, ld: F },
-      });
+      dgGemm();
       k.geluBwd(dF, u, fcB, R * F, F, 2);
     },
     fusedBackward: () =>
       k.mlpGemmDgelu({ mapA: mapDres, mapB: mapProjT, xin: x, xRows: R, out: dFused, M: 2 * R, N: F, K: D }),
-    cublasGemmForward: () =>
-      blas.gemm({
-        M: R,
-        N: F,
-        K: D,
-        A: { ptr: h, ld: D },
-        B: { ptr: fcW, ld: D },
-        transB: true,
-        C: { ptr: u, ld: F },
-      }),
-    cublasGemmBackward: () =>
-      blas.gemm({
-        M: 2 * R,
-        N: F,
-        K: D,
-        A: { ptr: dres, ld: D },
-        B: { ptr: pProjW, ld: F },
-        C: { ptr: dF, ld: F },
-      }),
+    cublasGemmForward: fcGemm,
+    cublasGemmBackward: dgGemm,
   };
   // outputs of both paths (the cuBLAS forward's u feeds its backward, the fused x its own)
   run.cublasForward();

@@ -282,29 +282,36 @@ describe("CudaEngine steps", () => {
   });
 });
 
+type Call = { name: string; args: unknown[] };
+
+/**
+ * Every GEMM and kernel launch of one step of the tiny tower, with its arguments; `driver` adds
+ * stand-in driver members (the GPU's compute capability, say), `choose` runs before the step.
+ */
+function recordStep(driver: Record<string, unknown> = {}, choose?: (t: TowerModel) => void) {
+  const calls: Call[] = [];
+  const kernels = new Proxy(
+    {},
+    {
+      get: (_, name) =>
+        typeof name === "string" && name !== "then"
+          ? (...args: unknown[]) => calls.push({ name, args })
+          : undefined,
+    },
+  ) as unknown as Kernels;
+  const blas = { gemm: (c: GemmCall) => calls.push({ name: "gemm", args: [c] }) } as unknown as Cublas;
+  const cu = recording([], "driver", { alloc: () => BASE, ...driver }) as unknown as CudaDriver;
+  const t = new TowerModel(cu, kernels, blas, STREAM, tinyModel(), MAX_BATCH, DEFAULT_HYPER, 1);
+  choose?.(t);
+  calls.length = 0;
+  t.encodeStep(MAX_BATCH, null);
+  const gemms = calls.filter((c) => c.name === "gemm").map((c) => c.args[0] as GemmCall);
+  const named = (name: string) => calls.filter((c) => c.name === name).map((c) => c.args);
+  return { t, calls, gemms, named };
+}
+
 describe("TowerModel GEMM epilogues", () => {
-  /** Every GEMM and kernel launch of one step, with its arguments. */
-  function stepCalls(choose?: (t: TowerModel) => void) {
-    const calls: { name: string; args: unknown[] }[] = [];
-    const kernels = new Proxy(
-      {},
-      {
-        get: (_, name) =>
-          typeof name === "string" && name !== "then"
-            ? (...args: unknown[]) => calls.push({ name, args })
-            : undefined,
-      },
-    ) as unknown as Kernels;
-    const blas = { gemm: (c: GemmCall) => calls.push({ name: "gemm", args: [c] }) } as unknown as Cublas;
-    const cu = recording([], "driver", { alloc: () => BASE }) as unknown as CudaDriver;
-    const t = new TowerModel(cu, kernels, blas, STREAM, tinyModel(), MAX_BATCH, DEFAULT_HYPER, 1);
-    choose?.(t);
-    calls.length = 0;
-    t.encodeStep(MAX_BATCH, null);
-    const gemms = calls.filter((c) => c.name === "gemm").map((c) => c.args[0] as GemmCall);
-    const named = (name: string) => calls.filter((c) => c.name === name).map((c) => c.args);
-    return { t, calls, gemms, named };
-  }
+  const stepCalls = (choose?: (t: TowerModel) => void) => recordStep({}, choose);
   /** in_proj's bias of blocks 0 and 1: what the attention kernels get without epilogues. */
   const plainBiases = () => {
     const { named } = stepCalls();
@@ -376,44 +383,28 @@ describe("TowerModel GEMM epilogues", () => {
 });
 
 describe("TowerModel fused MLP GEMMs", () => {
-  /** One step's GEMMs and kernel launches in order, on a Hopper stand-in, with UNMASK_MLP_GEMM as given. */
+  /** One step on a Hopper stand-in with UNMASK_MLP_GEMM as given, and the tensor maps it encoded. */
   function stepCalls(mlpGemm: string | undefined) {
-    const calls: { name: string; args: unknown[] }[] = [];
-    const kernels = new Proxy(
-      {},
-      {
-        get: (_, name) =>
-          typeof name === "string" && name !== "then"
-            ? (...args: unknown[]) => calls.push({ name, args })
-            : undefined,
-      },
-    ) as unknown as Kernels;
-    const blas = { gemm: (c: GemmCall) => calls.push({ name: "gemm", args: [c] }) } as unknown as Cublas;
     const maps: number[][] = [];
-    const cu = recording([], "driver", {
-      alloc: () => BASE,
+    const hopper = {
       computeCapability: 90,
       canEncodeTensorMaps: true,
       encodeTensorMap: (...args: number[]) => {
         maps.push(args);
         return new Uint8Array(128);
       },
-      upload: () => {},
-    }) as unknown as CudaDriver;
+    };
     const before = process.env.UNMASK_MLP_GEMM;
     if (mlpGemm === undefined) delete process.env.UNMASK_MLP_GEMM;
     else process.env.UNMASK_MLP_GEMM = mlpGemm;
     try {
-      const t = new TowerModel(cu, kernels, blas, STREAM, tinyModel(), MAX_BATCH, DEFAULT_HYPER, 1);
-      calls.length = 0;
-      t.encodeStep(MAX_BATCH, null);
-      return { t, calls, maps };
+      return { ...recordStep(hopper), maps };
     } finally {
       if (before === undefined) delete process.env.UNMASK_MLP_GEMM;
       else process.env.UNMASK_MLP_GEMM = before;
     }
   }
-  const shape = (c: { name: string; args: unknown[] }) => {
+  const shape = (c: Call) => {
     const g = c.args[0] as GemmCall;
     return c.name === "gemm" ? `gemm ${g.M}x${g.N}x${g.K}` : c.name;
   };
@@ -433,11 +424,11 @@ describe("TowerModel fused MLP GEMMs", () => {
     const { B, N, D, F, L } = t.dims;
     const R = B * N;
     // what the fused GEMMs replace: c_fc's GEMM + bias_gelu_fwd, the dg GEMM + gelu_bwd
-    const isReplaced = (c: { name: string; args: unknown[] }) =>
+    const isReplaced = (c: Call) =>
       c.name === "biasGeluFwd" ||
       c.name === "geluBwd" ||
       (c.name === "gemm" && (c.args[0] as GemmCall).N === F && (c.args[0] as GemmCall).K === D);
-    const others = (calls: { name: string; args: unknown[] }[]) =>
+    const others = (calls: Call[]) =>
       calls.filter((c) => !isReplaced(c) && !c.name.startsWith("mlpGemm")).map(shape);
     expect(others(fused.calls)).toEqual(others(plain.calls));
     expect(plain.calls.filter(isReplaced)).toHaveLength(2 * (2 * L + L)); // GEMM + kernel, 2 forwards and the backward
