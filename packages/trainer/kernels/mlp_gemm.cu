@@ -112,8 +112,8 @@ __device__ __forceinline__ void mlp_gemm_body(const void* mapA, const void* mapB
                                               bf16* __restrict__ out, int M, int N, int K, int xRows) {
 #ifdef UNMASK_WGMMA
   extern __shared__ uint8_t mg_shared[];
-  // stages on 1024-byte boundaries (the swizzle pattern's period), then the staged tile, barriers;
-    uint8_t* base = mg_shared + ((1024 - (shared_address(mg_shared) & 1023)) & 1023);
+  // stages on 1024-byte boundaries (the swizzle pattern's period), then the staged tile, barriers
+  uint8_t* base = mg_shared + ((1024 - (shared_address(mg_shared) & 1023)) & 1023);
   uint8_t* staged = base + MG_STAGES * MG_STAGE_BYTES;
   uint64_t* full = (uint64_t*)(staged + MG_STAGED_BYTES);
   uint64_t* empty = full + MG_STAGES;
@@ -142,7 +142,7 @@ __device__ __forceinline__ void mlp_gemm_body(const void* mapA, const void* mapB
           uint8_t* stage = base + s * MG_STAGE_BYTES;
           mbar_arrive_expect_tx(&full[s], MG_STAGE_BYTES);
           tma_load_2d(stage, mapA, k * MG_BK, m0, &full[s]);
-          for (int h = 0; h < 2; h++)  // B in two boxes of 128 rows (TMA boxes have at most 256)
+          for (int h = 0; h < 2; h++)  // B in two boxes of 128 rows (every map's box, as A's)
             tma_load_2d(stage + MG_A_BYTES + h * (MG_BN / 2) * 128, mapB, k * MG_BK, n0 + h * (MG_BN / 2), &full[s]);
           if (++s == MG_STAGES) s = 0, phase ^= 1;
         }
