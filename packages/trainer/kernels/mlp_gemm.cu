@@ -1,15 +1,13 @@
-// The MLP's GEMMs with QuickGELU in their epilogues, on Hopper's warpgroup MMAs and TMA (sm_90a).
-// cuBLASLt's GELU epilogues are the tanh GELU, not CLIP's QuickGELU, so without these kernels the
-// activation is a pass of its own over [R, F] values each way (mlp.cu), about a third of the bytes
-// the step's non-GEMM kernels move. Both compute out = A B^T for A [M, K] and B [N, K], row-major
-// bf16 (K contiguous in both), fp32 accumulation, then per output value:
-//   mlp_gemm_gelu  (c_fc, forward):  x = bf16(acc + bias[n]); xout = x (the student keeps it for
-//                  the backward; null for the teacher), out = bf16(QuickGELU(x));
-//   mlp_gemm_dgelu (c_proj's input gradient, backward, both signals stacked: M = S * xRows):
-//                  out = bf16(bf16(acc) * QuickGELU'(x)), x = xin[m % xRows] (the forward's xout),
-//                  the roundings of cuBLAS + gelu_bwd.
-// The forward rounds once where cuBLAS + bias_gelu_fwd round twice (bf16(acc + b) instead of
-// bf16(bf16(acc) + b)).
+// c_fc's GEMM with its bias and QuickGELU in the epilogue, on Hopper's warpgroup MMAs and TMA
+// (sm_90a). cuBLASLt's GELU epilogues are the tanh GELU, not CLIP's QuickGELU, so without this
+// kernel the activation is a pass of its own over [R, F] values (mlp.cu bias_gelu_fwd). It computes
+// acc = A B^T for A [M, K] (LN2's output) and B [N, K] (c_fc's weight), row-major bf16 (K
+// contiguous in both), fp32 accumulation, then per output value x = bf16(acc + bias[n]) (one
+// rounding where cuBLAS + bias_gelu_fwd round twice), xout = x (the student keeps it for the
+// backward; null for the teacher) and out = bf16(QuickGELU(x)), QuickGELU(x) = x sigmoid(1.702 x)
+// = x (1 + tanh(0.851 x)) / 2 through tanh.approx: its error (~2^-11 of tanh) makes g off by at
+// most ~2^-12 |x|, below bf16's rounding of the values that carry the sum (the float64 check and
+// the fixture step keep their tolerances; mlp.cu's form is exact to fp32 rounding).
 //
 // Persistent blocks of three warpgroups take 128 x 256 output tiles blockIdx.x, + gridDim.x, ...
 // (row-tile-major: the blocks of a wave share their A rows in L2, and B, a weight, stays in L2).
@@ -18,18 +16,16 @@
 // "full" mbarrier (the copies' bytes landed) and an "empty" one (every consumer warp is done
 // reading); its warps 1-3 are the epilogue's workers. Warpgroups 1 and 2 are the consumers, rows
 // 0-63 and 64-127 of the tile: m64n256k16 x 4 per K step, one step's MMAs in flight while the next
-// is issued. At a tile's end they round the accumulators into a staged bf16 tile in shared memory
-// and go on with the next tile, while the workers apply QuickGELU (or its derivative) to the staged
-// tile and write it out with 16-byte stores: the epilogue overlaps the next tile's MMAs.
+// is issued. At a tile's end they write x into a staged bf16 tile in shared memory and go on with
+// the next tile, while the workers apply QuickGELU to the staged tile and write x and g out with
+// 16-byte stores: the epilogue overlaps the next tile's MMAs.
 //
-// Measured (bench/device/NOTES.md, round 10): correct (float64 check, fixture step), but at
-// ViT-B/16's shapes the forward only matches cuBLAS + bias_gelu_fwd (0.50 ms) and the backward is
-// slower than cuBLAS + gelu_bwd (1.54 against 1.03 ms): the main loop runs at ~500 TF/s where
-// cuBLAS's GEMM alone reaches ~720 (Nsight Compute: tensor pipes 49% busy against cuBLAS's 81%,
-// whose kernel uses 192 x 192 tiles, 4 stages and clusters of two). So the engine keeps cuBLAS
-// unless UNMASK_MLP_GEMM=fused (kernels.ts fusedMlpSupported). Clusters sharing B by multicast,
-// handing each stage back as soon as its own MMAs finish, and a 32-wide K step with 6 stages were
-// all no faster (runs AW, AX, AZ).
+// Measured (bench/device/NOTES.md, round 10, runs AU-BD): the main loop alone runs c_fc's GEMM
+// in 0.29 ms at batch 256, faster than cuBLAS's 0.33; the workers' activation is what the whole
+// kernel waits for (0.42 ms with tanh.approx, 0.51 with mlp.cu's exp and division; a bare copy
+// 0.36), against cuBLAS + bias_gelu_fwd's 0.50. The backward's dg GEMM with QuickGELU' in its
+// epilogue was slower than cuBLAS + gelu_bwd (1.38-1.56 against 1.03 ms: its workers wait on x
+// from global memory), so the backward keeps cuBLAS and reads the x this kernel kept.
 #include "hopper.cuh"
 
 #define MG_BM 128
@@ -46,19 +42,16 @@
 #define MG_STAGED_PITCH (MG_BN * 2 + 16)
 #define MG_STAGED_BYTES (MG_BM * MG_STAGED_PITCH)
 
-// The consumers' part of the epilogue: the accumulators, rounded to bf16, into the staged tile
-// (rows 64 * half.. of it). Forward: x = bf16(acc + bias[n]); backward: bf16(acc). Fragment layout
-// of an m64nN accumulator: value 4 * j + 2 * h + e is row 16 * warp + lane / 4 + 8 * h, column
-// 8 * j + 2 * (lane % 4) + e.
-template <bool Backward>
+// The consumers' part of the epilogue: x = bf16(acc + bias[n]) into the staged tile (rows
+// 64 * half.. of it). Fragment layout of an m64nN accumulator: value 4 * j + 2 * h + e is row
+// 16 * warp + lane / 4 + 8 * h, column 8 * j + 2 * (lane % 4) + e.
 __device__ __forceinline__ void mlp_stage(const float (&acc)[128], uint8_t* staged, int half, int n0,
                                           const float* __restrict__ bias) {
   const int t = threadIdx.x & 127, warp = t >> 5, lane = t & 31;
   const int row = half * 64 + warp * 16 + (lane >> 2), col = 2 * (lane & 3);
 #pragma unroll
   for (int j = 0; j < 32; j++) {
-    float2 b = make_float2(0.f, 0.f);
-    if (!Backward) b = __ldg((const float2*)(bias + n0 + col + 8 * j));
+    const float2 b = __ldg((const float2*)(bias + n0 + col + 8 * j));
 #pragma unroll
     for (int h = 0; h < 2; h++)
       *(__nv_bfloat162*)(staged + (row + 8 * h) * MG_STAGED_PITCH + (col + 8 * j) * 2) =
@@ -66,50 +59,45 @@ __device__ __forceinline__ void mlp_stage(const float (&acc)[128], uint8_t* stag
   }
 }
 
+// QuickGELU through one tanh.approx (the MUFU op the workers are bound by: mlp.cu's form takes an
+// exp and a reciprocal).
+__device__ __forceinline__ float quick_gelu_tanh(float x) {
+  float t;
+  asm("tanh.approx.f32 %0, %1;" : "=f"(t) : "f"(0.851f * x));
+  return 0.5f * x * (1.f + t);
+}
+
 // The workers' part (warps 1-3 of the producer warpgroup), 8 values of a staged row at a time
-// with 16-byte accesses, MG_BATCH of them loaded before any is computed (the backward's x comes
-// from global memory: one load in flight per thread would leave the workers latency-bound):
-// forward xout = x (when kept), out = bf16(QuickGELU(x)); backward out = bf16(staged *
-// QuickGELU'(x)), x = xin's row m % xRows.
+// with 16-byte accesses, MG_BATCH of them loaded before any is computed: xout = x (when kept),
+// out = bf16(QuickGELU(x)).
 #define MG_BATCH 8
-template <bool Backward>
 __device__ __forceinline__ void mlp_finish(const uint8_t* staged, int m0, int n0, int M, int N,
-                                           const bf16* __restrict__ xin, int xRows, bf16* __restrict__ xout,
-                                           bf16* __restrict__ out) {
+                                           bf16* __restrict__ xout, bf16* __restrict__ out) {
   constexpr int CHUNKS = MG_BM * (MG_BN / 8);
   for (int first = threadIdx.x - 32; first < CHUNKS; first += MG_WORKER_THREADS * MG_BATCH) {
-    Pack8 v[MG_BATCH], x[MG_BATCH];
-    long long at[MG_BATCH];
+    Pack8 v[MG_BATCH];
 #pragma unroll
     for (int b = 0; b < MG_BATCH; b++) {
-      const int c = first + b * MG_WORKER_THREADS, r = c / (MG_BN / 8), chunk = c % (MG_BN / 8), m = m0 + r;
-      at[b] = c < CHUNKS && m < M ? (long long)m * N + n0 + chunk * 8 : -1;
-      if (at[b] < 0) continue;
-      v[b].u = *(const uint4*)(staged + r * MG_STAGED_PITCH + chunk * 16);
-      if (Backward) x[b].u = __ldg((const uint4*)(xin + (long long)(m % xRows) * N + n0 + chunk * 8));
+      const int c = first + b * MG_WORKER_THREADS, r = c / (MG_BN / 8), chunk = c % (MG_BN / 8);
+      if (c < CHUNKS && m0 + r < M) v[b].u = *(const uint4*)(staged + r * MG_STAGED_PITCH + chunk * 16);
     }
 #pragma unroll
     for (int b = 0; b < MG_BATCH; b++) {
-      if (at[b] < 0) continue;
+      const int c = first + b * MG_WORKER_THREADS, r = c / (MG_BN / 8), chunk = c % (MG_BN / 8), m = m0 + r;
+      if (c >= CHUNKS || m >= M) continue;
+      const long long at = (long long)m * N + n0 + chunk * 8;
+      if (xout) *(uint4*)(xout + at) = v[b].u;
       Pack8 o;
-      if (Backward) {
 #pragma unroll
-        for (int e = 0; e < 8; e++)
-          o.h[e] = __float2bfloat16(__bfloat162float(v[b].h[e]) * quick_gelu_grad(__bfloat162float(x[b].h[e])));
-      } else {
-        if (xout) *(uint4*)(xout + at[b]) = v[b].u;
-#pragma unroll
-        for (int e = 0; e < 8; e++) o.h[e] = __float2bfloat16(quick_gelu(__bfloat162float(v[b].h[e])));
-      }
-      *(uint4*)(out + at[b]) = o.u;
+      for (int e = 0; e < 8; e++) o.h[e] = __float2bfloat16(quick_gelu_tanh(__bfloat162float(v[b].h[e])));
+      *(uint4*)(out + at) = o.u;
     }
   }
 }
 
-template <bool Backward>
 __device__ __forceinline__ void mlp_gemm_body(const void* mapA, const void* mapB, const float* __restrict__ bias,
-                                              const bf16* __restrict__ xin, bf16* __restrict__ xout,
-                                              bf16* __restrict__ out, int M, int N, int K, int xRows) {
+                                              bf16* __restrict__ xout, bf16* __restrict__ out, int M, int N,
+                                              int K) {
 #ifdef UNMASK_WGMMA
   extern __shared__ uint8_t mg_shared[];
   // stages on 1024-byte boundaries (the swizzle pattern's period), then the staged tile, barriers
@@ -151,7 +139,7 @@ __device__ __forceinline__ void mlp_gemm_body(const void* mapA, const void* mapB
       for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x, phase ^= 1) {
         const int m0 = tile / tilesN * MG_BM, n0 = tile % tilesN * MG_BN;
         mbar_wait(stagedFull, phase);
-        mlp_finish<Backward>(staged, m0, n0, M, N, xin, xRows, xout, out);
+        mlp_finish(staged, m0, n0, M, N, xout, out);
         mbar_arrive(stagedFree);
       }
     }
@@ -189,7 +177,7 @@ __device__ __forceinline__ void mlp_gemm_body(const void* mapA, const void* mapB
       landed(acc);
       // the workers finish the tile while this warpgroup goes on with the next one
       mbar_wait(stagedFree, stagedPhase ^ 1);
-      mlp_stage<Backward>(acc, staged, half, n0, bias);
+      mlp_stage(acc, staged, half, n0, bias);
       mbar_arrive(stagedFull);
     }
   }
@@ -202,11 +190,5 @@ __device__ __forceinline__ void mlp_gemm_body(const void* mapA, const void* mapB
 extern "C" __global__ void __launch_bounds__(MG_THREADS, 1)
     mlp_gemm_gelu(const void* mapA, const void* mapB, const float* __restrict__ bias, bf16* __restrict__ xout,
                   bf16* __restrict__ out, int M, int N, int K) {
-  mlp_gemm_body<false>(mapA, mapB, bias, nullptr, xout, out, M, N, K, 1);
-}
-
-extern "C" __global__ void __launch_bounds__(MG_THREADS, 1)
-    mlp_gemm_dgelu(const void* mapA, const void* mapB, const bf16* __restrict__ xin, bf16* __restrict__ out, int M,
-                   int N, int K, int xRows) {
-  mlp_gemm_body<true>(mapA, mapB, nullptr, xin, nullptr, out, M, N, K, xRows);
+  mlp_gemm_body(mapA, mapB, bias, xout, out, M, N, K);
 }

@@ -5,6 +5,7 @@
  * (bench/device: the attention check, the fixture step).
  */
 import { describe, expect, it } from "vitest";
+import { withEnv } from "../../../bench/device/with-env.js";
 import type { CudaDriver, KernelArg } from "./driver.js";
 import { fusedMlpSupported, Kernels } from "./kernels.js";
 
@@ -119,35 +120,29 @@ describe("kernel launchers", () => {
   });
 });
 
-describe("MLP GEMM launchers", () => {
-  it("run where Hopper, TMA maps, asked for, and the shapes tile", () => {
+describe("the MLP GEMM launcher", () => {
+  it("runs where Hopper, TMA maps and the shapes allow, unless UNMASK_MLP_GEMM=cublas", () => {
     const hopper = { computeCapability: 90, canEncodeTensorMaps: true };
-    const before = process.env.UNMASK_MLP_GEMM;
-    try {
-      process.env.UNMASK_MLP_GEMM = "fused";
+    withEnv({ UNMASK_MLP_GEMM: undefined }, () => {
       expect(fusedMlpSupported(hopper, 768, 3072)).toBe(true);
       expect(fusedMlpSupported(hopper, 128, 512)).toBe(true); // nano-clip
       expect(fusedMlpSupported({ ...hopper, computeCapability: 80 }, 768, 3072)).toBe(false);
       expect(fusedMlpSupported({ ...hopper, canEncodeTensorMaps: false }, 768, 3072)).toBe(false);
       expect(fusedMlpSupported(hopper, 96, 384)).toBe(false); // 384 columns: not whole 256-column tiles
-      delete process.env.UNMASK_MLP_GEMM;
-      expect(fusedMlpSupported(hopper, 768, 3072)).toBe(false);
-    } finally {
-      if (before === undefined) delete process.env.UNMASK_MLP_GEMM;
-      else process.env.UNMASK_MLP_GEMM = before;
-    }
+    });
+    withEnv({ UNMASK_MLP_GEMM: "cublas" }, () => expect(fusedMlpSupported(hopper, 768, 3072)).toBe(false));
   });
 
   it("launch persistent blocks over 128 x 256 tiles, the maps and pointers first", () => {
     const { k, launches } = recordingKernels();
     k.mlpGemmGelu({ mapA: 1, mapB: 2, bias: 3, xout: 4, out: 5, M: 50432, N: 3072, K: 768 });
-    k.mlpGemmDgelu({ mapA: 1, mapB: 2, xin: 4, xRows: 300, out: 5, M: 600, N: 512, K: 192 });
+    k.mlpGemmGelu({ mapA: 1, mapB: 2, bias: 3, xout: 0, out: 5, M: 300, N: 512, K: 192 });
     expect(launches.map((l) => [l.name, l.grid[0], l.block[0]])).toEqual([
       ["mlp_gemm_gelu", 132, 384],
-      ["mlp_gemm_dgelu", Math.ceil(600 / 128) * 2, 384],
+      ["mlp_gemm_gelu", Math.ceil(300 / 128) * 2, 384],
     ]);
     expect(values(launches[0].args)).toEqual([1, 2, 3, 4, 5, 50432, 3072, 768]);
-    expect(values(launches[1].args)).toEqual([1, 2, 4, 5, 600, 512, 192, 300]);
+    expect(values(launches[1].args)).toEqual([1, 2, 3, 0, 5, 300, 512, 192]);
     expect(() => k.mlpGemmGelu({ mapA: 1, mapB: 2, bias: 3, xout: 0, out: 5, M: 8, N: 384, K: 64 })).toThrow(
       /multiple of 256/,
     );

@@ -35,7 +35,6 @@ const KERNEL_NAMES = [
   "bias_gelu_fwd",
   "gelu_bwd",
   "mlp_gemm_gelu",
-  "mlp_gemm_dgelu",
   "head_forward",
   "head_step",
   "mask_sumsq",
@@ -222,10 +221,10 @@ const MLP_SHARED =
   (2 * MLP_STAGES + 2) * 8;
 
 /**
- * Whether the MLP GEMMs with QuickGELU epilogues (kernels/mlp_gemm.cu) run here for width D and
- * hidden width F: Hopper (their sm_90a code), a driver that encodes TMA tensor maps, F a multiple
- * of the 256-column tile and D of the 64-wide K step; opt-in (UNMASK_MLP_GEMM=fused) while they
- * are slower than cuBLAS + the activation kernels (bench/device/NOTES.md, round 10).
+ * Whether c_fc's GEMM with QuickGELU in its epilogue (kernels/mlp_gemm.cu) runs here for width D
+ * and hidden width F: Hopper (its sm_90a code), a driver that encodes TMA tensor maps, F a
+ * multiple of the 256-column tile and D of the 64-wide K step. UNMASK_MLP_GEMM=cublas keeps
+ * cuBLAS + bias_gelu_fwd (benches, checks).
  */
 export function fusedMlpSupported(
   cu: Pick<CudaDriver, "computeCapability" | "canEncodeTensorMaps">,
@@ -233,7 +232,7 @@ export function fusedMlpSupported(
   F: number,
 ): boolean {
   return (
-    process.env.UNMASK_MLP_GEMM === "fused" &&
+    process.env.UNMASK_MLP_GEMM !== "cublas" &&
     cu.computeCapability === 90 &&
     cu.canEncodeTensorMaps === true &&
     F % MLP_TILE_COLS === 0 &&
@@ -241,7 +240,7 @@ export function fusedMlpSupported(
   );
 }
 
-/** Pointers and shape of an MLP GEMM: out = A B^T, A [M, K] and B [N, K] through their tensor maps. */
+/** Pointers and shape of the MLP GEMM: out = A B^T, A [M, K] and B [N, K] through their tensor maps. */
 export interface MlpGemm {
   /** Device addresses of the CUtensorMaps of A and B (boxes of MLP_BOX_ROWS rows x MLP_K_STEP). */
   mapA: number;
@@ -602,27 +601,26 @@ export class Kernels {
     this.elementwise("gelu_bwd", total / 8, [p(d), p(uPtr), p(bias), u(total / 8), i(F), i(S)]);
   }
 
-  /** c_fc with its bias and QuickGELU: x = bf16(A B^T + bias) into xout (0: not kept), out = QuickGELU(x). */
-  mlpGemmGelu(g: MlpGemm & { bias: number; xout: number }): void {
-    this.mlpGemm("mlp_gemm_gelu", g, [p(g.mapA), p(g.mapB), p(g.bias), p(g.xout), p(g.out)], []);
-  }
-
   /**
-   * c_proj's input gradient times QuickGELU': out = bf16(A B^T * QuickGELU'(x)), x = xin's row
-   * m % xRows (the signals stacked in A's rows share the forward's x).
+   * c_fc with its bias and QuickGELU (kernels/mlp_gemm.cu): x = bf16(A B^T + bias) into xout (0:
+   * not kept), out = QuickGELU(x). Persistent blocks over 128 x 256 tiles.
    */
-  mlpGemmDgelu(g: MlpGemm & { xin: number; xRows: number }): void {
-    this.mlpGemm("mlp_gemm_dgelu", g, [p(g.mapA), p(g.mapB), p(g.xin), p(g.out)], [i(g.xRows)]);
-  }
-
-  private mlpGemm(name: KernelName, g: MlpGemm, pointers: KernelArg[], rest: KernelArg[]): void {
+  mlpGemmGelu(g: MlpGemm & { bias: number; xout: number }): void {
     assert(
       g.N % MLP_TILE_COLS === 0 && g.K % MLP_K_STEP === 0,
       `MLP GEMM N ${g.N} a multiple of ${MLP_TILE_COLS}, K ${g.K} of ${MLP_K_STEP}`,
     );
     const tiles = Math.ceil(g.M / MLP_TILE_ROWS) * (g.N / MLP_TILE_COLS);
-    const grid = Math.min(tiles, this.cu.multiprocessors); // persistent blocks
-    this.go(name, grid, MLP_THREADS, MLP_SHARED, [...pointers, i(g.M), i(g.N), i(g.K), ...rest]);
+    this.go("mlp_gemm_gelu", Math.min(tiles, this.cu.multiprocessors), MLP_THREADS, MLP_SHARED, [
+      p(g.mapA),
+      p(g.mapB),
+      p(g.bias),
+      p(g.xout),
+      p(g.out),
+      i(g.M),
+      i(g.N),
+      i(g.K),
+    ]);
   }
 
   headForward(a: {

@@ -6,6 +6,7 @@
  * launches compute the right thing (cuda-engine.gpu.test.ts) or that NCCL reduces on a device.
  */
 import { describe, expect, it } from "vitest";
+import { withEnv } from "../../../bench/device/with-env.js";
 import { backwardOrder } from "../../distributed/buckets.js";
 import {
   type GradientReducer,
@@ -382,9 +383,9 @@ describe("TowerModel GEMM epilogues", () => {
   });
 });
 
-describe("TowerModel fused MLP GEMMs", () => {
+describe("TowerModel fused c_fc (Hopper)", () => {
   /** One step on a Hopper stand-in with UNMASK_MLP_GEMM as given, and the tensor maps it encoded. */
-  function stepCalls(mlpGemm: string | undefined) {
+  function stepCalls(mlpGemm: "cublas" | undefined) {
     const maps: number[][] = [];
     const hopper = {
       computeCapability: 90,
@@ -394,45 +395,38 @@ describe("TowerModel fused MLP GEMMs", () => {
         return new Uint8Array(128);
       },
     };
-    const before = process.env.UNMASK_MLP_GEMM;
-    if (mlpGemm === undefined) delete process.env.UNMASK_MLP_GEMM;
-    else process.env.UNMASK_MLP_GEMM = mlpGemm;
-    try {
-      return { ...recordStep(hopper), maps };
-    } finally {
-      if (before === undefined) delete process.env.UNMASK_MLP_GEMM;
-      else process.env.UNMASK_MLP_GEMM = before;
-    }
+    return { ...withEnv({ UNMASK_MLP_GEMM: mlpGemm }, () => recordStep(hopper)), maps };
   }
   const shape = (c: Call) => {
     const g = c.args[0] as GemmCall;
     return c.name === "gemm" ? `gemm ${g.M}x${g.N}x${g.K}` : c.name;
   };
 
-  it("stays with cuBLAS and the activation kernels unless asked", () => {
-    const { t, calls } = stepCalls(undefined);
+  it("keeps cuBLAS and the activation kernel when asked (UNMASK_MLP_GEMM=cublas)", () => {
+    const { t, calls } = stepCalls("cublas");
     expect(t.fusedMlp).toBe(false);
     expect(calls.some((c) => c.name.startsWith("mlpGemm"))).toBe(false);
     expect(calls.filter((c) => c.name === "biasGeluFwd")).toHaveLength(4);
   });
 
-  it("runs c_fc and the dg GEMM with QuickGELU in their epilogues, and nothing else differently", () => {
-    const plain = stepCalls(undefined);
-    const fused = stepCalls("fused");
+  it("runs c_fc with QuickGELU in its epilogue, and gelu_bwd on the x it keeps with a zero bias", () => {
+    const plain = stepCalls("cublas");
+    const fused = stepCalls(undefined);
     const { t } = fused;
     expect(t.fusedMlp).toBe(true);
     const { B, N, D, F, L } = t.dims;
     const R = B * N;
-    // what the fused GEMMs replace: c_fc's GEMM + bias_gelu_fwd, the dg GEMM + gelu_bwd
-    const isReplaced = (c: Call) =>
-      c.name === "biasGeluFwd" ||
-      c.name === "geluBwd" ||
-      (c.name === "gemm" && (c.args[0] as GemmCall).N === F && (c.args[0] as GemmCall).K === D);
+    // what the fused c_fc replaces: c_fc's GEMM (the forwards' only GEMMs of N = F, K = D) + bias_gelu_fwd
+    const isForwardGemm = (c: Call) => {
+      const g = c.args[0] as GemmCall;
+      return c.name === "gemm" && g.N === F && g.K === D && g.transB === true;
+    };
+    const replaced = (c: Call) => c.name === "biasGeluFwd" || isForwardGemm(c);
     const others = (calls: Call[]) =>
-      calls.filter((c) => !isReplaced(c) && !c.name.startsWith("mlpGemm")).map(shape);
+      calls.filter((c) => !replaced(c) && c.name !== "mlpGemmGelu").map(shape);
     expect(others(fused.calls)).toEqual(others(plain.calls));
-    expect(plain.calls.filter(isReplaced)).toHaveLength(2 * (2 * L + L)); // GEMM + kernel, 2 forwards and the backward
-    expect(fused.calls.filter(isReplaced)).toHaveLength(0);
+    expect(plain.calls.filter(replaced)).toHaveLength(2 * 2 * L); // GEMM + kernel, 2 forwards
+    expect(fused.calls.filter(replaced)).toHaveLength(0);
 
     type Up = {
       mapA: number;
@@ -456,22 +450,18 @@ describe("TowerModel fused MLP GEMMs", () => {
     expect(up.map((g) => g.xout === 0)).toEqual([true, true, false, false]); // the student keeps x
     expect(new Set(up.map((g) => g.mapB)).size).toBe(L); // each block's c_fc weight
 
-    type Down = { mapA: number; mapB: number; xin: number; xRows: number; out: number; M: number };
-    const down = fused.calls.filter((c) => c.name === "mlpGemmDgelu").map((c) => c.args[0] as Down);
-    // last block first: its class rows' gradients, then every row's; both signals stacked
-    expect(down.map((g) => [g.M, g.xRows, g.mapA])).toEqual([
-      [2 * B, B, t.ptr("dresBfC.map")],
-      [2 * R, R, t.ptr("dresBf.map")],
-    ]);
-    expect(down.map((g) => g.xin)).toEqual(
+    // the backward reads the student's x (last block first) with the zero bias, not c_fc's
+    const geluBwd = fused.named("geluBwd");
+    expect(geluBwd.map((args) => args[1])).toEqual(
       up
         .slice(2)
         .map((g) => g.xout)
         .reverse(),
-    ); // the student's x
-    expect(down.every((g) => g.out === t.ptr("dF"))).toBe(true);
+    );
+    expect(geluBwd.every((args) => args[2] === t.ptr("zeroBias"))).toBe(true);
+    expect(new Set(plain.named("geluBwd").map((args) => args[2])).size).toBe(L); // each block's c_fc bias
 
-    // tensor maps: A operands (h, dresBf, dresBfC) and per block c_fc's weight and c_proj's transposed
+    // tensor maps: per block c_fc's weight, then LN2's output h
     // [address, rows, cols, ld, box rows, box cols: the K step]
     const rowsCols = fused.maps.map(([, rows, cols, ld, boxRows, boxCols]) => [
       rows,
@@ -480,11 +470,6 @@ describe("TowerModel fused MLP GEMMs", () => {
       boxRows,
       boxCols,
     ]);
-    expect(rowsCols).toEqual([
-      ...Array(2 * L).fill([F, D, D, 128, MLP_K_STEP]),
-      [R, D, D, 128, MLP_K_STEP],
-      [2 * R, D, D, 128, MLP_K_STEP],
-      [2 * B, D, D, 128, MLP_K_STEP],
-    ]);
+    expect(rowsCols).toEqual([...Array(L).fill([F, D, D, 128, MLP_K_STEP]), [R, D, D, 128, MLP_K_STEP]]);
   });
 });

@@ -18,12 +18,10 @@
  * fp32 residual stream (C = resid, beta = 1): no bf16 rounding of the branch, and the LayerNorm
  * pass after them reads the stream alone.
  *
- * The MLP on Hopper (`fusedMlp`, kernels/mlp_gemm.cu): c_fc's GEMM adds its bias and applies
- * QuickGELU in its epilogue (the student keeps x = bf16(h W^T + b) for the backward), and the
- * backward's dg GEMM multiplies by QuickGELU'(x) in its own, so the activation passes of mlp.cu
- * (a third of the bytes the step's non-GEMM kernels move) are gone. Their GEMMs are slower than
- * cuBLAS's so far (bench/device/NOTES.md, round 10), so they run only with UNMASK_MLP_GEMM=fused;
- * otherwise cuBLAS runs these GEMMs and bias_gelu_fwd / gelu_bwd the activation.
+ * c_fc on Hopper (`fusedMlp`, kernels/mlp_gemm.cu): its GEMM adds the bias and applies QuickGELU
+ * in its epilogue, so bias_gelu_fwd's pass is gone; the student keeps x = bf16(h W^T + b), which
+ * gelu_bwd reads with a zero bias. Otherwise cuBLAS runs c_fc and bias_gelu_fwd the activation,
+ * and the student keeps c_fc's output before its bias.
  *
  * Several GPUs (README "Several GPUs"): with a `reducer`, the backward hands each masked
  * tensor's [2, numel] gradient over right after the GEMM that writes it (tensorReady), and the
@@ -83,10 +81,8 @@ interface BlockWeights {
   fcB: Region;
   projW: Region;
   projB: Region;
-  /** The fused MLP's (fusedMlp): c_proj's weight transposed, bf16 [F, D], and B's tensor maps. */
+  /** c_fc's weight's TMA tensor map, for the fused c_fc (fusedMlp). */
   fcMap?: Region;
-  projT?: Region;
-  projTMap?: Region;
   inWp: Region; // student W' (= inW when not masked)
   outWp: Region;
   inMask?: MaskedTensor;
@@ -128,7 +124,7 @@ interface BlockActs {
   mean2: Region;
   rstd2: Region;
   // bf16 [R, F], last: [B, F]: with fusedMlp the activation's input x = bf16(c_fc + bias), else
-  // c_fc's output before its bias (gelu_bwd adds it again, as bias_gelu_fwd did)
+  // c_fc's output before its bias (gelu_bwd adds the bias again, as bias_gelu_fwd did)
   u: Region;
 }
 
@@ -146,7 +142,7 @@ export class TowerModel {
   reducer?: GradientReducer;
   /** Set by the engine (chooseEpilogues); none until then. */
   epilogues: Epilogues = { qkvBias: false, attnResidual: false, mlpResidual: false };
-  /** The MLP GEMMs with QuickGELU epilogues (TowerModel doc); fixed at construction. */
+  /** c_fc's GEMM with QuickGELU in its epilogue (TowerModel doc); fixed at construction. */
   readonly fusedMlp: boolean;
 
   constructor(
@@ -208,21 +204,6 @@ export class TowerModel {
     this.uploads.push(() => {
       if (dtype === "f32") this.cu.upload(region.ptr, t.data);
       else this.cu.upload(region.ptr, toBf16(t.data));
-    });
-    return region;
-  }
-
-  /** A [rows, cols] weight uploaded transposed, as bf16 [cols, rows]. */
-  private weightTransposed(model: EngineModel, name: string): Region {
-    const t = model.weights.get(name);
-    if (!t) throw new UnmaskError("MISSING_TENSOR", `model lacks ${name}`, { subject: name });
-    const [rows, cols] = t.shape;
-    const region = this.arena.take(`${name}^T`, t.data.length * BF);
-    this.uploads.push(() => {
-      const transposed = new Float32Array(t.data.length);
-      for (let r = 0; r < rows; r++)
-        for (let c = 0; c < cols; c++) transposed[c * rows + r] = t.data[r * cols + c];
-      this.cu.upload(region.ptr, toBf16(transposed));
     });
     return region;
   }
@@ -300,7 +281,6 @@ export class TowerModel {
       const inW = this.weight(model, `${b}attn.in_proj_weight`, "bf16");
       const outW = this.weight(model, `${b}attn.out_proj.weight`, "bf16");
       const fcW = this.weight(model, `${b}mlp.c_fc.weight`, "bf16");
-      const projT = this.fusedMlp ? this.weightTransposed(model, `${b}mlp.c_proj.weight`) : undefined;
       this.blocks.push({
         ln1w: this.weight(model, `${b}ln_1.weight`, "f32"),
         ln1b: this.weight(model, `${b}ln_1.bias`, "f32"),
@@ -315,13 +295,7 @@ export class TowerModel {
         fcB: this.weight(model, `${b}mlp.c_fc.bias`, "f32"),
         projW: this.weight(model, `${b}mlp.c_proj.weight`, "bf16"),
         projB: this.weight(model, `${b}mlp.c_proj.bias`, "f32"),
-        ...(projT
-          ? {
-              fcMap: this.tensorMap(fcW, 4 * D, D, MLP_BOX_ROWS),
-              projT,
-              projTMap: this.tensorMap(projT, 4 * D, D, MLP_BOX_ROWS),
-            }
-          : {}),
+        ...(this.fusedMlp ? { fcMap: this.tensorMap(fcW, 4 * D, D, MLP_BOX_ROWS) } : {}),
         inWp: inMask ? a.take(`${b}in.Wp`, 3 * D * D * BF) : inW,
         outWp: outMask ? a.take(`${b}out.Wp`, D * D * BF) : outW,
         inMask,
@@ -364,13 +338,11 @@ export class TowerModel {
     s("dresidC", 2 * B * D * F4);
     s("dresBfC", 2 * B * D * BF);
     if (this.fusedMlp) {
-      // the fused MLP GEMMs' A operands: LN2's output (forward), the residual gradient (backward)
-      for (const [name, rows] of [
-        ["h", R],
-        ["dresBf", 2 * R],
-        ["dresBfC", 2 * B],
-      ] as const)
-        this.r[`${name}.map`] = this.tensorMap(this.r[name], rows, D, MLP_BOX_ROWS);
+      // the fused c_fc's A operand (LN2's output), and the zero bias gelu_bwd adds to its x
+      this.r["h.map"] = this.tensorMap(this.r.h, R, D, MLP_BOX_ROWS);
+      const zero = a.take("zeroBias", this.dims.F * F4);
+      this.uploads.push(() => this.cu.zero(zero.ptr, zero.bytes));
+      this.r.zeroBias = zero;
     }
     // forward-only scratch, backward-only scratch and the input pixels share their bytes: the
     // pixels are read by patchify before anything else of the step is written, and the teacher's
@@ -662,28 +634,16 @@ export class TowerModel {
       const dresBf = last ? this.ptr("dresBfC") : this.ptr("dresBf");
       // MLP for both signals: dg = dres @ Wproj, du = dg * gelu'(u), dln2 = du @ Wfc, LN2 backward
       // onto the residual
-      if (w.projTMap) {
-        this.k.mlpGemmDgelu({
-          mapA: this.ptr(last ? "dresBfC.map" : "dresBf.map"),
-          mapB: w.projTMap.ptr,
-          xin: act.u.ptr,
-          xRows: rows,
-          out: dF,
-          M: 2 * rows,
-          N: F,
-          K: D,
-        });
-      } else {
-        gemm.gemm({
-          M: 2 * rows,
-          N: F,
-          K: D,
-          A: { ptr: dresBf, ld: D },
-          B: { ptr: w.projW.ptr, ld: F },
-          C: { ptr: dF, ld: F },
-        });
-        this.k.geluBwd(dF, act.u.ptr, w.fcB.ptr, rows * F, F, 2);
-      }
+      gemm.gemm({
+        M: 2 * rows,
+        N: F,
+        K: D,
+        A: { ptr: dresBf, ld: D },
+        B: { ptr: w.projW.ptr, ld: F },
+        C: { ptr: dF, ld: F },
+      });
+      // the fused c_fc kept x with its bias already added
+      this.k.geluBwd(dF, act.u.ptr, this.fusedMlp ? this.ptr("zeroBias") : w.fcB.ptr, rows * F, F, 2);
       gemm.gemm({
         M: 2 * rows,
         N: D,
