@@ -7,7 +7,7 @@
 #include "attention_wgmma.cu"  // attn_fwd_wgmma2, attn_fwd_wgmma4: the forward on Hopper warpgroup MMAs (sm_90a)
 #include "class_attention.cu"  // attn_cls_fwd, attn_cls_bwd: the last block's class-token query alone
 #include "mlp.cu"        // bias_gelu_fwd, gelu_bwd
-#include "mlp_gemm.cu"   // mlp_gemm_gelu, mlp_gemm_dgelu: the MLP GEMMs with QuickGELU in their epilogues (sm_90a)
+#include "mlp_gemm.cu"   // mlp_gemm_gelu: c_fc with its bias and QuickGELU in the epilogue (sm_90a)
 #include "head.cu"       // head_forward, head_step: LN_post, projection, logits, losses, their gradients
 #include "update.cu"     // mask_sumsq, mask_apply, mask_update: ST gradient + regulariser + GDR + Adam + W'
 #include "digest.cu"     // bits_digest: a 64-bit digest of a buffer (GEMM tuning's bit-identity check)

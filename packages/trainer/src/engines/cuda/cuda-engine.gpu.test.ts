@@ -34,7 +34,7 @@ describe.skipIf(unavailable !== "")("cuda engine on the tiny-vit-p8 fixture", ()
     ["qkv,attn,mlp", "cublas"],
     ["none", "cublas"],
   ])(
-    "matches the float64 step within bf16 tolerance (GEMM epilogues: %s, MLP GEMMs: %s)",
+    "matches the float64 step within bf16 tolerance (GEMM epilogues: %s, c_fc: %s)",
     async (epilogues, mlpGemm) => {
       const dir = dirname(fixturePath("tiny-vit-p8/rmt_step.safetensors"));
       const fx = loadTinyFixture(dir);

@@ -211,7 +211,7 @@ export const MLP_K_STEP = 64;
 const MLP_STAGES = 3;
 const MLP_THREADS = 384;
 /**
- * Dynamic shared bytes of the MLP GEMMs: the stages (A and B tiles), the staged output tile (bf16
+ * Dynamic shared bytes of the fused c_fc: the stages (A and B tiles), the staged output tile (bf16
  * rows of 256 values + 16 bytes), the barriers, 1 KB to align them.
  */
 const MLP_SHARED =
