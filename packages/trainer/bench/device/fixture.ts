@@ -35,7 +35,7 @@ export function loadTinyFixture(dir: string): TinyFixture {
   // canonical names already (the device bundle's vision-only copy), or the HF layout to map
   const canonical = hf.has("visual.conv1.weight");
   if (canonical) for (const [k, t] of hf) if (k.startsWith("visual.")) weights.set(k, t);
-  const plan = canonical ? new Map() : planFromHf(hf.keys());
+  const plan: ReturnType<typeof planFromHf> = canonical ? new Map() : planFromHf(hf.keys());
   for (const [key, p] of plan) {
     if (!key.startsWith("visual.")) continue;
     if (p.op === "copy") weights.set(key, hf.get(p.from) as FloatTensor);

@@ -213,6 +213,7 @@ async function benchOne(
   }
   // the asynchronous snapshot train() takes every epoch: what queuing it costs the loop, and
   // its bits against getState's
+  if (!engine.snapshotState) throw new Error("the cuda engine snapshots its state");
   const q0 = performance.now();
   const pending = engine.snapshotState();
   const snapshotIssueMs = performance.now() - q0;

@@ -104,6 +104,7 @@ describe.skipIf(unavailable !== "")("cuda engine on the tiny-vit-p8 fixture", ()
     try {
       const batch = { labels: Int32Array.from(get("labels")), pixels: get("images") };
       await engine.step(batch, { lr: 8e-5, step: 0 });
+      if (!engine.snapshotState) throw new Error("the cuda engine snapshots its state");
       const pending = engine.snapshotState();
       const copy = await engine.getState(); // waits for the queued work, so equals the snapshot
       await engine.step(batch, { lr: 8e-5, step: 1 }); // moves the scores after the snapshot
