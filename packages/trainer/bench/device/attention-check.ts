@@ -14,13 +14,9 @@ import { f32ToBf16 } from "@unmask/clip";
 import { CudaDriver } from "../../src/engines/cuda/driver.js";
 import { Kernels } from "../../src/engines/cuda/kernels.js";
 import { openCudaLibraries } from "../../src/engines/cuda/libraries.js";
+import { bf16Floats, roundBf16 } from "./bf16.js";
+import { relError } from "./fixture.js";
 import { withEnv } from "./with-env.js";
-
-function bf(x: number): number {
-  const u = new Uint32Array(1);
-  u[0] = f32ToBf16(x) << 16;
-  return new Float32Array(u.buffer)[0];
-}
 
 function randomBf16(n: number, std: number, seed: number): { bits: Uint16Array; vals: Float64Array } {
   let s = seed >>> 0 || 1;
@@ -37,25 +33,9 @@ function randomBf16(n: number, std: number, seed: number): { bits: Uint16Array; 
   for (let i = 0; i < n; i++) {
     const v = std * Math.sqrt(-2 * Math.log(next())) * Math.cos(2 * Math.PI * next());
     bits[i] = f32ToBf16(v);
-    vals[i] = bf(v);
+    vals[i] = roundBf16(v);
   }
   return { bits, vals };
-}
-
-function toF32(bits: Uint16Array): Float32Array {
-  const u = new Uint32Array(bits.length);
-  for (let i = 0; i < bits.length; i++) u[i] = bits[i] << 16;
-  return new Float32Array(u.buffer);
-}
-
-function err(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < want.length; i++) {
-    num = Math.max(num, Math.abs(got[i] - want[i]));
-    den = Math.max(den, Math.abs(want[i]));
-  }
-  return num / (den || 1);
 }
 
 export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<string, number>> {
@@ -127,8 +107,8 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
     forwardDiffer(split4, { oBits, lse });
   const fusedDkDvDiffer = differing(dBits, split8.dBits, 0, dBits.length, [D, 3 * D]);
   const fusedDqDiffer = differing(dBits, split8.dBits, 0, dBits.length, [0, D]);
-  const o = toF32(oBits);
-  const dqkv = toF32(dBits);
+  const o = bf16Floats(oBits);
+  const dqkv = bf16Floats(dBits);
   // float64 reference (q, k, v with the bias added and rounded to bf16, as the kernels load them)
   const refO = new Float64Array(R * D);
   const refLse = new Float64Array(B * H * N);
@@ -136,7 +116,7 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
   // the class query alone: o and lse of row 0, and the gradients when only row 0 has a dO
   const refDC = new Float64Array(2 * R * 3 * D);
   const scale = 1 / 8;
-  const at = (r: number, c: number) => bf(qkv.vals[r * 3 * D + c] + bias[c]);
+  const at = (r: number, c: number) => roundBf16(qkv.vals[r * 3 * D + c] + bias[c]);
   const P = new Float64Array(N * N);
   for (let b = 0; b < B; b++)
     for (let h = 0; h < H; h++) {
@@ -223,26 +203,26 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
     for (let r = 0; r < 2 * R; r++) for (let c = 0; c < D; c++) out.push(a[r * 3 * D + which * D + c]);
     return out;
   };
-  const splitD = toF32(split8.dBits);
+  const splitD = bf16Floats(split8.dBits);
   const result = {
     block_widths_differing: differ,
     pipelined_vs_fwd16_many_pairs_differing: 0,
     fused_vs_split_dkdv_differing: fusedDkDvDiffer,
     fused_vs_split_dq_differing_values: fusedDqDiffer,
-    split_dq: err(part(splitD, 0), part(refD, 0)),
-    o: err(o, refO),
-    lse: err(lse, refLse),
-    dq: err(part(dqkv, 0), part(refD, 0)),
-    dk: err(part(dqkv, 1), part(refD, 1)),
-    dv: err(part(dqkv, 2), part(refD, 2)),
+    split_dq: relError(part(splitD, 0), part(refD, 0)),
+    o: relError(o, refO),
+    lse: relError(lse, refLse),
+    dq: relError(part(dqkv, 0), part(refD, 0)),
+    dk: relError(part(dqkv, 1), part(refD, 1)),
+    dv: relError(part(dqkv, 2), part(refD, 2)),
   };
   if (wgmma)
     Object.assign(result, {
-      wgmma_o: err(toF32(wgmma.oBits), refO),
-      wgmma_lse: err(wgmma.lse, refLse),
-      wgmma_dq: err(part(toF32(wgmma.dBits), 0), part(refD, 0)),
-      wgmma_dk: err(part(toF32(wgmma.dBits), 1), part(refD, 1)),
-      wgmma_dv: err(part(toF32(wgmma.dBits), 2), part(refD, 2)),
+      wgmma_o: relError(bf16Floats(wgmma.oBits), refO),
+      wgmma_lse: relError(wgmma.lse, refLse),
+      wgmma_dq: relError(part(bf16Floats(wgmma.dBits), 0), part(refD, 0)),
+      wgmma_dk: relError(part(bf16Floats(wgmma.dBits), 1), part(refD, 1)),
+      wgmma_dv: relError(part(bf16Floats(wgmma.dBits), 2), part(refD, 2)),
     });
   // the class-query kernels: dO of the class rows, compact [2B, D]
   const dOC = new Uint16Array(2 * B * D);
@@ -267,7 +247,7 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
     return out;
   };
   const classLse = (a: ArrayLike<number>) => Array.from({ length: B * H }, (_, bh) => a[bh * N]);
-  const dqkvC = toF32(dC);
+  const dqkvC = bf16Floats(dC);
   // dq of the class rows (the kernel writes no other row's dq)
   const classDq = (a: ArrayLike<number>) => {
     const out: number[] = [];
@@ -275,12 +255,12 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
     return out;
   };
   Object.assign(result, {
-    cls_o: err(toF32(oC), classRows(refO)),
-    cls_lse: err(lseC, classLse(refLse)),
-    cls_dq: err(classDq(dqkvC), classDq(refDC)),
-    cls_dk: err(part(dqkvC, 1), part(refDC, 1)),
-    cls_dv: err(part(dqkvC, 2), part(refDC, 2)),
-    cls_vs_full_o: err(toF32(oC), classRows(o)),
+    cls_o: relError(bf16Floats(oC), classRows(refO)),
+    cls_lse: relError(lseC, classLse(refLse)),
+    cls_dq: relError(classDq(dqkvC), classDq(refDC)),
+    cls_dk: relError(part(dqkvC, 1), part(refDC, 1)),
+    cls_dv: relError(part(dqkvC, 2), part(refDC, 2)),
+    cls_vs_full_o: relError(bf16Floats(oC), classRows(o)),
     cls_unwritten: [...part(dqkvC, 1), ...part(dqkvC, 2), ...classDq(dqkvC)].filter(Number.isNaN).length,
   });
   for (const p of [pQkv, pBias, pO, pLse, pDo, pDqkv, pDoC, pOC, pLseC]) cu.free(p);
@@ -343,9 +323,9 @@ function pipelinedForwardDiffer(
   if (cu.computeCapability === 90) {
     const w = forward(undefined, "wgmma");
     Object.assign(wgmma, {
-      wgmma_vs_pipe_many_pairs_o: err(toF32(w.o), toF32(b.o)),
-      wgmma_vs_pipe_many_pairs_lse: err(w.lse, b.lse),
-      wgmma_many_pairs_unwritten: [...toF32(w.o), ...w.lse].filter(Number.isNaN).length,
+      wgmma_vs_pipe_many_pairs_o: relError(bf16Floats(w.o), bf16Floats(b.o)),
+      wgmma_vs_pipe_many_pairs_lse: relError(w.lse, b.lse),
+      wgmma_many_pairs_unwritten: [...bf16Floats(w.o), ...w.lse].filter(Number.isNaN).length,
     });
   }
   for (const p of [pQkv, pBias, pO, pLse]) cu.free(p);

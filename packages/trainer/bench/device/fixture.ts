@@ -87,7 +87,7 @@ export function loadTinyFixture(dir: string): TinyFixture {
 }
 
 /** max |a - b| / max |b|: the error relative to the tensor's scale. */
-export function relError(a: Float32Array, b: Float32Array): number {
+export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let num = 0;
   let den = 0;
   for (let i = 0; i < b.length; i++) {

@@ -7,20 +7,11 @@
  * constant (`random` false) or random normal bf16 values: GEMMs draw more power on random data,
  * and the clock may drop under it. Only the time is of interest.
  */
-import { f32ToBf16 } from "@unmask/clip";
-import { normals } from "../../src/engines/cpu/random-model.js";
 import { CUBLAS_WORKSPACE_BYTES, Cublas, type GemmCall } from "../../src/engines/cuda/cublas.js";
 import { CublasLt } from "../../src/engines/cuda/cublas-lt.js";
 import { CudaDriver } from "../../src/engines/cuda/driver.js";
 import { openCudaLibraries } from "../../src/engines/cuda/libraries.js";
-
-/** bf16 bits of n normal draws (std 0.05). */
-function randomBf16(n: number, seed: number): Uint16Array {
-  const draw = normals(seed);
-  const out = new Uint16Array(n);
-  for (let i = 0; i < n; i++) out[i] = f32ToBf16(0.05 * draw());
-  return out;
-}
+import { randomBf16 } from "./bf16.js";
 
 export async function gemmLayouts(B: number, random = false): Promise<Record<string, number>[]> {
   const libs = await openCudaLibraries();
@@ -34,8 +25,8 @@ export async function gemmLayouts(B: number, random = false): Promise<Record<str
   const X = cu.alloc(R * D * 2);
   const C = cu.alloc(2 * 3 * D * D * 4);
   if (random) {
-    cu.upload(dY, randomBf16(2 * R * 3 * D, 3));
-    cu.upload(X, randomBf16(R * D, 5));
+    cu.upload(dY, randomBf16(2 * R * 3 * D, 3, 0.05));
+    cu.upload(X, randomBf16(R * D, 5, 0.05));
   } else {
     cu.fill32(dY, 0x3c003c00, R * 3 * D, stream); // bf16 pairs of 0.0078
     cu.fill32(X, 0x3c003c00, (R * D) / 2, stream);

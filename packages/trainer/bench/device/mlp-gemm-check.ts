@@ -7,28 +7,14 @@
  *     bias_gelu_fwd: both outputs compared, both timed (CUDA events), with the backward's
  *     gelu_bwd reading the kept x with a zero bias beside reading u with c_fc's bias.
  */
-import { f32ToBf16 } from "@unmask/clip";
-import { normals } from "../../src/engines/cpu/random-model.js";
 import { CUBLAS_WORKSPACE_BYTES, Cublas } from "../../src/engines/cuda/cublas.js";
 import { CudaDriver } from "../../src/engines/cuda/driver.js";
 import { Kernels, MLP_BOX_ROWS, MLP_K_STEP } from "../../src/engines/cuda/kernels.js";
 import { openCudaLibraries } from "../../src/engines/cuda/libraries.js";
-
-function randomBf16(n: number, seed: number, scale: number): Uint16Array {
-  const draw = normals(seed);
-  const out = new Uint16Array(n);
-  for (let i = 0; i < n; i++) out[i] = f32ToBf16(scale * draw());
-  return out;
-}
-
-const bits = new DataView(new ArrayBuffer(4));
-function bf16ToF32(b: number): number {
-  bits.setUint32(0, (b & 0xffff) << 16);
-  return bits.getFloat32(0);
-}
+import { bf16Floats, randomBf16, roundBf16 } from "./bf16.js";
+import { relError } from "./fixture.js";
 
 const quickGelu = (x: number) => x / (1 + Math.exp(-1.702 * x));
-const bf16Round = (x: number) => bf16ToF32(f32ToBf16(x));
 
 export async function mlpGemmCheck(B: number): Promise<Record<string, unknown>[]> {
   const libs = await openCudaLibraries();
@@ -45,12 +31,13 @@ export async function mlpGemmCheck(B: number): Promise<Record<string, unknown>[]
   };
   const map = (ptr: number, rows: number, cols: number) =>
     upload(cu.encodeTensorMap(ptr, rows, cols, cols, MLP_BOX_ROWS, MLP_K_STEP));
-  const download16 = (ptr: number, n: number) => {
+  const downloadBits = (ptr: number, n: number) => {
     const out = new Uint16Array(n);
     cu.synchronize(stream);
     cu.download(out, ptr);
     return out;
   };
+  const download = (ptr: number, n: number) => bf16Floats(downloadBits(ptr, n));
 
   // ---- small shapes against float64
   for (const [M, N, K] of [
@@ -59,34 +46,31 @@ export async function mlpGemmCheck(B: number): Promise<Record<string, unknown>[]
   ]) {
     const A = randomBf16(M * K, 1, 1);
     const W = randomBf16(N * K, 2, 0.05);
-    const bias = Float32Array.from(randomBf16(N, 3, 0.5), bf16ToF32);
+    const bias = bf16Floats(randomBf16(N, 3, 0.5));
     const [pA, pW, pBias] = [upload(A), upload(W), upload(bias)];
     const [pX, pG] = [cu.alloc(M * N * 2), cu.alloc(M * N * 2)];
     k.mlpGemmGelu({ mapA: map(pA, M, K), mapB: map(pW, N, K), bias: pBias, xout: pX, out: pG, M, N, K });
-    const x = download16(pX, M * N);
-    const g = download16(pG, M * N);
-    let [xErr, xMax, gErr, gMax, beyondOneUlp] = [0, 0, 0, 0, 0];
+    const x = download(pX, M * N);
+    const g = download(pG, M * N);
+    const [a, w] = [bf16Floats(A), bf16Floats(W)];
+    const xRef = new Float64Array(M * N);
+    let beyondOneUlp = 0;
     for (let m = 0; m < M; m++)
       for (let n = 0; n < N; n++) {
         let ref = bias[n];
-        for (let kk = 0; kk < K; kk++) ref += bf16ToF32(A[m * K + kk]) * bf16ToF32(W[n * K + kk]);
-        const got = bf16ToF32(x[m * N + n]);
-        xErr = Math.max(xErr, Math.abs(got - ref));
-        xMax = Math.max(xMax, Math.abs(ref));
+        for (let kk = 0; kk < K; kk++) ref += a[m * K + kk] * w[n * K + kk];
+        xRef[m * N + n] = ref;
         // one bf16 rounding of the fp32 sum: within one ulp of the float64 value's rounding
-        if (Math.abs(got - bf16Round(ref)) > Math.abs(ref) * 2 ** -7 + 1e-30) beyondOneUlp++;
-        const gRef = quickGelu(got);
-        gErr = Math.max(gErr, Math.abs(bf16ToF32(g[m * N + n]) - gRef));
-        gMax = Math.max(gMax, Math.abs(gRef));
+        if (Math.abs(x[m * N + n] - roundBf16(ref)) > Math.abs(ref) * 2 ** -7 + 1e-30) beyondOneUlp++;
       }
     results.push({
       check: "mlp_gemm vs float64",
       M,
       N,
       K,
-      x: xErr / xMax,
+      x: relError(x, xRef),
       xBeyondOneUlp: beyondOneUlp,
-      g: gErr / gMax,
+      g: relError(g, Float64Array.from(x, quickGelu)), // QuickGELU of the kernel's own x, in float64
     });
     for (const ptr of [pA, pW, pBias, pX, pG]) cu.free(ptr);
   }
@@ -99,7 +83,7 @@ export async function mlpGemmCheck(B: number): Promise<Record<string, unknown>[]
   const dres = upload(randomBf16(2 * R * D, 6, 0.01));
   const fcW = upload(randomBf16(F * D, 7, 0.03));
   const projW = upload(randomBf16(D * F, 8, 0.03));
-  const fcB = upload(Float32Array.from(randomBf16(F, 9, 0.5), bf16ToF32));
+  const fcB = upload(bf16Floats(randomBf16(F, 9, 0.5)));
   const zeroBias = cu.alloc(F * 4);
   cu.zero(zeroBias, F * 4);
   const [u, g, x, gFused] = [
@@ -140,18 +124,12 @@ export async function mlpGemmCheck(B: number): Promise<Record<string, unknown>[]
       k.mlpGemmGelu({ mapA: mapH, mapB: mapFc, bias: fcB, xout: 0, out: gFused, M: R, N: F, K: D }),
     cublasGemmForward: fcGemm,
   };
+  // the largest difference relative to b's scale, and the fraction of values whose bits differ
   const compare = (a: number, b: number, n: number) => {
-    const va = download16(a, n);
-    const vb = download16(b, n);
-    let [maxDiff, maxRef, differ] = [0, 0, 0];
-    for (let i = 0; i < n; i++) {
-      const p = bf16ToF32(va[i]);
-      const q = bf16ToF32(vb[i]);
-      if (va[i] !== vb[i]) differ++;
-      maxDiff = Math.max(maxDiff, Math.abs(p - q));
-      maxRef = Math.max(maxRef, Math.abs(q));
-    }
-    return { relMaxDiff: maxDiff / maxRef, differ: differ / n };
+    const [va, vb] = [downloadBits(a, n), downloadBits(b, n)];
+    let differ = 0;
+    for (let i = 0; i < n; i++) if (va[i] !== vb[i]) differ++;
+    return { relMaxDiff: relError(bf16Floats(va), bf16Floats(vb)), differ: differ / n };
   };
   run.cublasForward();
   run.fusedForward();
