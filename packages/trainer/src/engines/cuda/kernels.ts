@@ -240,17 +240,6 @@ export function fusedMlpSupported(
   );
 }
 
-/** Pointers and shape of the MLP GEMM: out = A B^T, A [M, K] and B [N, K] through their tensor maps. */
-export interface MlpGemm {
-  /** Device addresses of the CUtensorMaps of A and B (boxes of MLP_BOX_ROWS rows x MLP_K_STEP). */
-  mapA: number;
-  mapB: number;
-  out: number;
-  M: number;
-  N: number;
-  K: number;
-}
-
 export class Kernels {
   private readonly fn = new Map<KernelName, number>();
   private readonly module: number;
@@ -603,9 +592,20 @@ export class Kernels {
 
   /**
    * c_fc with its bias and QuickGELU (kernels/mlp_gemm.cu): x = bf16(A B^T + bias) into xout (0:
-   * not kept), out = QuickGELU(x). Persistent blocks over 128 x 256 tiles.
+   * not kept), out = QuickGELU(x), for A [M, K] and B [N, K] read through their CUtensorMaps at
+   * device addresses mapA, mapB (boxes of MLP_BOX_ROWS rows x MLP_K_STEP). Persistent blocks over
+   * 128 x 256 tiles.
    */
-  mlpGemmGelu(g: MlpGemm & { bias: number; xout: number }): void {
+  mlpGemmGelu(g: {
+    mapA: number;
+    mapB: number;
+    bias: number;
+    xout: number;
+    out: number;
+    M: number;
+    N: number;
+    K: number;
+  }): void {
     assert(
       g.N % MLP_TILE_COLS === 0 && g.K % MLP_K_STEP === 0,
       `MLP GEMM N ${g.N} a multiple of ${MLP_TILE_COLS}, K ${g.K} of ${MLP_K_STEP}`,
