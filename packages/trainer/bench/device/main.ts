@@ -8,7 +8,7 @@
  *   node main.mjs samebits <batch> <steps> <K=V,...|->...  the state under environment variants, against the first
  *   node main.mjs abtest <batch> <rounds> <K=V,...|->...  the step under environment variants, alternated
  *   node main.mjs gemmlayouts <batch> [random]  the weight-gradient GEMMs as written and transposed
- *   node main.mjs mlpgemm <batch>            the fused c_fc against float64 and against cuBLAS + bias_gelu_fwd
+ *   node main.mjs mlpgemm <batch>            the fused MLP GEMMs against float64 and against cuBLAS + the activation kernels
  *   node main.mjs dpcheck [gpus]             data-parallel: a world of gpus against one GPU (run/dp-worker.mjs)
  *   node main.mjs dpbench [gpus] [perGpu] [steps]  data-parallel: the step's scaling on gpus GPUs
  *   node main.mjs dpreduce [gpus]            the NCCL gradient reducer's exact weighted all-reduce (run/nccl-worker.mjs)

@@ -1,11 +1,11 @@
 /**
- * c_fc's GEMM with QuickGELU in its epilogue (kernels/mlp_gemm.cu) on the device:
+ * The MLP GEMMs with QuickGELU (kernels/mlp_gemm.cu) on the device, c_fc's (mlp_gemm_gelu) and the
+ * backward's dg (mlp_gemm_dgelu):
  *   - against a float64 host reference on small shapes (rows not a multiple of the 128-row tile,
  *     K of 3 and 12 steps): x = bf16(A B^T + bias) as rounded from float64 up to the fp32
- *     accumulation's error, g = QuickGELU(x);
- *   - on ViT-B/16's shapes at batch B, against what it replaces, cuBLAS's GEMM plus
- *     bias_gelu_fwd: both outputs compared, both timed (CUDA events), with the backward's
- *     gelu_bwd reading the kept x with a zero bias beside reading u with c_fc's bias.
+ *     accumulation's error, g = QuickGELU(x), du = bf16(dg) QuickGELU'(x) for two signals;
+ *   - on ViT-B/16's shapes at batch B, against what they replace, cuBLAS's GEMMs plus
+ *     bias_gelu_fwd / gelu_bwd: outputs compared, all timed (CUDA events).
  */
 import { CUBLAS_WORKSPACE_BYTES, Cublas } from "../../src/engines/cuda/cublas.js";
 import { CudaDriver } from "../../src/engines/cuda/driver.js";
@@ -15,6 +15,16 @@ import { bf16Floats, randomBf16, roundBf16 } from "./bf16.js";
 import { relError } from "./fixture.js";
 
 const quickGelu = (x: number) => x / (1 + Math.exp(-1.702 * x));
+const quickGeluGrad = (x: number) => {
+  const s = 1 / (1 + Math.exp(-1.702 * x));
+  return s + 1.702 * x * s * (1 - s);
+};
+/** [rows, cols] bf16 bits transposed. */
+function transpose(a: Uint16Array, rows: number, cols: number): Uint16Array {
+  const t = new Uint16Array(a.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = a[r * cols + c];
+  return t;
+}
 
 export async function mlpGemmCheck(B: number): Promise<Record<string, unknown>[]> {
   const libs = await openCudaLibraries();
@@ -63,6 +73,28 @@ export async function mlpGemmCheck(B: number): Promise<Record<string, unknown>[]
         // one bf16 rounding of the fp32 sum: within one ulp of the float64 value's rounding
         if (Math.abs(x[m * N + n] - roundBf16(ref)) > Math.abs(ref) * 2 ** -7 + 1e-30) beyondOneUlp++;
       }
+    // the backward for two signals' rows against the kernel's own x: dg through B = W, so that
+    // dg [2M, N] = dgA W^T as the forward's GEMM
+    const dgA = randomBf16(2 * M * K, 4, 1);
+    const [pDgA, pDu] = [upload(dgA), cu.alloc(2 * M * N * 2)];
+    k.mlpGemmDgelu({
+      mapA: map(pDgA, 2 * M, K),
+      mapB: map(pW, N, K),
+      mapX: map(pX, M, N),
+      out: pDu,
+      xRows: M,
+      N,
+      K,
+    });
+    const du = download(pDu, 2 * M * N);
+    const dgRows = bf16Floats(dgA);
+    const duRef = new Float64Array(2 * M * N);
+    for (let m = 0; m < 2 * M; m++)
+      for (let n = 0; n < N; n++) {
+        let dg = 0;
+        for (let kk = 0; kk < K; kk++) dg += dgRows[m * K + kk] * w[n * K + kk];
+        duRef[m * N + n] = dg * quickGeluGrad(x[(m % M) * N + n]);
+      }
     results.push({
       check: "mlp_gemm vs float64",
       M,
@@ -71,8 +103,9 @@ export async function mlpGemmCheck(B: number): Promise<Record<string, unknown>[]
       x: relError(x, xRef),
       xBeyondOneUlp: beyondOneUlp,
       g: relError(g, Float64Array.from(x, quickGelu)), // QuickGELU of the kernel's own x, in float64
+      du: relError(du, duRef),
     });
-    for (const ptr of [pA, pW, pBias, pX, pG]) cu.free(ptr);
+    for (const ptr of [pA, pW, pBias, pX, pG, pDgA, pDu]) cu.free(ptr);
   }
 
   // ---- ViT-B/16 shapes: fused against cuBLAS + bias_gelu_fwd
@@ -82,7 +115,9 @@ export async function mlpGemmCheck(B: number): Promise<Record<string, unknown>[]
   const h = upload(randomBf16(R * D, 5, 1));
   const dres = upload(randomBf16(2 * R * D, 6, 0.01));
   const fcW = upload(randomBf16(F * D, 7, 0.03));
-  const projW = upload(randomBf16(D * F, 8, 0.03));
+  const projBits = randomBf16(D * F, 8, 0.03);
+  const projW = upload(projBits);
+  const projT = upload(transpose(projBits, D, F));
   const fcB = upload(bf16Floats(randomBf16(F, 9, 0.5)));
   const zeroBias = cu.alloc(F * 4);
   cu.zero(zeroBias, F * 4);
@@ -94,6 +129,7 @@ export async function mlpGemmCheck(B: number): Promise<Record<string, unknown>[]
   ];
   const [dF, dFused] = [cu.alloc(2 * R * F * 2), cu.alloc(2 * R * F * 2)];
   const [mapH, mapFc] = [map(h, R, D), map(fcW, F, D)];
+  const [mapDres, mapProjT, mapX] = [map(dres, 2 * R, D), map(projT, F, D), map(x, R, F)];
   const fcGemm = () =>
     blas.gemm({
       M: R,
@@ -123,6 +159,14 @@ export async function mlpGemmCheck(B: number): Promise<Record<string, unknown>[]
     fusedForwardTeacher: () =>
       k.mlpGemmGelu({ mapA: mapH, mapB: mapFc, bias: fcB, xout: 0, out: gFused, M: R, N: F, K: D }),
     cublasGemmForward: fcGemm,
+    // the backward from the fused forward's x
+    cublasBackward: () => {
+      dgGemm(dF);
+      k.geluBwd(dF, x, zeroBias, R * F, F, 2);
+    },
+    fusedBackward: () =>
+      k.mlpGemmDgelu({ mapA: mapDres, mapB: mapProjT, mapX, out: dFused, xRows: R, N: F, K: D }),
+    cublasGemmBackward: () => dgGemm(dF),
   };
   // the largest difference relative to b's scale, and the fraction of values whose bits differ
   const compare = (a: number, b: number, n: number) => {
@@ -144,6 +188,9 @@ export async function mlpGemmCheck(B: number): Promise<Record<string, unknown>[]
     B,
     ...compare(dFused, dF, 2 * R * F),
   });
+  run.cublasBackward();
+  run.fusedBackward();
+  results.push({ check: "fused dgelu vs cublas + gelu_bwd, du", B, ...compare(dFused, dF, 2 * R * F) });
   const start = cu.createEvent();
   const end = cu.createEvent();
   const time = (f: () => void) => {
@@ -153,10 +200,10 @@ export async function mlpGemmCheck(B: number): Promise<Record<string, unknown>[]
     cu.record(end, stream);
     return cu.elapsed(start, end) / 20;
   };
-  const flops = 2 * R * F * D;
   for (let round = 0; round < 2; round++)
     for (const [name, f] of Object.entries(run)) {
       const ms = time(f);
+      const flops = (name.includes("Backward") ? 4 : 2) * R * F * D;
       results.push({ time: name, B, round, ms: +ms.toFixed(4), tflops: +(flops / ms / 1e9).toFixed(1) });
     }
   return results;

@@ -7,7 +7,7 @@
 import { describe, expect, it } from "vitest";
 import { withEnv } from "../../../bench/device/with-env.js";
 import type { CudaDriver, KernelArg } from "./driver.js";
-import { fusedMlpSupported, Kernels } from "./kernels.js";
+import { fusedMlpBackward, fusedMlpSupported, Kernels } from "./kernels.js";
 
 interface Launch {
   name: string;
@@ -131,6 +131,12 @@ describe("the MLP GEMM launcher", () => {
       expect(fusedMlpSupported(hopper, 96, 384)).toBe(false); // 384 columns: not whole 256-column tiles
     });
     withEnv({ UNMASK_MLP_GEMM: "cublas" }, () => expect(fusedMlpSupported(hopper, 768, 3072)).toBe(false));
+    // the backward's fused dg GEMM goes with it, unless UNMASK_MLP_GEMM=forward keeps c_fc's alone
+    withEnv({ UNMASK_MLP_GEMM: undefined }, () => expect(fusedMlpBackward()).toBe(true));
+    withEnv({ UNMASK_MLP_GEMM: "forward" }, () => {
+      expect(fusedMlpSupported(hopper, 768, 3072)).toBe(true);
+      expect(fusedMlpBackward()).toBe(false);
+    });
   });
 
   it("launch persistent blocks over 128 x 256 tiles, the maps and pointers first", () => {
@@ -145,6 +151,20 @@ describe("the MLP GEMM launcher", () => {
     expect(values(launches[1].args)).toEqual([1, 2, 3, 0, 5, 300, 512, 192]);
     expect(() => k.mlpGemmGelu({ mapA: 1, mapB: 2, bias: 3, xout: 0, out: 5, M: 8, N: 384, K: 64 })).toThrow(
       /multiple of 256/,
+    );
+  });
+
+  it("launches the backward's dg GEMM over both signals' row tiles", () => {
+    const { k, launches } = recordingKernels();
+    k.mlpGemmDgelu({ mapA: 1, mapB: 2, mapX: 3, out: 4, xRows: 50432, N: 3072, K: 768 });
+    k.mlpGemmDgelu({ mapA: 1, mapB: 2, mapX: 3, out: 4, xRows: 130, N: 256, K: 768 });
+    expect(launches.map((l) => [l.name, l.grid[0], l.block[0]])).toEqual([
+      ["mlp_gemm_dgelu", 132, 384],
+      ["mlp_gemm_dgelu", 2 * Math.ceil(130 / 128), 384], // two signals' tiles of 128 x 256
+    ]);
+    expect(values(launches[0].args)).toEqual([1, 2, 3, 4, 50432, 3072, 768]);
+    expect(() => k.mlpGemmDgelu({ mapA: 1, mapB: 2, mapX: 3, out: 4, xRows: 8, N: 256, K: 96 })).toThrow(
+      /K 96 of 64/,
     );
   });
 });

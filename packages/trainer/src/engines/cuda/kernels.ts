@@ -35,6 +35,7 @@ const KERNEL_NAMES = [
   "bias_gelu_fwd",
   "gelu_bwd",
   "mlp_gemm_gelu",
+  "mlp_gemm_dgelu",
   "head_forward",
   "head_step",
   "mask_sumsq",
@@ -211,8 +212,9 @@ export const MLP_K_STEP = 64;
 const MLP_STAGES = 3;
 const MLP_THREADS = 384;
 /**
- * Dynamic shared bytes of the fused c_fc: the stages (A and B tiles), the staged output tile (bf16
- * rows of 256 values + 16 bytes), the barriers, 1 KB to align them.
+ * Dynamic shared bytes of the MLP GEMMs: the stages (A and B tiles), the staged output tile (bf16
+ * rows of 256 values + 16 bytes; the backward's x and du use 512 bytes of each), the barriers,
+ * 1 KB to align them.
  */
 const MLP_SHARED =
   1024 +
@@ -238,6 +240,15 @@ export function fusedMlpSupported(
     F % MLP_TILE_COLS === 0 &&
     D % MLP_K_STEP === 0
   );
+}
+
+/**
+ * Whether the backward's dg GEMM runs with QuickGELU' in its epilogue (kernels/mlp_gemm.cu
+ * mlp_gemm_dgelu) where the fused c_fc runs (it reads the x that one keeps): unless
+ * UNMASK_MLP_GEMM=forward, which fuses c_fc alone (benches, checks).
+ */
+export function fusedMlpBackward(): boolean {
+  return process.env.UNMASK_MLP_GEMM !== "forward";
 }
 
 export class Kernels {
@@ -618,6 +629,37 @@ export class Kernels {
       p(g.xout),
       p(g.out),
       i(g.M),
+      i(g.N),
+      i(g.K),
+    ]);
+  }
+
+  /**
+   * c_proj's input gradient times QuickGELU' for both signals (kernels/mlp_gemm.cu): out [2 *
+   * xRows, N] = bf16(bf16(A B^T) * QuickGELU'(x)), A [2 * xRows, K] the two signals' residual
+   * gradients, B [N, K] c_proj's weight transposed, x [xRows, N] the fused c_fc's kept x, each
+   * read through its CUtensorMap (boxes of MLP_BOX_ROWS rows x MLP_K_STEP).
+   */
+  mlpGemmDgelu(g: {
+    mapA: number;
+    mapB: number;
+    mapX: number;
+    out: number;
+    xRows: number;
+    N: number;
+    K: number;
+  }): void {
+    assert(
+      g.N % MLP_TILE_COLS === 0 && g.K % MLP_K_STEP === 0,
+      `MLP GEMM N ${g.N} a multiple of ${MLP_TILE_COLS}, K ${g.K} of ${MLP_K_STEP}`,
+    );
+    const tiles = 2 * Math.ceil(g.xRows / MLP_TILE_ROWS) * (g.N / MLP_TILE_COLS);
+    this.go("mlp_gemm_dgelu", Math.min(tiles, this.cu.multiprocessors), MLP_THREADS, MLP_SHARED, [
+      p(g.mapA),
+      p(g.mapB),
+      p(g.mapX),
+      p(g.out),
+      i(g.xRows),
       i(g.N),
       i(g.K),
     ]);

@@ -383,9 +383,9 @@ describe("TowerModel GEMM epilogues", () => {
   });
 });
 
-describe("TowerModel fused c_fc (Hopper)", () => {
+describe("TowerModel fused MLP GEMMs (Hopper)", () => {
   /** One step on a Hopper stand-in with UNMASK_MLP_GEMM as given, and the tensor maps it encoded. */
-  function stepCalls(mlpGemm: "cublas" | undefined) {
+  function stepCalls(mlpGemm: "cublas" | "forward" | undefined) {
     const maps: number[][] = [];
     const hopper = {
       computeCapability: 90,
@@ -401,19 +401,36 @@ describe("TowerModel fused c_fc (Hopper)", () => {
     const g = c.args[0] as GemmCall;
     return c.name === "gemm" ? `gemm ${g.M}x${g.N}x${g.K}` : c.name;
   };
+  /** [rows, cols, ld, box rows, box cols: the K step] of each encoded map (the address dropped). */
+  const mapShapes = (maps: number[][]) =>
+    maps.map(([, rows, cols, ld, boxRows, boxCols]) => [rows, cols, ld, boxRows, boxCols]);
+  type Up = {
+    mapA: number;
+    mapB: number;
+    bias: number;
+    xout: number;
+    out: number;
+    M: number;
+    N: number;
+    K: number;
+  };
+  type Down = { mapA: number; mapB: number; mapX: number; out: number; xRows: number; N: number; K: number };
 
-  it("keeps cuBLAS and the activation kernel when asked (UNMASK_MLP_GEMM=cublas)", () => {
+  it("keeps cuBLAS and the activation kernels when asked (UNMASK_MLP_GEMM=cublas)", () => {
     const { t, calls } = stepCalls("cublas");
     expect(t.fusedMlp).toBe(false);
+    expect(t.fusedMlpBackward).toBe(false);
     expect(calls.some((c) => c.name.startsWith("mlpGemm"))).toBe(false);
     expect(calls.filter((c) => c.name === "biasGeluFwd")).toHaveLength(4);
+    expect(calls.filter((c) => c.name === "geluBwd")).toHaveLength(2);
   });
 
-  it("runs c_fc with QuickGELU in its epilogue, and gelu_bwd on the x it keeps with a zero bias", () => {
+  it("runs c_fc with QuickGELU in its epilogue, and gelu_bwd on the x it keeps with a zero bias (forward)", () => {
     const plain = stepCalls("cublas");
-    const fused = stepCalls(undefined);
+    const fused = stepCalls("forward");
     const { t } = fused;
     expect(t.fusedMlp).toBe(true);
+    expect(t.fusedMlpBackward).toBe(false);
     const { B, N, D, F, L } = t.dims;
     const R = B * N;
     // what the fused c_fc replaces: c_fc's GEMM (the forwards' only GEMMs of N = F, K = D) + bias_gelu_fwd
@@ -428,16 +445,6 @@ describe("TowerModel fused c_fc (Hopper)", () => {
     expect(plain.calls.filter(replaced)).toHaveLength(2 * 2 * L); // GEMM + kernel, 2 forwards
     expect(fused.calls.filter(replaced)).toHaveLength(0);
 
-    type Up = {
-      mapA: number;
-      mapB: number;
-      bias: number;
-      xout: number;
-      out: number;
-      M: number;
-      N: number;
-      K: number;
-    };
     const up = fused.calls.filter((c) => c.name === "mlpGemmGelu").map((c) => c.args[0] as Up);
     // teacher then student, block 0 on every row, the last block on the class rows
     expect(up.map((g) => [g.M, g.N, g.K])).toEqual([
@@ -462,14 +469,57 @@ describe("TowerModel fused c_fc (Hopper)", () => {
     expect(new Set(plain.named("geluBwd").map((args) => args[2])).size).toBe(L); // each block's c_fc bias
 
     // tensor maps: per block c_fc's weight, then LN2's output h
-    // [address, rows, cols, ld, box rows, box cols: the K step]
-    const rowsCols = fused.maps.map(([, rows, cols, ld, boxRows, boxCols]) => [
-      rows,
-      cols,
-      ld,
-      boxRows,
-      boxCols,
+    expect(mapShapes(fused.maps)).toEqual([
+      ...Array(L).fill([F, D, D, 128, MLP_K_STEP]),
+      [R, D, D, 128, MLP_K_STEP],
     ]);
-    expect(rowsCols).toEqual([...Array(L).fill([F, D, D, 128, MLP_K_STEP]), [R, D, D, 128, MLP_K_STEP]]);
+  });
+
+  it("by default also runs the backward's dg GEMM with QuickGELU' in its epilogue, reading the kept x by TMA", () => {
+    const forward = stepCalls("forward");
+    const fused = stepCalls(undefined);
+    const { t } = fused;
+    expect(t.fusedMlpBackward).toBe(true);
+    const { B, N, D, F, L } = t.dims;
+    const R = B * N;
+    // what the fused dg GEMM replaces: the backward's GEMMs of N = F, K = D (dres Wproj) + gelu_bwd
+    const isDgGemm = (c: Call) => {
+      const g = c.args[0] as GemmCall;
+      return c.name === "gemm" && g.N === F && g.K === D && g.transB !== true;
+    };
+    const replaced = (c: Call) => c.name === "geluBwd" || isDgGemm(c);
+    const others = (calls: Call[]) =>
+      calls.filter((c) => !replaced(c) && c.name !== "mlpGemmDgelu").map(shape);
+    expect(others(fused.calls)).toEqual(others(forward.calls));
+    expect(forward.calls.filter(replaced)).toHaveLength(2 * L);
+    expect(fused.calls.filter(replaced)).toHaveLength(0);
+
+    // the maps: per block c_fc's weight and c_proj's transposed ([F, D]); per block the kept x
+    // (the last block's on the class rows); LN2's output; both signals' residual gradients
+    expect(mapShapes(fused.maps)).toEqual([
+      ...Array(2 * L).fill([F, D, D, 128, MLP_K_STEP]),
+      ...Array(L - 1).fill([R, F, F, 128, MLP_K_STEP]),
+      [B, F, F, 128, MLP_K_STEP],
+      [R, D, D, 128, MLP_K_STEP],
+      [2 * R, D, D, 128, MLP_K_STEP],
+      [2 * B, D, D, 128, MLP_K_STEP],
+    ]);
+    // the x maps are of what the student's c_fc kept, block by block
+    const kept = fused.calls
+      .filter((c) => c.name === "mlpGemmGelu")
+      .map((c) => (c.args[0] as Up).xout)
+      .filter((x) => x !== 0);
+    expect(fused.maps.slice(2 * L, 3 * L).map(([address]) => address)).toEqual(kept);
+
+    const down = fused.calls.filter((c) => c.name === "mlpGemmDgelu").map((c) => c.args[0] as Down);
+    // last block first, on its class rows
+    expect(down.map((g) => [g.xRows, g.N, g.K])).toEqual([
+      [B, F, D],
+      [R, F, D],
+    ]);
+    expect(down.map((g) => g.mapA)).toEqual([t.ptr("dresBfC.map"), t.ptr("dresBf.map")]);
+    expect(down.every((g) => g.out === t.ptr("dF"))).toBe(true);
+    expect(new Set(down.map((g) => g.mapB)).size).toBe(L); // each block's c_proj
+    expect(new Set(down.map((g) => g.mapX)).size).toBe(L); // each block's kept x
   });
 });

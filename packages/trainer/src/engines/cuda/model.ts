@@ -18,10 +18,13 @@
  * fp32 residual stream (C = resid, beta = 1): no bf16 rounding of the branch, and the LayerNorm
  * pass after them reads the stream alone.
  *
- * c_fc on Hopper (`fusedMlp`, kernels/mlp_gemm.cu): its GEMM adds the bias and applies QuickGELU
- * in its epilogue, so bias_gelu_fwd's pass is gone; the student keeps x = bf16(h W^T + b), which
- * gelu_bwd reads with a zero bias. Otherwise cuBLAS runs c_fc and bias_gelu_fwd the activation,
- * and the student keeps c_fc's output before its bias.
+ * The MLP on Hopper (kernels/mlp_gemm.cu): c_fc's GEMM adds the bias and applies QuickGELU in its
+ * epilogue (`fusedMlp`), so bias_gelu_fwd's pass is gone, and the student keeps x = bf16(h W^T +
+ * b); the backward's dg GEMM (both signals, c_proj's weight uploaded transposed) multiplies by
+ * QuickGELU'(x) in its own (`fusedMlpBackward`), reading x through a tensor map, so gelu_bwd's
+ * pass is gone too. With UNMASK_MLP_GEMM=forward the backward runs cuBLAS + gelu_bwd on the kept x
+ * with a zero bias; off Hopper (or UNMASK_MLP_GEMM=cublas) cuBLAS runs c_fc and bias_gelu_fwd the
+ * activation, and the student keeps c_fc's output before its bias.
  *
  * Several GPUs (README "Several GPUs"): with a `reducer`, the backward hands each masked
  * tensor's [2, numel] gradient over right after the GEMM that writes it (tensorReady), and the
@@ -34,7 +37,14 @@ import type { EngineModel, RmtHyper } from "../../engine.js";
 import { ArenaPlan, type Region } from "./arena.js";
 import { CUBLAS_WORKSPACE_BYTES, type Cublas, type GemmCall } from "./cublas.js";
 import { type CudaDriver, TENSOR_MAP_BYTES } from "./driver.js";
-import { fusedMlpSupported, Kernels, MLP_BOX_ROWS, MLP_K_STEP, SUMSQ_BLOCKS } from "./kernels.js";
+import {
+  fusedMlpBackward,
+  fusedMlpSupported,
+  Kernels,
+  MLP_BOX_ROWS,
+  MLP_K_STEP,
+  SUMSQ_BLOCKS,
+} from "./kernels.js";
 
 const BF = 2;
 const F4 = 4;
@@ -83,6 +93,9 @@ interface BlockWeights {
   projB: Region;
   /** c_fc's weight's TMA tensor map, for the fused c_fc (fusedMlp). */
   fcMap?: Region;
+  /** The fused dg GEMM's (fusedMlpBackward): c_proj's weight transposed, bf16 [F, D], and its map. */
+  projT?: Region;
+  projTMap?: Region;
   inWp: Region; // student W' (= inW when not masked)
   outWp: Region;
   inMask?: MaskedTensor;
@@ -126,6 +139,8 @@ interface BlockActs {
   // bf16 [R, F], last: [B, F]: with fusedMlp the activation's input x = bf16(c_fc + bias), else
   // c_fc's output before its bias (gelu_bwd adds the bias again, as bias_gelu_fwd did)
   u: Region;
+  /** u's TMA tensor map, for the fused dg GEMM (fusedMlpBackward). */
+  uMap?: Region;
 }
 
 export class TowerModel {
@@ -144,6 +159,8 @@ export class TowerModel {
   epilogues: Epilogues = { qkvBias: false, attnResidual: false, mlpResidual: false };
   /** c_fc's GEMM with QuickGELU in its epilogue (TowerModel doc); fixed at construction. */
   readonly fusedMlp: boolean;
+  /** The backward's dg GEMM with QuickGELU' in its epilogue (needs fusedMlp's kept x). */
+  readonly fusedMlpBackward: boolean;
 
   constructor(
     private readonly cu: CudaDriver,
@@ -185,6 +202,7 @@ export class TowerModel {
         subject: "config",
       });
     this.fusedMlp = fusedMlpSupported(cu, D, 4 * D);
+    this.fusedMlpBackward = this.fusedMlp && fusedMlpBackward();
     this.plan(model);
     this.arena.allocate(cu);
     for (const up of this.uploads) up();
@@ -208,6 +226,21 @@ export class TowerModel {
     return region;
   }
 
+  /** A [rows, cols] weight uploaded transposed, as bf16 [cols, rows]. */
+  private weightTransposed(model: EngineModel, name: string): Region {
+    const t = model.weights.get(name);
+    if (!t) throw new UnmaskError("MISSING_TENSOR", `model lacks ${name}`, { subject: name });
+    const [rows, cols] = t.shape;
+    const region = this.arena.take(`${name}^T`, t.data.length * BF);
+    this.uploads.push(() => {
+      const transposed = new Float32Array(t.data.length);
+      for (let r = 0; r < rows; r++)
+        for (let c = 0; c < cols; c++) transposed[c * rows + r] = t.data[r * cols + c];
+      this.cu.upload(region.ptr, toBf16(transposed));
+    });
+    return region;
+  }
+
   /**
    * The TMA tensor map (kernels/mlp_gemm.cu) of `matrix`, bf16 [rows, cols], read in boxes of
    * boxRows x MLP_K_STEP: encoded once the arena has its address.
@@ -218,6 +251,12 @@ export class TowerModel {
       this.cu.upload(map.ptr, this.cu.encodeTensorMap(matrix.ptr, rows, cols, cols, boxRows, MLP_K_STEP)),
     );
     return map;
+  }
+
+  /** c_proj's weight transposed ([F, D]) and its tensor map, the fused dg GEMM's B operand. */
+  private transposedWithMap(model: EngineModel, name: string, rows: number, cols: number) {
+    const projT = this.weightTransposed(model, name);
+    return { projT, projTMap: this.tensorMap(projT, rows, cols, MLP_BOX_ROWS) };
   }
 
   private maskFor(model: EngineModel, name: string): MaskedTensor | undefined {
@@ -296,6 +335,7 @@ export class TowerModel {
         projW: this.weight(model, `${b}mlp.c_proj.weight`, "bf16"),
         projB: this.weight(model, `${b}mlp.c_proj.bias`, "f32"),
         ...(this.fusedMlp ? { fcMap: this.tensorMap(fcW, 4 * D, D, MLP_BOX_ROWS) } : {}),
+        ...(this.fusedMlpBackward ? this.transposedWithMap(model, `${b}mlp.c_proj.weight`, 4 * D, D) : {}),
         inWp: inMask ? a.take(`${b}in.Wp`, 3 * D * D * BF) : inW,
         outWp: outMask ? a.take(`${b}out.Wp`, D * D * BF) : outW,
         inMask,
@@ -319,6 +359,8 @@ export class TowerModel {
         rstd2: a.take(`act${l}.rstd2`, rows * F4),
         u: a.take(`act${l}.u`, rows * F * BF),
       });
+      const act = this.acts[l];
+      if (this.fusedMlpBackward) act.uMap = this.tensorMap(act.u, rows, F, MLP_BOX_ROWS);
     }
     const s = (name: string, bytes: number) => {
       this.r[name] = a.take(name, bytes);
@@ -338,8 +380,15 @@ export class TowerModel {
     s("dresidC", 2 * B * D * F4);
     s("dresBfC", 2 * B * D * BF);
     if (this.fusedMlp) {
-      // the fused c_fc's A operand (LN2's output), and the zero bias gelu_bwd adds to its x
+      // the fused c_fc's A operand (LN2's output)
       this.r["h.map"] = this.tensorMap(this.r.h, R, D, MLP_BOX_ROWS);
+    }
+    if (this.fusedMlpBackward) {
+      // the fused dg GEMM's A operands: the residual gradients of both signals
+      this.r["dresBf.map"] = this.tensorMap(this.r.dresBf, 2 * R, D, MLP_BOX_ROWS);
+      this.r["dresBfC.map"] = this.tensorMap(this.r.dresBfC, 2 * B, D, MLP_BOX_ROWS);
+    } else if (this.fusedMlp) {
+      // the zero bias gelu_bwd adds to the fused c_fc's x
       const zero = a.take("zeroBias", this.dims.F * F4);
       this.uploads.push(() => this.cu.zero(zero.ptr, zero.bytes));
       this.r.zeroBias = zero;
@@ -634,16 +683,28 @@ export class TowerModel {
       const dresBf = last ? this.ptr("dresBfC") : this.ptr("dresBf");
       // MLP for both signals: dg = dres @ Wproj, du = dg * gelu'(u), dln2 = du @ Wfc, LN2 backward
       // onto the residual
-      gemm.gemm({
-        M: 2 * rows,
-        N: F,
-        K: D,
-        A: { ptr: dresBf, ld: D },
-        B: { ptr: w.projW.ptr, ld: F },
-        C: { ptr: dF, ld: F },
-      });
-      // the fused c_fc kept x with its bias already added
-      this.k.geluBwd(dF, act.u.ptr, this.fusedMlp ? this.ptr("zeroBias") : w.fcB.ptr, rows * F, F, 2);
+      if (w.projTMap && act.uMap) {
+        this.k.mlpGemmDgelu({
+          mapA: this.ptr(last ? "dresBfC.map" : "dresBf.map"),
+          mapB: w.projTMap.ptr,
+          mapX: act.uMap.ptr,
+          out: dF,
+          xRows: rows,
+          N: F,
+          K: D,
+        });
+      } else {
+        gemm.gemm({
+          M: 2 * rows,
+          N: F,
+          K: D,
+          A: { ptr: dresBf, ld: D },
+          B: { ptr: w.projW.ptr, ld: F },
+          C: { ptr: dF, ld: F },
+        });
+        // the fused c_fc kept x with its bias already added
+        this.k.geluBwd(dF, act.u.ptr, this.fusedMlp ? this.ptr("zeroBias") : w.fcB.ptr, rows * F, F, 2);
+      }
       gemm.gemm({
         M: 2 * rows,
         N: D,
