@@ -604,8 +604,7 @@ export class Kernels {
   /**
    * c_fc with its bias and QuickGELU (kernels/mlp_gemm.cu): x = bf16(A B^T + bias) into xout (0:
    * not kept), out = QuickGELU(x), for A [M, K] and B [N, K] read through their CUtensorMaps at
-   * device addresses mapA, mapB (boxes of MLP_BOX_ROWS rows x MLP_K_STEP). Persistent blocks over
-   * 128 x 256 tiles.
+   * device addresses mapA, mapB (boxes of MLP_BOX_ROWS rows x MLP_K_STEP).
    */
   mlpGemmGelu(g: {
     mapA: number;
@@ -617,12 +616,7 @@ export class Kernels {
     N: number;
     K: number;
   }): void {
-    assert(
-      g.N % MLP_TILE_COLS === 0 && g.K % MLP_K_STEP === 0,
-      `MLP GEMM N ${g.N} a multiple of ${MLP_TILE_COLS}, K ${g.K} of ${MLP_K_STEP}`,
-    );
-    const tiles = Math.ceil(g.M / MLP_TILE_ROWS) * (g.N / MLP_TILE_COLS);
-    this.go("mlp_gemm_gelu", Math.min(tiles, this.cu.multiprocessors), MLP_THREADS, MLP_SHARED, [
+    this.mlpGemm("mlp_gemm_gelu", g, Math.ceil(g.M / MLP_TILE_ROWS), [
       p(g.mapA),
       p(g.mapB),
       p(g.bias),
@@ -636,9 +630,9 @@ export class Kernels {
 
   /**
    * c_proj's input gradient times QuickGELU' for both signals (kernels/mlp_gemm.cu): out [2 *
-   * xRows, N] = bf16(bf16(A B^T) * QuickGELU'(x)), A [2 * xRows, K] the two signals' residual
-   * gradients, B [N, K] c_proj's weight transposed, x [xRows, N] the fused c_fc's kept x, each
-   * read through its CUtensorMap (boxes of MLP_BOX_ROWS rows x MLP_K_STEP).
+   * xRows, N] = bf16(A B^T * QuickGELU'(x)), A [2 * xRows, K] the two signals' residual gradients,
+   * B [N, K] c_proj's weight transposed, x [xRows, N] the fused c_fc's kept x, each read through
+   * its CUtensorMap (boxes of MLP_BOX_ROWS rows x MLP_K_STEP).
    */
   mlpGemmDgelu(g: {
     mapA: number;
@@ -649,12 +643,7 @@ export class Kernels {
     N: number;
     K: number;
   }): void {
-    assert(
-      g.N % MLP_TILE_COLS === 0 && g.K % MLP_K_STEP === 0,
-      `MLP GEMM N ${g.N} a multiple of ${MLP_TILE_COLS}, K ${g.K} of ${MLP_K_STEP}`,
-    );
-    const tiles = 2 * Math.ceil(g.xRows / MLP_TILE_ROWS) * (g.N / MLP_TILE_COLS);
-    this.go("mlp_gemm_dgelu", Math.min(tiles, this.cu.multiprocessors), MLP_THREADS, MLP_SHARED, [
+    this.mlpGemm("mlp_gemm_dgelu", g, 2 * Math.ceil(g.xRows / MLP_TILE_ROWS), [
       p(g.mapA),
       p(g.mapB),
       p(g.mapX),
@@ -663,6 +652,16 @@ export class Kernels {
       i(g.N),
       i(g.K),
     ]);
+  }
+
+  /** Persistent blocks over the rowTiles x N / 256 output tiles of an MLP GEMM. */
+  private mlpGemm(name: KernelName, g: { N: number; K: number }, rowTiles: number, args: KernelArg[]): void {
+    assert(
+      g.N % MLP_TILE_COLS === 0 && g.K % MLP_K_STEP === 0,
+      `MLP GEMM N ${g.N} a multiple of ${MLP_TILE_COLS}, K ${g.K} of ${MLP_K_STEP}`,
+    );
+    const tiles = rowTiles * (g.N / MLP_TILE_COLS);
+    this.go(name, Math.min(tiles, this.cu.multiprocessors), MLP_THREADS, MLP_SHARED, args);
   }
 
   headForward(a: {

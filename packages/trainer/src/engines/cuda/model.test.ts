@@ -404,17 +404,8 @@ describe("TowerModel fused MLP GEMMs (Hopper)", () => {
   /** [rows, cols, ld, box rows, box cols: the K step] of each encoded map (the address dropped). */
   const mapShapes = (maps: number[][]) =>
     maps.map(([, rows, cols, ld, boxRows, boxCols]) => [rows, cols, ld, boxRows, boxCols]);
-  type Up = {
-    mapA: number;
-    mapB: number;
-    bias: number;
-    xout: number;
-    out: number;
-    M: number;
-    N: number;
-    K: number;
-  };
-  type Down = { mapA: number; mapB: number; mapX: number; out: number; xRows: number; N: number; K: number };
+  type Up = Parameters<Kernels["mlpGemmGelu"]>[0];
+  type Down = Parameters<Kernels["mlpGemmDgelu"]>[0];
 
   it("keeps cuBLAS and the activation kernels when asked (UNMASK_MLP_GEMM=cublas)", () => {
     const { t, calls } = stepCalls("cublas");
