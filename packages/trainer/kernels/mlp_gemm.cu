@@ -107,12 +107,12 @@ struct MgTile {
   int rows;    // rows of the tile that are written
 };
 struct MgSchedule {
-  int tilesN, rowTiles, signals, xRows, cols;  // cols: a tile's columns
+  int tilesN, rowTiles, signals, xRows;
   __device__ int count() const { return rowTiles * signals * tilesN; }
   __device__ MgTile at(int tile) const {
     const int mt = tile / tilesN, signal = mt % signals, rowTile = mt / signals;
     const int xRow0 = rowTile * MG_BM;
-    return {signal * xRows + xRow0, tile % tilesN * cols, xRow0, min(MG_BM, xRows - xRow0)};
+    return {signal * xRows + xRow0, tile % tilesN * MG_BN, xRow0, min(MG_BM, xRows - xRow0)};
   }
 };
 
@@ -212,7 +212,7 @@ extern "C" __global__ void __launch_bounds__(MG_THREADS, 1)
 #ifdef UNMASK_WGMMA
   const MgShared sm = mg_shared_layout(mg_raw);
   mg_init_barriers(sm, MG_WORKER_THREADS);
-  const MgSchedule sched{N / MG_BN, (M + MG_BM - 1) / MG_BM, 1, M, MG_BN};
+  const MgSchedule sched{N / MG_BN, (M + MG_BM - 1) / MG_BM, 1, M};
   const int steps = K / MG_BK, wg = threadIdx.x >> 7;
   if (wg == 0) {
     if (threadIdx.x == 0) {
@@ -335,7 +335,7 @@ extern "C" __global__ void __launch_bounds__(MG_THREADS, 1)
 #ifdef UNMASK_WGMMA
   const MgShared sm = mg_shared_layout(mg_raw);
   mg_init_barriers(sm, 1);
-  const MgSchedule sched{N / MG_BN, (xRows + MG_BM - 1) / MG_BM, 2, xRows, MG_BN};
+  const MgSchedule sched{N / MG_BN, (xRows + MG_BM - 1) / MG_BM, 2, xRows};
   const int steps = K / MG_BK, wg = threadIdx.x >> 7;
   if (wg == 0) {
     if (threadIdx.x == 0) {
