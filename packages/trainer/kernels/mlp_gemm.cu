@@ -39,7 +39,8 @@
 #define MG_A_BYTES (MG_BM * MG_BK * 2)
 #define MG_STAGE_BYTES ((MG_BM + MG_BN) * MG_BK * 2)
 // the staged tile: bf16 rows of 256 values padded by 16 bytes, so that the 8 rows one store of
-// the accumulator fragments spans fall on distinct banks
+// the accumulator fragments spans fall on distinct banks (the backward uses its first 64 KB
+// unpadded, in the TMA's swizzle instead: mg_swizzled)
 #define MG_STAGED_PITCH (MG_BN * 2 + 16)
 #define MG_STAGED_BYTES (MG_BM * MG_STAGED_PITCH)
 
@@ -253,7 +254,9 @@ extern "C" __global__ void __launch_bounds__(MG_THREADS, 1)
 // (1.38-1.56 ms against 1.03). Measured at batch 256 (run BF, bench/device/NOTES.md round 11):
 // 0.97-0.99 ms against cuBLAS + gelu_bwd's 1.07-1.10; the workers turning x into QuickGELU'(x)
 // first, to take the MUFU work off the consumers, was slower (1.28-1.33: x's load, their pass and
-// the copy-out in one chain per tile).
+// the copy-out in one chain per tile). Ping-pong consumers (each warpgroup its own 128 x 128 tiles,
+// one's MMAs running through the other's epilogue) made the kernel 6% faster but not the step
+// (run BJ): the step is power-bound, so only less work moves it.
 
 // Byte offset of (row, col) in the staged tile as the TMA writes it: panel col / 64 of 128 rows
 // of 128 bytes, the 16-byte chunk c of row r at chunk c ^ (r % 8).
