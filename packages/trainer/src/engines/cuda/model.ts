@@ -215,9 +215,15 @@ export class TowerModel {
 
   // ------------------------------------------------------------------ buffers
 
-  private weight(model: EngineModel, name: string, dtype: "f32" | "bf16"): Region {
+  /** The model's tensor `name`. @throws UnmaskError MISSING_TENSOR */
+  private tensorOf(model: EngineModel, name: string) {
     const t = model.weights.get(name);
     if (!t) throw new UnmaskError("MISSING_TENSOR", `model lacks ${name}`, { subject: name });
+    return t;
+  }
+
+  private weight(model: EngineModel, name: string, dtype: "f32" | "bf16"): Region {
+    const t = this.tensorOf(model, name);
     const region = this.arena.take(name, t.data.length * (dtype === "f32" ? F4 : BF));
     this.uploads.push(() => {
       if (dtype === "f32") this.cu.upload(region.ptr, t.data);
@@ -226,44 +232,42 @@ export class TowerModel {
     return region;
   }
 
-  /** A [rows, cols] weight uploaded transposed, as bf16 [cols, rows]. */
-  private weightTransposed(model: EngineModel, name: string): Region {
-    const t = model.weights.get(name);
-    if (!t) throw new UnmaskError("MISSING_TENSOR", `model lacks ${name}`, { subject: name });
+  /**
+   * A [rows, cols] weight uploaded transposed, as bf16 [cols, rows], with its tensor map: c_proj's,
+   * the fused dg GEMM's B operand.
+   */
+  private weightTransposed(model: EngineModel, name: string): { projT: Region; projTMap: Region } {
+    const t = this.tensorOf(model, name);
     const [rows, cols] = t.shape;
-    const region = this.arena.take(`${name}^T`, t.data.length * BF);
+    const projT = this.arena.take(`${name}^T`, t.data.length * BF);
     this.uploads.push(() => {
       const transposed = new Float32Array(t.data.length);
       for (let r = 0; r < rows; r++)
         for (let c = 0; c < cols; c++) transposed[c * rows + r] = t.data[r * cols + c];
-      this.cu.upload(region.ptr, toBf16(transposed));
+      this.cu.upload(projT.ptr, toBf16(transposed));
     });
-    return region;
+    return { projT, projTMap: this.tensorMap(projT, cols, rows) };
   }
 
   /**
-   * The TMA tensor map (kernels/mlp_gemm.cu) of `matrix`, bf16 [rows, cols], read in boxes of
-   * boxRows x MLP_K_STEP: encoded once the arena has its address.
+   * The TMA tensor map (kernels/mlp_gemm.cu) of `matrix`, bf16 [rows, cols], read in the MLP
+   * kernels' boxes of MLP_BOX_ROWS x MLP_K_STEP: encoded once the arena has its address.
    */
-  private tensorMap(matrix: Region, rows: number, cols: number, boxRows: number): Region {
+  private tensorMap(matrix: Region, rows: number, cols: number): Region {
     const map = this.arena.take(`${matrix.name}.map`, TENSOR_MAP_BYTES);
     this.uploads.push(() =>
-      this.cu.upload(map.ptr, this.cu.encodeTensorMap(matrix.ptr, rows, cols, cols, boxRows, MLP_K_STEP)),
+      this.cu.upload(
+        map.ptr,
+        this.cu.encodeTensorMap(matrix.ptr, rows, cols, cols, MLP_BOX_ROWS, MLP_K_STEP),
+      ),
     );
     return map;
-  }
-
-  /** c_proj's weight transposed ([F, D]) and its tensor map, the fused dg GEMM's B operand. */
-  private transposedWithMap(model: EngineModel, name: string, rows: number, cols: number) {
-    const projT = this.weightTransposed(model, name);
-    return { projT, projTMap: this.tensorMap(projT, rows, cols, MLP_BOX_ROWS) };
   }
 
   private maskFor(model: EngineModel, name: string): MaskedTensor | undefined {
     const index = model.maskedTensors.indexOf(name);
     if (index < 0) return undefined;
-    const t = model.weights.get(name);
-    if (!t) throw new UnmaskError("MISSING_TENSOR", `model lacks ${name}`, { subject: name });
+    const t = this.tensorOf(model, name);
     const n = t.data.length;
     const m: MaskedTensor = {
       name,
@@ -334,8 +338,8 @@ export class TowerModel {
         fcB: this.weight(model, `${b}mlp.c_fc.bias`, "f32"),
         projW: this.weight(model, `${b}mlp.c_proj.weight`, "bf16"),
         projB: this.weight(model, `${b}mlp.c_proj.bias`, "f32"),
-        ...(this.fusedMlp ? { fcMap: this.tensorMap(fcW, 4 * D, D, MLP_BOX_ROWS) } : {}),
-        ...(this.fusedMlpBackward ? this.transposedWithMap(model, `${b}mlp.c_proj.weight`, 4 * D, D) : {}),
+        ...(this.fusedMlp ? { fcMap: this.tensorMap(fcW, 4 * D, D) } : {}),
+        ...(this.fusedMlpBackward ? this.weightTransposed(model, `${b}mlp.c_proj.weight`) : {}),
         inWp: inMask ? a.take(`${b}in.Wp`, 3 * D * D * BF) : inW,
         outWp: outMask ? a.take(`${b}out.Wp`, D * D * BF) : outW,
         inMask,
@@ -360,7 +364,7 @@ export class TowerModel {
         u: a.take(`act${l}.u`, rows * F * BF),
       });
       const act = this.acts[l];
-      if (this.fusedMlpBackward) act.uMap = this.tensorMap(act.u, rows, F, MLP_BOX_ROWS);
+      if (this.fusedMlpBackward) act.uMap = this.tensorMap(act.u, rows, F);
     }
     const s = (name: string, bytes: number) => {
       this.r[name] = a.take(name, bytes);
@@ -381,12 +385,12 @@ export class TowerModel {
     s("dresBfC", 2 * B * D * BF);
     if (this.fusedMlp) {
       // the fused c_fc's A operand (LN2's output)
-      this.r["h.map"] = this.tensorMap(this.r.h, R, D, MLP_BOX_ROWS);
+      this.r["h.map"] = this.tensorMap(this.r.h, R, D);
     }
     if (this.fusedMlpBackward) {
       // the fused dg GEMM's A operands: the residual gradients of both signals
-      this.r["dresBf.map"] = this.tensorMap(this.r.dresBf, 2 * R, D, MLP_BOX_ROWS);
-      this.r["dresBfC.map"] = this.tensorMap(this.r.dresBfC, 2 * B, D, MLP_BOX_ROWS);
+      this.r["dresBf.map"] = this.tensorMap(this.r.dresBf, 2 * R, D);
+      this.r["dresBfC.map"] = this.tensorMap(this.r.dresBfC, 2 * B, D);
     } else if (this.fusedMlp) {
       // the zero bias gelu_bwd adds to the fused c_fc's x
       const zero = a.take("zeroBias", this.dims.F * F4);
