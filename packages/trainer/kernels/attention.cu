@@ -28,14 +28,14 @@
 
 #define ATT_LD 72
 
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const bf16* p) {
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const lowp* p) {
   const uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(a));
 }
 
-__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const bf16* p) {
+__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const lowp* p) {
   const uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
@@ -45,7 +45,7 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const bf16* p) {
 // Not volatile: a pure register operation, so the compiler may interleave independent MMAs.
 __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "mma.sync.aligned.m16n8k16.row.col.f32." LOWP_PTX "." LOWP_PTX ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
       "{%0,%1,%2,%3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
@@ -59,17 +59,17 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+__device__ __forceinline__ uint32_t pack_lowp2(float lo, float hi) {
+  lowp2 v = to_lowp2(lo, hi);
   return *(uint32_t*)&v;
 }
 
 // A operand (16 rows x 16 k) out of two C accumulators holding columns k0..7 and k0+8..15.
 __device__ __forceinline__ void c_to_a(uint32_t (&a)[4], const float (&c0)[4], const float (&c1)[4]) {
-  a[0] = pack_bf16(c0[0], c0[1]);
-  a[1] = pack_bf16(c0[2], c0[3]);
-  a[2] = pack_bf16(c1[0], c1[1]);
-  a[3] = pack_bf16(c1[2], c1[3]);
+  a[0] = pack_lowp2(c0[0], c0[1]);
+  a[1] = pack_lowp2(c0[2], c0[3]);
+  a[2] = pack_lowp2(c1[0], c1[1]);
+  a[3] = pack_lowp2(c1[2], c1[3]);
 }
 
 __device__ __forceinline__ float quad_max(float v) {
@@ -90,7 +90,7 @@ __device__ __forceinline__ const float* bias_at(const float* bias, int offset) {
 // blockDim.x is a multiple of 8, so each thread always serves the same 8 columns; loads are
 // issued LOAD_UNROLL at a time so that many are in flight before the first is used.
 #define LOAD_UNROLL 8
-__device__ __forceinline__ void load_tile(bf16* dst, const bf16* __restrict__ src, long long row0, int ld, int col,
+__device__ __forceinline__ void load_tile(lowp* dst, const lowp* __restrict__ src, long long row0, int ld, int col,
                                           const float* __restrict__ bias, int rows, int valid) {
   const int c8 = threadIdx.x & 7, total = rows * 8;
   float bv[8];
@@ -109,7 +109,7 @@ __device__ __forceinline__ void load_tile(bf16* dst, const bf16* __restrict__ sr
       if (i >= total) break;
       Pack8 p;
       p.u = v[u];
-      if (bias && r < valid) add_bias_bf16x8(p, bv);
+      if (bias && r < valid) add_bias_lowp8(p, bv);
       *(uint4*)(dst + r * ATT_LD + c8 * 8) = p.u;
     }
   }
@@ -121,7 +121,7 @@ __device__ __forceinline__ void load_tile(bf16* dst, const bf16* __restrict__ sr
 __device__ __forceinline__ float lane_dot8(const Pack8& a, const Pack8& b) {
   float dot = 0.f;
 #pragma unroll
-  for (int j = 0; j < 8; j++) dot += __bfloat162float(a.h[j]) * __bfloat162float(b.h[j]);
+  for (int j = 0; j < 8; j++) dot += lowp_to_float(a.h[j]) * lowp_to_float(b.h[j]);
   return dot;
 }
 
@@ -136,8 +136,8 @@ __device__ __forceinline__ float row_sum8(float v) {
 // rows * 8 must be a multiple of blockDim.x (8 consecutive threads share a row, and every
 // thread runs the same iterations: the shuffles are uniform).
 #define GRAD_UNROLL 4
-__device__ __forceinline__ void load_grad_tile(bf16* dst, float* Ds, const bf16* __restrict__ dO, long long dRow0,
-                                               const bf16* __restrict__ o, long long oRow0, int ld, int col, int rows,
+__device__ __forceinline__ void load_grad_tile(lowp* dst, float* Ds, const lowp* __restrict__ dO, long long dRow0,
+                                               const lowp* __restrict__ o, long long oRow0, int ld, int col, int rows,
                                                int valid) {
   const int c8 = threadIdx.x & 7, total = rows * 8;
   for (int base = threadIdx.x; base < total; base += GRAD_UNROLL * blockDim.x) {
@@ -167,7 +167,7 @@ __device__ __forceinline__ void load_grad_tile(bf16* dst, float* Ds, const bf16*
 // cp.async versions for the kernels that load whole tiles up front: every 16-byte copy of every
 // tile is in flight at once (no registers held), instead of a few per thread per round trip.
 // Rows >= valid are zero-filled (a source size of 0 reads nothing).
-__device__ __forceinline__ void cp_async16(bf16* dst, const bf16* src, bool copy) {
+__device__ __forceinline__ void cp_async16(lowp* dst, const lowp* src, bool copy) {
   const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(copy ? 16 : 0));
 }
@@ -181,7 +181,7 @@ __device__ __forceinline__ void cp_async_wait() {
 }
 
 // Starts copying rows [0, rows) of a [rows][ATT_LD] tile from src rows row0.. (ld apart), column col.
-__device__ __forceinline__ void load_tile_async(bf16* dst, const bf16* __restrict__ src, long long row0, int ld,
+__device__ __forceinline__ void load_tile_async(lowp* dst, const lowp* __restrict__ src, long long row0, int ld,
                                                 int col, int rows, int valid) {
   for (int i = threadIdx.x; i < rows * 8; i += blockDim.x) {
     const int r = i >> 3, c8 = i & 7;
@@ -192,7 +192,7 @@ __device__ __forceinline__ void load_tile_async(bf16* dst, const bf16* __restric
 
 // Once the copies landed: bias (fp32, offset to the tile's column) added to rows < valid, rounded
 // to bf16: the values load_tile gives.
-__device__ __forceinline__ void add_bias_tile(bf16* tile, const float* __restrict__ bias, int valid) {
+__device__ __forceinline__ void add_bias_tile(lowp* tile, const float* __restrict__ bias, int valid) {
   const int c8 = threadIdx.x & 7;
   float bv[8];
 #pragma unroll
@@ -200,14 +200,14 @@ __device__ __forceinline__ void add_bias_tile(bf16* tile, const float* __restric
   for (int i = threadIdx.x; i < valid * 8; i += blockDim.x) {
     Pack8 p;
     p.u = *(uint4*)(tile + (i >> 3) * ATT_LD + c8 * 8);
-    add_bias_bf16x8(p, bv);
+    add_bias_lowp8(p, bv);
     *(uint4*)(tile + (i >> 3) * ATT_LD + c8 * 8) = p.u;
   }
 }
 
 // Ds[r] = sum_j a[r, j] * b[r, j] over two landed [rows][ATT_LD] tiles (rows * 8 a multiple of
 // blockDim.x: the shuffles are uniform).
-__device__ __forceinline__ void row_dots(float* Ds, const bf16* a, const bf16* b, int rows) {
+__device__ __forceinline__ void row_dots(float* Ds, const lowp* a, const lowp* b, int rows) {
   const int c8 = threadIdx.x & 7;
   for (int i = threadIdx.x; i < rows * 8; i += blockDim.x) {
     Pack8 p, q;
@@ -223,7 +223,7 @@ __device__ __forceinline__ void row_dots(float* Ds, const bf16* a, const bf16* b
 // independent MMAs in a row instead of chains of dependent ones (each accumulator still sums its
 // k steps in the same order: the same bits).
 template <int NT>
-__device__ __forceinline__ void mma_rows_t(float (&acc)[NT][4], const uint32_t (&af)[4][4], const bf16* tile, int n0,
+__device__ __forceinline__ void mma_rows_t(float (&acc)[NT][4], const uint32_t (&af)[4][4], const lowp* tile, int n0,
                                            int lane) {
 #pragma unroll
   for (int kp = 0; kp < 2; kp++) {
@@ -240,7 +240,7 @@ __device__ __forceinline__ void mma_rows_t(float (&acc)[NT][4], const uint32_t (
 
 // acc[8 n-tiles over the 64 columns][4] += A (16 x 16, fragment a) times tile rows k0 .. k0 + 15
 // (P V, dS K, P^T dO, dS^T Q).
-__device__ __forceinline__ void mma_tile(float (&acc)[8][4], const uint32_t (&a)[4], const bf16* tile, int k0,
+__device__ __forceinline__ void mma_tile(float (&acc)[8][4], const uint32_t (&a)[4], const lowp* tile, int k0,
                                          int lane) {
 #pragma unroll
   for (int dp = 0; dp < 4; dp++) {
@@ -251,23 +251,23 @@ __device__ __forceinline__ void mma_tile(float (&acc)[8][4], const uint32_t (&a)
   }
 }
 
-__device__ __forceinline__ void load_a_frags(uint32_t (&f)[4][4], const bf16* tile, int row0, int lane) {
+__device__ __forceinline__ void load_a_frags(uint32_t (&f)[4][4], const lowp* tile, int row0, int lane) {
 #pragma unroll
   for (int ks = 0; ks < 4; ks++) ldsm_x4(f[ks], tile + (row0 + (lane & 15)) * ATT_LD + ks * 16 + (lane >> 4) * 8);
 }
 
 // Writes a warp's 16 x 64 accumulator (times mul) as bf16 into rows row0 + (0..15) < valid.
-__device__ __forceinline__ void store_rows(bf16* __restrict__ dst, long long row0, int ld, int col,
+__device__ __forceinline__ void store_rows(lowp* __restrict__ dst, long long row0, int ld, int col,
                                            const float (&acc)[8][4], float mul0, float mul1, int valid, int lane) {
   const int g = lane >> 2, t = lane & 3;
 #pragma unroll
   for (int nt = 0; nt < 8; nt++) {
     const int c = col + nt * 8 + 2 * t;
     if (g < valid)
-      *(__nv_bfloat162*)(dst + (row0 + g) * ld + c) = __floats2bfloat162_rn(acc[nt][0] * mul0, acc[nt][1] * mul0);
+      *(lowp2*)(dst + (row0 + g) * ld + c) = to_lowp2(acc[nt][0] * mul0, acc[nt][1] * mul0);
     if (g + 8 < valid)
-      *(__nv_bfloat162*)(dst + (row0 + g + 8) * ld + c) =
-          __floats2bfloat162_rn(acc[nt][2] * mul1, acc[nt][3] * mul1);
+      *(lowp2*)(dst + (row0 + g + 8) * ld + c) =
+          to_lowp2(acc[nt][2] * mul1, acc[nt][3] * mul1);
   }
 }
 
@@ -276,7 +276,7 @@ __device__ __forceinline__ void store_rows(bf16* __restrict__ dst, long long row
 // then dv += P^T dO and dk += dS^T Q. Keys past N (key0 / key1 false for rows g / g + 8) get P = 0.
 __device__ __forceinline__ void dkdv_step(float (&dk)[8][4], float (&dv)[8][4], uint32_t (&pa)[4],
                                           uint32_t (&da)[4], const uint32_t (&kf)[4][4],
-                                          const uint32_t (&vf)[4][4], const bf16* Qs, const bf16* dOs,
+                                          const uint32_t (&vf)[4][4], const lowp* Qs, const lowp* dOs,
                                           const float* Ls, const float* Ds, int qc, bool key0, bool key1,
                                           float scaleLog2, int lane) {
   const int t = lane & 3;
@@ -325,7 +325,7 @@ __device__ __forceinline__ void dkdv_step(float (&dk)[8][4], float (&dv)[8][4], 
 // so they add 0 to every sum and product.
 template <bool Masked, int Keys = 32>
 __device__ __forceinline__ void attn_fwd_chunk(float (&oc)[8][4], float& m0, float& m1, float& l0, float& l1,
-                                               const uint32_t (&qf)[4][4], const bf16* Ks, const bf16* Vs, int kc,
+                                               const uint32_t (&qf)[4][4], const lowp* Ks, const lowp* Vs, int kc,
                                                int N, float scaleLog2, int lane) {
   constexpr int NT = Keys / 8;
   const int t = lane & 3;
@@ -375,8 +375,8 @@ __device__ __forceinline__ void attn_fwd_chunk(float (&oc)[8][4], float& m0, flo
 
 // One warp's 16 query rows qw.. (its rows of the Qs tile from qs) of (image b = row0 / N, head h)
 // against the Np = roundup(N, 32) keys of the Ks, Vs tiles: o rows and lse (when lse is given).
-__device__ __forceinline__ void attn_fwd_warp(const bf16* Qs, const bf16* Ks, const bf16* Vs, int qs, int qw,
-                                              long long row0, int bh, int h, bf16* __restrict__ o,
+__device__ __forceinline__ void attn_fwd_warp(const lowp* Qs, const lowp* Ks, const lowp* Vs, int qs, int qw,
+                                              long long row0, int bh, int h, lowp* __restrict__ o,
                                               float* __restrict__ lse, int N, int D, float scaleLog2) {
   const int lane = threadIdx.x & 31, t = lane & 3, g = lane >> 2;
   uint32_t qf[4][4];
@@ -399,14 +399,14 @@ __device__ __forceinline__ void attn_fwd_warp(const bf16* Qs, const bf16* Ks, co
 }
 
 template <int W>
-__device__ __forceinline__ void attn_fwd_body(const bf16* __restrict__ qkv, const float* __restrict__ bias,
-                                              bf16* __restrict__ o, float* __restrict__ lse, int N, int H,
+__device__ __forceinline__ void attn_fwd_body(const lowp* __restrict__ qkv, const float* __restrict__ bias,
+                                              lowp* __restrict__ o, float* __restrict__ lse, int N, int H,
                                               float scaleLog2) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int Np = (N + 31) & ~31;
-  bf16* Ks = (bf16*)smem;
-  bf16* Vs = Ks + Np * ATT_LD;
-  bf16* Qs = Vs + Np * ATT_LD;
+  lowp* Ks = (lowp*)smem;
+  lowp* Vs = Ks + Np * ATT_LD;
+  lowp* Qs = Vs + Np * ATT_LD;
   const int bh = blockIdx.y, b = bh / H, h = bh % H, D = H * 64, ld = 3 * D;
   const int q0 = blockIdx.x * 16 * W;
   const long long row0 = (long long)b * N;
@@ -457,12 +457,12 @@ __device__ __forceinline__ void for_each_pair_double_buffered(int pairs, Issue i
 // with one block an SM). Per row the same sequence as attn_fwd_body: bit-identical outputs.
 // Dynamic shared 2 * (roundup(N, 16) + 2 * roundup(N, 32)) * ATT_LD * 2 bytes.
 extern "C" __global__ void __launch_bounds__(512, 1)
-    attn_fwd_pipe(const bf16* __restrict__ qkv, const float* __restrict__ bias, bf16* __restrict__ o,
+    attn_fwd_pipe(const lowp* __restrict__ qkv, const float* __restrict__ bias, lowp* __restrict__ o,
                   float* __restrict__ lse, int N, int H, float scaleLog2, int pairs) {
   extern __shared__ __align__(16) unsigned char pipe_smem[];
   const int Np = (N + 31) & ~31, Nq = (N + 15) & ~15, D = H * 64, ld = 3 * D;
   const int stage = (Nq + 2 * Np) * ATT_LD;
-  const auto tiles = [&](int st, int k) { return (bf16*)pipe_smem + st * stage + (k == 0 ? 0 : Nq + (k - 1) * Np) * ATT_LD; };
+  const auto tiles = [&](int st, int k) { return (lowp*)pipe_smem + st * stage + (k == 0 ? 0 : Nq + (k - 1) * Np) * ATT_LD; };
   const auto issue = [&](int pair, int st) {
     const long long row0 = (long long)(pair / H) * N;
     const int h = pair % H;
@@ -488,18 +488,18 @@ extern "C" __global__ void __launch_bounds__(512, 1)
 // attn_bwd_dq: grid (ceil(N / 16W), B * H, S); dynamic shared (2 * roundup(N, 32) + 32W) * ATT_LD * 2
 // + 64W bytes.
 template <int W>
-__device__ __forceinline__ void attn_bwd_dq_body(const bf16* __restrict__ qkv, const float* __restrict__ bias,
-                                                 const bf16* __restrict__ o,
-                                                 const bf16* __restrict__ dO,  // [S * R, D]
+__device__ __forceinline__ void attn_bwd_dq_body(const lowp* __restrict__ qkv, const float* __restrict__ bias,
+                                                 const lowp* __restrict__ o,
+                                                 const lowp* __restrict__ dO,  // [S * R, D]
                                                  const float* __restrict__ lse,
-                                                 bf16* __restrict__ dqkv,  // [S * R, 3D]
+                                                 lowp* __restrict__ dqkv,  // [S * R, 3D]
                                                  int N, int H, int R, float scaleLog2, float scale) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int Np = (N + 31) & ~31;
-  bf16* Ks = (bf16*)smem;
-  bf16* Vs = Ks + Np * ATT_LD;
-  bf16* Qs = Vs + Np * ATT_LD;
-  bf16* dOs = Qs + 16 * W * ATT_LD;
+  lowp* Ks = (lowp*)smem;
+  lowp* Vs = Ks + Np * ATT_LD;
+  lowp* Qs = Vs + Np * ATT_LD;
+  lowp* dOs = Qs + 16 * W * ATT_LD;
   float* Ds = (float*)(dOs + 16 * W * ATT_LD);
   const int bh = blockIdx.y, b = bh / H, h = bh % H, D = H * 64, ld = 3 * D, sig = blockIdx.z;
   const int q0 = blockIdx.x * 16 * W;
@@ -552,17 +552,17 @@ __device__ __forceinline__ void attn_bwd_dq_body(const bf16* __restrict__ qkv, c
 // attn_bwd_dkdv: grid (ceil(N / 16W), B * H, S); with Nl = roundup(N, 4W) query rows loaded, dynamic
 // shared (2 * Nl + 32W) * ATT_LD * 2 + 8 * Nl bytes (rows past N are zero, their lse infinite).
 template <int W>
-__device__ __forceinline__ void attn_bwd_dkdv_body(const bf16* __restrict__ qkv, const float* __restrict__ bias,
-                                                   const bf16* __restrict__ o, const bf16* __restrict__ dO,
-                                                   const float* __restrict__ lse, bf16* __restrict__ dqkv, int N,
+__device__ __forceinline__ void attn_bwd_dkdv_body(const lowp* __restrict__ qkv, const float* __restrict__ bias,
+                                                   const lowp* __restrict__ o, const lowp* __restrict__ dO,
+                                                   const float* __restrict__ lse, lowp* __restrict__ dqkv, int N,
                                                    int H, int R, float scaleLog2, float scale) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int Nq = (N + 15) & ~15;  // queries visited, 16 at a time
   const int Nl = (N + 4 * W - 1) / (4 * W) * (4 * W);  // rows loaded: 8 Nl a multiple of the block
-  bf16* Qs = (bf16*)smem;
-  bf16* dOs = Qs + Nl * ATT_LD;
-  bf16* Ks = dOs + Nl * ATT_LD;
-  bf16* Vs = Ks + 16 * W * ATT_LD;
+  lowp* Qs = (lowp*)smem;
+  lowp* dOs = Qs + Nl * ATT_LD;
+  lowp* Ks = dOs + Nl * ATT_LD;
+  lowp* Vs = Ks + 16 * W * ATT_LD;
   float* Ls = (float*)(Vs + 16 * W * ATT_LD);
   float* Ds = Ls + Nl;
   const int bh = blockIdx.y, b = bh / H, h = bh % H, D = H * 64, ld = 3 * D, sig = blockIdx.z;
@@ -599,11 +599,11 @@ __device__ __forceinline__ void attn_bwd_dkdv_body(const bf16* __restrict__ qkv,
 }
 
 #define ATT_FWD_ARGS                                                                                  \
-  const bf16 *__restrict__ qkv, const float *__restrict__ bias, bf16 *__restrict__ o, float *__restrict__ lse, \
+  const lowp *__restrict__ qkv, const float *__restrict__ bias, lowp *__restrict__ o, float *__restrict__ lse, \
       int N, int H, float scaleLog2
 #define ATT_BWD_ARGS                                                                                  \
-  const bf16 *__restrict__ qkv, const float *__restrict__ bias, const bf16 *__restrict__ o,             \
-      const bf16 *__restrict__ dO, const float *__restrict__ lse, bf16 *__restrict__ dqkv, int N, int H, int R, \
+  const lowp *__restrict__ qkv, const float *__restrict__ bias, const lowp *__restrict__ o,             \
+      const lowp *__restrict__ dO, const float *__restrict__ lse, lowp *__restrict__ dqkv, int N, int H, int R, \
       float scaleLog2, float scale
 
 extern "C" __global__ void __launch_bounds__(128) attn_fwd(ATT_FWD_ARGS) {
@@ -632,8 +632,8 @@ extern "C" __global__ void __launch_bounds__(512, 1) attn_fwd16(ATT_FWD_ARGS) {
 
 // Ds[r] = sum_j dO[r, j] * o[r, j] with dO rows read from global memory (dRow0.., ld D, column col;
 // zero past `valid`) against a landed o tile: row_dots' values, without the dO tile.
-__device__ __forceinline__ void row_dots_global(float* Ds, const bf16* __restrict__ dO, long long dRow0, int ld,
-                                                int col, const bf16* o, int rows, int valid) {
+__device__ __forceinline__ void row_dots_global(float* Ds, const lowp* __restrict__ dO, long long dRow0, int ld,
+                                                int col, const lowp* o, int rows, int valid) {
   const int c8 = threadIdx.x & 7;
   for (int i = threadIdx.x; i < rows * 8; i += blockDim.x) {
     const int r = i >> 3;
@@ -658,11 +658,11 @@ __device__ __forceinline__ void row_dots_global(float* Ds, const bf16* __restric
 __device__ __forceinline__ void attn_bwd_fused_body(ATT_BWD_ARGS, int S) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int Nq = (N + 15) & ~15, LDS = Nq + 8;  // dS^T row stride: an odd number of 16-byte units
-  bf16* Qs = (bf16*)smem;
-  bf16* Ks = Qs + Nq * ATT_LD;
-  bf16* Vs = Ks + Nq * ATT_LD;
-  bf16* dOs = Vs + Nq * ATT_LD;
-  bf16* dSt = dOs + Nq * ATT_LD;  // [key][query]; o's tile before that
+  lowp* Qs = (lowp*)smem;
+  lowp* Ks = Qs + Nq * ATT_LD;
+  lowp* Vs = Ks + Nq * ATT_LD;
+  lowp* dOs = Vs + Nq * ATT_LD;
+  lowp* dSt = dOs + Nq * ATT_LD;  // [key][query]; o's tile before that
   float* Ls = (float*)(dSt + Nq * max(LDS, ATT_LD));
   float* DsAll = Ls + Nq;  // [S][Nq]
   const int bh = blockIdx.x, b = bh / H, h = bh % H, D = H * 64, ld = 3 * D;

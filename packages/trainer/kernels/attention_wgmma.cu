@@ -22,7 +22,7 @@
 
 // Starts copying rows [0, rows) of a swizzled [rows][64] tile from src rows row0.. (ld apart),
 // column col; rows >= valid are zero-filled.
-__device__ __forceinline__ void load_tile_sw128(bf16* dst, const bf16* __restrict__ src, long long row0, int ld,
+__device__ __forceinline__ void load_tile_sw128(lowp* dst, const lowp* __restrict__ src, long long row0, int ld,
                                                 int col, int rows, int valid) {
   for (int i = threadIdx.x; i < rows * 8; i += blockDim.x) {
     const int r = i >> 3, c = i & 7;
@@ -35,7 +35,7 @@ __device__ __forceinline__ void load_tile_sw128(bf16* dst, const bf16* __restric
 // swizzled tile and rounded to bf16, as add_bias_tile does for attn_fwd_pipe's tiles. A pass
 // covers blockDim.x / 8 rows, a multiple of 8, so a thread always meets the same row % 8 and
 // stored chunk: the same 8 bias values, loaded once.
-__device__ __forceinline__ void add_bias_sw128(bf16* tile, const float* __restrict__ bias, int valid) {
+__device__ __forceinline__ void add_bias_sw128(lowp* tile, const float* __restrict__ bias, int valid) {
   const int r0 = threadIdx.x >> 3, stored = threadIdx.x & 7, c = stored ^ (r0 & 7), step = blockDim.x >> 3;
   const float4 b0 = __ldg((const float4*)(bias + c * 8)), b1 = __ldg((const float4*)(bias + c * 8 + 4));
   const float bv[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
@@ -44,7 +44,7 @@ __device__ __forceinline__ void add_bias_sw128(bf16* tile, const float* __restri
     uint4* at = (uint4*)(tile + r * 64 + stored * 8);
     Pack8 p;
     p.u = *at;
-    add_bias_bf16x8(p, bv);
+    add_bias_lowp8(p, bv);
     *at = p.u;
   }
 }
@@ -109,11 +109,11 @@ __device__ __forceinline__ float2 chunk_softmax(WgmmaChunk<NC>& u, float& m0, fl
   l1 = l1 * alpha.y + ((ls[1][0] + ls[1][1]) + (ls[1][2] + ls[1][3]));
 #pragma unroll
   for (int ks = 0; ks < WgmmaChunk<NC>::KS; ks++) {
-    u.pa[ks][0] = pack_bf16(s[8 * ks], s[8 * ks + 1]);
-    u.pa[ks][1] = pack_bf16(s[8 * ks + 2], s[8 * ks + 3]);
+    u.pa[ks][0] = pack_lowp2(s[8 * ks], s[8 * ks + 1]);
+    u.pa[ks][1] = pack_lowp2(s[8 * ks + 2], s[8 * ks + 3]);
     if (16 * ks + 8 < NC) {
-      u.pa[ks][2] = pack_bf16(s[8 * ks + 4], s[8 * ks + 5]);
-      u.pa[ks][3] = pack_bf16(s[8 * ks + 6], s[8 * ks + 7]);
+      u.pa[ks][2] = pack_lowp2(s[8 * ks + 4], s[8 * ks + 5]);
+      u.pa[ks][3] = pack_lowp2(s[8 * ks + 6], s[8 * ks + 7]);
     } else {
       u.pa[ks][2] = u.pa[ks][3] = 0u;
     }
@@ -135,7 +135,7 @@ __device__ __forceinline__ void issue_values(float (&oc)[32], const WgmmaChunk<N
 // o rows (D apart) and lse2 (when given): per chunk S, the online softmax, P V in turn (the other
 // warpgroup's MMAs run during this one's softmax).
 template <int NC>
-__device__ __forceinline__ void attn_wgmma_tile(uint32_t qAddr, uint32_t kAddr, uint32_t vAddr, bf16* __restrict__ o,
+__device__ __forceinline__ void attn_wgmma_tile(uint32_t qAddr, uint32_t kAddr, uint32_t vAddr, lowp* __restrict__ o,
                                                 int D, float* __restrict__ lse, int valid, int N, int chunks,
                                                 float scaleLog2) {
   const int warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31, g = lane >> 2, q4 = lane & 3;
@@ -168,10 +168,10 @@ __device__ __forceinline__ void attn_wgmma_tile(uint32_t qAddr, uint32_t kAddr, 
   for (int j = 0; j < 8; j++) {
     const int col = 8 * j + 2 * q4;
     if (r0 < valid)
-      *(__nv_bfloat162*)(o + (long long)r0 * D + col) = __floats2bfloat162_rn(oc[4 * j] * i0, oc[4 * j + 1] * i0);
+      *(lowp2*)(o + (long long)r0 * D + col) = to_lowp2(oc[4 * j] * i0, oc[4 * j + 1] * i0);
     if (r0 + 8 < valid)
-      *(__nv_bfloat162*)(o + (long long)(r0 + 8) * D + col) =
-          __floats2bfloat162_rn(oc[4 * j + 2] * i1, oc[4 * j + 3] * i1);
+      *(lowp2*)(o + (long long)(r0 + 8) * D + col) =
+          to_lowp2(oc[4 * j + 2] * i1, oc[4 * j + 3] * i1);
   }
   if (lse && q4 == 0) {
     if (r0 < valid) lse[r0] = m0 + log2f(l0);
@@ -192,13 +192,13 @@ struct WgmmaTiles {
 };
 
 template <int NC>
-__device__ __forceinline__ void attn_fwd_wgmma_body(const bf16* __restrict__ qkv, const float* __restrict__ bias,
-                                                    bf16* __restrict__ o, float* __restrict__ lse, int N, int H,
+__device__ __forceinline__ void attn_fwd_wgmma_body(const lowp* __restrict__ qkv, const float* __restrict__ bias,
+                                                    lowp* __restrict__ o, float* __restrict__ lse, int N, int H,
                                                     float scaleLog2, int pairs) {
 #ifdef UNMASK_WGMMA
   extern __shared__ __align__(16) unsigned char wgmma_smem[];
   // the swizzle pattern repeats every 1024 bytes: the host asks for 1 KB more than the tiles take
-  bf16* base = (bf16*)(((uintptr_t)wgmma_smem + 1023) & ~(uintptr_t)1023);
+  lowp* base = (lowp*)(((uintptr_t)wgmma_smem + 1023) & ~(uintptr_t)1023);
   const WgmmaTiles<NC> t(N);
   const int D = H * 64, ld = 3 * D, chunks = t.kRows / NC;
   const auto tile = [&](int st, int k) {
@@ -237,7 +237,7 @@ __device__ __forceinline__ void attn_fwd_wgmma_body(const bf16* __restrict__ qkv
 // no rescaling). Dynamic shared 2 * (qRows + kRows + vRows) * 128 + 1024 bytes (kernels.ts
 // wgmmaForwardShared).
 extern "C" __global__ void __launch_bounds__(256, 1)
-    attn_fwd_wgmma(const bf16* __restrict__ qkv, const float* __restrict__ bias, bf16* __restrict__ o,
+    attn_fwd_wgmma(const lowp* __restrict__ qkv, const float* __restrict__ bias, lowp* __restrict__ o,
                    float* __restrict__ lse, int N, int H, float scaleLog2, int pairs) {
   attn_fwd_wgmma_body<200>(qkv, bias, o, lse, N, H, scaleLog2, pairs);
 }

@@ -19,20 +19,20 @@
 #define CLS_MAX_TOKENS 704
 
 // bf16(v + bias) of the 2 consecutive values at p (bias: their 2 fp32 biases)
-__device__ __forceinline__ float2 load2_bias(const bf16* __restrict__ p, float2 bias) {
-  const __nv_bfloat162 v = *(const __nv_bfloat162*)p;
-  return make_float2(round_bf16(__low2float(v) + bias.x), round_bf16(__high2float(v) + bias.y));
+__device__ __forceinline__ float2 load2_bias(const lowp* __restrict__ p, float2 bias) {
+  const lowp2 v = *(const lowp2*)p;
+  return make_float2(round_lowp(__low2float(v) + bias.x), round_lowp(__high2float(v) + bias.y));
 }
 
 // sum_d bf16(row[d] + bias[d]) * x[d] over 64 values (bias and x in shared memory)
-__device__ __forceinline__ float dot64_bias(const bf16* __restrict__ row, const float* bias, const float* x) {
+__device__ __forceinline__ float dot64_bias(const lowp* __restrict__ row, const float* bias, const float* x) {
   float acc = 0.f;
 #pragma unroll
   for (int c = 0; c < 8; c++) {
     Pack8 p;
     p.u = *(const uint4*)(row + c * 8);
 #pragma unroll
-    for (int j = 0; j < 8; j++) acc += round_bf16(__bfloat162float(p.h[j]) + bias[c * 8 + j]) * x[c * 8 + j];
+    for (int j = 0; j < 8; j++) acc += round_lowp(lowp_to_float(p.h[j]) + bias[c * 8 + j]) * x[c * 8 + j];
   }
   return acc;
 }
@@ -44,7 +44,7 @@ struct ClsWarpShared {
 };
 
 // Fills q (bf16(q + bias), class row of image b, head h) and the key and value biases of head h.
-__device__ __forceinline__ void cls_load_query(ClsWarpShared& sh, const bf16* __restrict__ base,
+__device__ __forceinline__ void cls_load_query(ClsWarpShared& sh, const lowp* __restrict__ base,
                                                const float* __restrict__ bias, int D, int h, int lane) {
   const int d = 2 * lane;
   // no bias (the in_proj GEMM added it): zeros, and bf16(x + 0) = x keeps the loaded values
@@ -60,14 +60,14 @@ __device__ __forceinline__ void cls_load_query(ClsWarpShared& sh, const bf16* __
 }
 
 extern "C" __global__ void __launch_bounds__(32 * CLS_WARPS)
-    attn_cls_fwd(const bf16* __restrict__ qkv, const float* __restrict__ bias, bf16* __restrict__ o,
+    attn_cls_fwd(const lowp* __restrict__ qkv, const float* __restrict__ bias, lowp* __restrict__ o,
                  float* __restrict__ lse, int B, int N, int H, float scaleLog2) {
   __shared__ ClsWarpShared shared[CLS_WARPS];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, pair = blockIdx.x * CLS_WARPS + warp;
   if (pair >= B * H) return;  // warps only synchronise among their own lanes
   ClsWarpShared& sh = shared[warp];
   const int b = pair / H, h = pair % H, D = H * 64, ld = 3 * D, d = 2 * lane;
-  const bf16* base = qkv + (long long)b * N * ld + h * 64;
+  const lowp* base = qkv + (long long)b * N * ld + h * 64;
   cls_load_query(sh, base, bias, D, h, lane);
   float m = -INFINITY;
   for (int j = lane; j < N; j += 32) {
@@ -79,7 +79,7 @@ extern "C" __global__ void __launch_bounds__(32 * CLS_WARPS)
   float l = 0.f;
   for (int j = lane; j < N; j += 32) {
     const float p = fast_exp2(sh.p[j] - m);
-    sh.p[j] = round_bf16(p);  // what enters P V; the denominator sums the unrounded value
+    sh.p[j] = round_lowp(p);  // what enters P V; the denominator sums the unrounded value
     l += p;
   }
   l = warp_sum(l);
@@ -93,13 +93,13 @@ extern "C" __global__ void __launch_bounds__(32 * CLS_WARPS)
     acc.y += sh.p[j] * v.y;
   }
   const float inv = 1.f / l;
-  *(__nv_bfloat162*)(o + (long long)b * D + h * 64 + d) = __floats2bfloat162_rn(acc.x * inv, acc.y * inv);
+  *(lowp2*)(o + (long long)b * D + h * 64 + d) = to_lowp2(acc.x * inv, acc.y * inv);
   if (lse && lane == 0) lse[pair] = m + log2f(l);
 }
 
 extern "C" __global__ void __launch_bounds__(32 * CLS_WARPS)
-    attn_cls_bwd(const bf16* __restrict__ qkv, const float* __restrict__ bias, const bf16* __restrict__ o,
-                 const bf16* __restrict__ dO, const float* __restrict__ lse, bf16* __restrict__ dqkv, int B, int N,
+    attn_cls_bwd(const lowp* __restrict__ qkv, const float* __restrict__ bias, const lowp* __restrict__ o,
+                 const lowp* __restrict__ dO, const float* __restrict__ lse, lowp* __restrict__ dqkv, int B, int N,
                  int H, int S, float scaleLog2, float scale) {
   __shared__ ClsWarpShared shared[CLS_WARPS];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, task = blockIdx.x * CLS_WARPS + warp;
@@ -107,26 +107,26 @@ extern "C" __global__ void __launch_bounds__(32 * CLS_WARPS)
   ClsWarpShared& sh = shared[warp];
   const int sig = task / (B * H), pair = task % (B * H), b = pair / H, h = pair % H;
   const int D = H * 64, ld = 3 * D, d = 2 * lane;
-  const bf16* base = qkv + (long long)b * N * ld + h * 64;
+  const lowp* base = qkv + (long long)b * N * ld + h * 64;
   cls_load_query(sh, base, bias, D, h, lane);
-  const __nv_bfloat162 g2 = *(const __nv_bfloat162*)(dO + ((long long)sig * B + b) * D + h * 64 + d);
-  const __nv_bfloat162 o2 = *(const __nv_bfloat162*)(o + (long long)b * D + h * 64 + d);
+  const lowp2 g2 = *(const lowp2*)(dO + ((long long)sig * B + b) * D + h * 64 + d);
+  const lowp2 o2 = *(const lowp2*)(o + (long long)b * D + h * 64 + d);
   sh.g[d] = __low2float(g2);
   sh.g[d + 1] = __high2float(g2);
   const float Di = warp_sum(__low2float(g2) * __low2float(o2) + __high2float(g2) * __high2float(o2));
   __syncwarp();
   const float L = lse[pair];
   for (int j = lane; j < N; j += 32) {
-    const bf16* row = base + (long long)j * ld;
+    const lowp* row = base + (long long)j * ld;
     const float p = fast_exp2(dot64_bias(row + D, sh.kb, sh.q) * scaleLog2 - L);
     const float dp = dot64_bias(row + 2 * D, sh.vb, sh.g);
-    sh.p[j] = round_bf16(p);
-    sh.ds[j] = round_bf16(p * (dp - Di));
+    sh.p[j] = round_lowp(p);
+    sh.ds[j] = round_lowp(p * (dp - Di));
   }
   __syncwarp();
   const float2 q = make_float2(sh.q[d], sh.q[d + 1]), g = make_float2(sh.g[d], sh.g[d + 1]);
   const float2 kb = make_float2(sh.kb[d], sh.kb[d + 1]);
-  bf16* out = dqkv + ((long long)sig * B * N + (long long)b * N) * ld + h * 64 + d;
+  lowp* out = dqkv + ((long long)sig * B * N + (long long)b * N) * ld + h * 64 + d;
   float2 dq = make_float2(0.f, 0.f);
 #pragma unroll 4
   for (int j = 0; j < N; j++) {
@@ -134,9 +134,9 @@ extern "C" __global__ void __launch_bounds__(32 * CLS_WARPS)
     const float2 k = load2_bias(base + (long long)j * ld + D + d, kb);
     dq.x += ds * k.x;
     dq.y += ds * k.y;
-    bf16* row = out + (long long)j * ld;
-    *(__nv_bfloat162*)(row + D) = __floats2bfloat162_rn(ds * q.x * scale, ds * q.y * scale);
-    *(__nv_bfloat162*)(row + 2 * D) = __floats2bfloat162_rn(p * g.x, p * g.y);
+    lowp* row = out + (long long)j * ld;
+    *(lowp2*)(row + D) = to_lowp2(ds * q.x * scale, ds * q.y * scale);
+    *(lowp2*)(row + 2 * D) = to_lowp2(p * g.x, p * g.y);
   }
-  *(__nv_bfloat162*)out = __floats2bfloat162_rn(dq.x * scale, dq.y * scale);
+  *(lowp2*)out = to_lowp2(dq.x * scale, dq.y * scale);
 }

@@ -1,14 +1,34 @@
-// Shared helpers of the unmask kernels: bf16 type, warp and block reductions, 16-byte vectors.
+// Shared helpers of the unmask kernels: the 16-bit float type, warp and block reductions,
+// 16-byte vectors.
 // Conventions for every kernel in this folder:
 //   - row-major tensors, shapes written as [rows, cols] in comments;
-//   - activations bf16, statistics / scores / gradients of scores / Adam state fp32;
+//   - activations and GEMM operands in a 16-bit float type, `lowp`: bf16 in unmask.fatbin, fp16 in
+//     unmask-fp16.fatbin (built with -DUNMASK_FP16; the engine's `precision`). Comments say bf16
+//     for it; statistics / scores / gradients of scores / Adam state fp32;
 //   - "S" is the number of loss signals carried by the backward pass (2: cross-entropy and KL),
 //     laid out signal-major: a gradient tensor [S * R, width] reads the saved activation row r % R.
 #pragma once
-#include <cuda_bf16.h>
 #include <stdint.h>
 
-typedef __nv_bfloat16 bf16;
+#ifdef UNMASK_FP16
+#include <cuda_fp16.h>
+typedef __half lowp;
+typedef __half2 lowp2;
+#define LOWP_PTX "f16"  // the operand type of the mma / wgmma instructions
+__device__ __forceinline__ lowp to_lowp(float x) { return __float2half_rn(x); }
+__device__ __forceinline__ float lowp_to_float(lowp x) { return __half2float(x); }
+__device__ __forceinline__ lowp2 to_lowp2(float lo, float hi) { return __floats2half2_rn(lo, hi); }
+__device__ __forceinline__ float2 lowp2_to_float2(lowp2 v) { return __half22float2(v); }
+#else
+#include <cuda_bf16.h>
+typedef __nv_bfloat16 lowp;
+typedef __nv_bfloat162 lowp2;
+#define LOWP_PTX "bf16"
+__device__ __forceinline__ lowp to_lowp(float x) { return __float2bfloat16(x); }
+__device__ __forceinline__ float lowp_to_float(lowp x) { return __bfloat162float(x); }
+__device__ __forceinline__ lowp2 to_lowp2(float lo, float hi) { return __floats2bfloat162_rn(lo, hi); }
+__device__ __forceinline__ float2 lowp2_to_float2(lowp2 v) { return __bfloat1622float2(v); }
+#endif
 
 #define MAX_PER_LANE 32  // a warp holds rows of at most 32 * 32 = 1024 values in registers
 
@@ -43,17 +63,17 @@ __device__ __forceinline__ float block_max(float v, float* scratch /* [32] share
   return warp_max(t);
 }
 
-// 8 bf16 values moved as one 16-byte access.
+// 8 lowp values moved as one 16-byte access.
 union Pack8 {
   uint4 u;
-  bf16 h[8];
+  lowp h[8];
 };
 
-// x rounded to bf16 and back: the value an fp32 result has once stored as bf16.
-__device__ __forceinline__ float round_bf16(float x) { return __bfloat162float(__float2bfloat16(x)); }
+// x rounded to lowp and back: the value an fp32 result has once stored.
+__device__ __forceinline__ float round_lowp(float x) { return lowp_to_float(to_lowp(x)); }
 
 // p = bf16(p + bias) for 8 values (the in_proj bias the attention kernels add to q, k, v).
-__device__ __forceinline__ void add_bias_bf16x8(Pack8& p, const float (&bias)[8]) {
+__device__ __forceinline__ void add_bias_lowp8(Pack8& p, const float (&bias)[8]) {
 #pragma unroll
-  for (int j = 0; j < 8; j++) p.h[j] = __float2bfloat16(__bfloat162float(p.h[j]) + bias[j]);
+  for (int j = 0; j < 8; j++) p.h[j] = to_lowp(lowp_to_float(p.h[j]) + bias[j]);
 }

@@ -102,6 +102,7 @@ extern "C" __global__ void head_step(const float* __restrict__ residS, const flo
                                      int E, int C, const float* __restrict__ lnw, const float* __restrict__ lnb,
                                      const float* __restrict__ proj, const float* __restrict__ text, float scale,
                                      const int32_t* __restrict__ labels, int B, float T, float alpha,
+                                     float lossScale,             // both losses' factor (fp16: precision.ts)
                                      float* __restrict__ dresid,  // [2, R, D]
                                      float* __restrict__ stats,   // [B, 4]
                                      float* __restrict__ logits)  // [2, B, C]
@@ -141,8 +142,8 @@ extern "C" __global__ void head_step(const float* __restrict__ residS, const flo
     const float logpT = (zS[c] - mxS) / T - __logf(sumST);
     const float q = __expf((alpha * zT[c] + (1.f - alpha) * zS[c]) / T - mxQ) / sumQ;
     kl -= q * logpT;
-    dz0[c] = (p - (c == y ? 1.f : 0.f)) / B;
-    dz1[c] = T * (__expf(logpT) - q) / B;
+    dz0[c] = (p - (c == y ? 1.f : 0.f)) * lossScale / B;
+    dz1[c] = T * (__expf(logpT) - q) * lossScale / B;
   }
   kl = block_sum(kl, red) * T * T;
   if (threadIdx.x == 0) {

@@ -31,21 +31,21 @@ __device__ __forceinline__ void store8f(float* __restrict__ p, const float (&v)[
   *(float4*)(p + 4) = make_float4(v[4], v[5], v[6], v[7]);
 }
 
-__device__ __forceinline__ void load8h(float (&v)[8], const bf16* __restrict__ p) {
+__device__ __forceinline__ void load8h(float (&v)[8], const lowp* __restrict__ p) {
   Pack8 q;
   q.u = *(const uint4*)p;
 #pragma unroll
-  for (int j = 0; j < 8; j++) v[j] = __bfloat162float(q.h[j]);
+  for (int j = 0; j < 8; j++) v[j] = lowp_to_float(q.h[j]);
 }
 
-__device__ __forceinline__ void store8h(bf16* __restrict__ p, const float (&v)[8]) {
+__device__ __forceinline__ void store8h(lowp* __restrict__ p, const float (&v)[8]) {
   Pack8 q;
 #pragma unroll
-  for (int j = 0; j < 8; j++) q.h[j] = __float2bfloat16(v[j]);
+  for (int j = 0; j < 8; j++) q.h[j] = to_lowp(v[j]);
   *(uint4*)p = q.u;
 }
 
-__device__ __forceinline__ void store8(bf16* __restrict__ p, const float (&v)[8]) { store8h(p, v); }
+__device__ __forceinline__ void store8(lowp* __restrict__ p, const float (&v)[8]) { store8h(p, v); }
 __device__ __forceinline__ void store8(float* __restrict__ p, const float (&v)[8]) { store8f(p, v); }
 
 // (v - mean) * rstd * gamma + beta for the 8 values of chunk c (gamma, beta: the row's).
@@ -92,18 +92,18 @@ __device__ __forceinline__ void ln_finish(const float (&v)[LN_CHUNKS][8], float 
   }
 }
 
-extern "C" __global__ void embed_ln_fwd(const bf16* __restrict__ patchOut,  // [B * (N-1), D]
+extern "C" __global__ void embed_ln_fwd(const lowp* __restrict__ patchOut,  // [B * (N-1), D]
                                         const float* __restrict__ cls,      // [D]
                                         const float* __restrict__ pos,      // [N, D]
                                         const float* __restrict__ gamma, const float* __restrict__ beta,
-                                        bf16* __restrict__ x0Save,  // [R, D] or null
+                                        lowp* __restrict__ x0Save,  // [R, D] or null
                                         float* __restrict__ meanOut, float* __restrict__ rstdOut,  // [R]
                                         float* __restrict__ resid,  // [R, D]
                                         int R, int N, int D) {
   const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
   if (row >= R) return;
   const int b = row / N, t = row % N, D8 = D >> 3;
-  const bf16* src = patchOut + ((long long)b * (N - 1) + t - 1) * D;  // read for t > 0 only
+  const lowp* src = patchOut + ((long long)b * (N - 1) + t - 1) * D;  // read for t > 0 only
   float v[LN_CHUNKS][8];
   float sum = 0.f;
 #pragma unroll
@@ -126,12 +126,12 @@ extern "C" __global__ void embed_ln_fwd(const bf16* __restrict__ patchOut,  // [
 }
 
 extern "C" __global__ void residual_ln_fwd(float* __restrict__ resid,       // [R, D]
-                                           const bf16* __restrict__ y,      // [R, D] or null
+                                           const lowp* __restrict__ y,      // [R, D] or null
                                            const float* __restrict__ bias,  // [D] (with y)
                                            const float* __restrict__ gamma, const float* __restrict__ beta,
-                                           bf16* __restrict__ out,      // [R, D] or null: no LayerNorm
+                                           lowp* __restrict__ out,      // [R, D] or null: no LayerNorm
                                            float* __restrict__ meanOut, float* __restrict__ rstdOut,
-                                           bf16* __restrict__ save,  // [R, D] or null
+                                           lowp* __restrict__ save,  // [R, D] or null
                                            int R, int D) {
   const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
   if (row >= R) return;
@@ -160,9 +160,9 @@ extern "C" __global__ void residual_ln_fwd(float* __restrict__ resid,       // [
   if (out) ln_finish(v, sum, row, D, gamma, beta, meanOut, rstdOut, out);
 }
 
-extern "C" __global__ void ln_recompute(const bf16* __restrict__ x, const float* __restrict__ mean,
+extern "C" __global__ void ln_recompute(const lowp* __restrict__ x, const float* __restrict__ mean,
                                         const float* __restrict__ rstd, const float* __restrict__ gamma,
-                                        const float* __restrict__ beta, bf16* __restrict__ out, int R, int D) {
+                                        const float* __restrict__ beta, lowp* __restrict__ out, int R, int D) {
   const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
   if (row >= R) return;
   const float m = mean[row], s = rstd[row];
@@ -181,9 +181,9 @@ extern "C" __global__ void ln_recompute(const bf16* __restrict__ x, const float*
 // One warp per saved row r, for every signal's gradient row s * R + r: the saved row is read once.
 // CH chunks a lane (D <= 256 CH): ln_bwd_768 holds 3 for ViT-B's rows, fewer registers than 4.
 #define LN_BWD_ARGS                                                                                      \
-  const bf16 *__restrict__ dy, /* [S * R, D] */ const bf16 *__restrict__ x, /* [R, D] saved LN input */ \
+  const lowp *__restrict__ dy, /* [S * R, D] */ const lowp *__restrict__ x, /* [R, D] saved LN input */ \
       const float *__restrict__ mean, const float *__restrict__ rstd, const float *__restrict__ gamma,     \
-      float *__restrict__ dresid, /* [S * R, D] */ bf16 *__restrict__ dresBf, /* [S * R, D] */            \
+      float *__restrict__ dresid, /* [S * R, D] */ lowp *__restrict__ dresBf, /* [S * R, D] */            \
       int SR, int R, int D, int accumulate
 template <int CH>
 __device__ __forceinline__ void ln_bwd_body(LN_BWD_ARGS) {
@@ -248,7 +248,7 @@ extern "C" __global__ void __launch_bounds__(128, 5) ln_bwd_768(LN_BWD_ARGS) {
 
 // Shared body: given the incoming gradient g (already in registers), the saved row and stats,
 // returns dx in g.
-__device__ __forceinline__ void ln_backward_row(float (&g)[MAX_PER_LANE], const bf16* __restrict__ xrow, float mean,
+__device__ __forceinline__ void ln_backward_row(float (&g)[MAX_PER_LANE], const lowp* __restrict__ xrow, float mean,
                                                 float rstd, const float* __restrict__ gamma, int D) {
   const int lane = threadIdx.x & 31;
   float xh[MAX_PER_LANE];
@@ -257,7 +257,7 @@ __device__ __forceinline__ void ln_backward_row(float (&g)[MAX_PER_LANE], const 
   for (int i = 0; i < MAX_PER_LANE; i++) {
     const int d = lane + 32 * i;
     if (d < D) {
-      xh[i] = (__bfloat162float(xrow[d]) - mean) * rstd;
+      xh[i] = (lowp_to_float(xrow[d]) - mean) * rstd;
       g[i] *= gamma[d];
       s1 += g[i];
       s2 += g[i] * xh[i];
@@ -271,10 +271,10 @@ __device__ __forceinline__ void ln_backward_row(float (&g)[MAX_PER_LANE], const 
 }
 
 extern "C" __global__ void embed_ln_bwd(const float* __restrict__ dresid,  // [S * R, D]
-                                        const bf16* __restrict__ x0,       // [R, D]
+                                        const lowp* __restrict__ x0,       // [R, D]
                                         const float* __restrict__ mean, const float* __restrict__ rstd,
                                         const float* __restrict__ gamma,
-                                        bf16* __restrict__ dPatch,  // [S * B * (N-1), D]
+                                        lowp* __restrict__ dPatch,  // [S * B * (N-1), D]
                                         int SR, int R, int N, int D) {
   const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
   if (row >= SR) return;
@@ -288,18 +288,18 @@ extern "C" __global__ void embed_ln_bwd(const float* __restrict__ dresid,  // [S
   }
   ln_backward_row(g, x0 + (long long)xr * D, mean[xr], rstd[xr], gamma, D);
   const int B = R / N;
-  bf16* out = dPatch + (((long long)s * B + b) * (N - 1) + t - 1) * D;
+  lowp* out = dPatch + (((long long)s * B + b) * (N - 1) + t - 1) * D;
 #pragma unroll
   for (int i = 0; i < MAX_PER_LANE; i++) {
     const int d = lane + 32 * i;
-    if (d < D) out[d] = __float2bfloat16(g[i]);
+    if (d < D) out[d] = to_lowp(g[i]);
   }
 }
 
-// to_bf16: out = bf16(in), n values (the head's fp32 gradient -> the first backward GEMM's input).
-extern "C" __global__ void to_bf16(const float* __restrict__ in, bf16* __restrict__ out, long long n) {
+// to_lowp: out = bf16(in), n values (the head's fp32 gradient -> the first backward GEMM's input).
+extern "C" __global__ void f32_to_lowp(const float* __restrict__ in, lowp* __restrict__ out, long long n) {
   const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < n) out[i] = __float2bfloat16(in[i]);
+  if (i < n) out[i] = to_lowp(in[i]);
 }
 
 // copy_rows: dst row r = src row r for r < rows (D values, a multiple of 4; rows srcStride and

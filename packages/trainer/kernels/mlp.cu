@@ -22,7 +22,7 @@ __device__ __forceinline__ void add_bias8(float (&x)[8], const Pack8& u, const f
   const float4 b0 = *(const float4*)(bias + col), b1 = *(const float4*)(bias + col + 4);
   const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
 #pragma unroll
-  for (int j = 0; j < 8; j++) x[j] = round_bf16(__bfloat162float(u.h[j]) + b[j]);
+  for (int j = 0; j < 8; j++) x[j] = round_lowp(lowp_to_float(u.h[j]) + b[j]);
 }
 
 // Thread k takes values 8k .. 8k + 7 (groups = total / 8 < 2^32): 32-bit index arithmetic, as a
@@ -34,20 +34,20 @@ __device__ __forceinline__ void add_bias8(float (&x)[8], const Pack8& u, const f
   const int col = (int)(k % (unsigned)(F >> 3)) * 8;
 
 // g may be u itself (the teacher activates in place): no __restrict__ on either.
-extern "C" __global__ void bias_gelu_fwd(const bf16* u,  // [R, F] c_fc GEMM output
-                                         const float* __restrict__ bias, bf16* g, unsigned groups, int F) {
+extern "C" __global__ void bias_gelu_fwd(const lowp* u,  // [R, F] c_fc GEMM output
+                                         const float* __restrict__ bias, lowp* g, unsigned groups, int F) {
   GROUP_INDEX(groups)
   Pack8 pu, pg;
   pu.u = *(const uint4*)(u + i8);
   float x[8];
   add_bias8(x, pu, bias, col);
 #pragma unroll
-  for (int j = 0; j < 8; j++) pg.h[j] = __float2bfloat16(quick_gelu(x[j]));
+  for (int j = 0; j < 8; j++) pg.h[j] = to_lowp(quick_gelu(x[j]));
   *(uint4*)(g + i8) = pg.u;
 }
 
-extern "C" __global__ void gelu_bwd(bf16* __restrict__ d,        // [S, R, F] in: dg, out: du
-                                    const bf16* __restrict__ u,  // [R, F] c_fc GEMM output
+extern "C" __global__ void gelu_bwd(lowp* __restrict__ d,        // [S, R, F] in: dg, out: du
+                                    const lowp* __restrict__ u,  // [R, F] c_fc GEMM output
                                     const float* __restrict__ bias, unsigned groups /* of one signal */, int F,
                                     int S) {
   GROUP_INDEX(groups)
@@ -61,8 +61,8 @@ extern "C" __global__ void gelu_bwd(bf16* __restrict__ d,        // [S, R, F] in
 #pragma unroll
   for (int j = 0; j < 8; j++) {
     const float du = quick_gelu_grad(x[j]);
-    pd[0].h[j] = __float2bfloat16(__bfloat162float(pd[0].h[j]) * du);
-    if (S > 1) pd[1].h[j] = __float2bfloat16(__bfloat162float(pd[1].h[j]) * du);
+    pd[0].h[j] = to_lowp(lowp_to_float(pd[0].h[j]) * du);
+    if (S > 1) pd[1].h[j] = to_lowp(lowp_to_float(pd[1].h[j]) * du);
   }
   *(uint4*)(d + i8) = pd[0].u;
   if (S > 1) *(uint4*)(d + second + i8) = pd[1].u;

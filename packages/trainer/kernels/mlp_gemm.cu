@@ -56,8 +56,8 @@ __device__ __forceinline__ void mlp_stage(const float (&acc)[128], uint8_t* stag
     const float2 b = __ldg((const float2*)(bias + n0 + col + 8 * j));
 #pragma unroll
     for (int h = 0; h < 2; h++)
-      *(__nv_bfloat162*)(staged + (row + 8 * h) * MG_STAGED_PITCH + (col + 8 * j) * 2) =
-          __floats2bfloat162_rn(acc[4 * j + 2 * h] + b.x, acc[4 * j + 2 * h + 1] + b.y);
+      *(lowp2*)(staged + (row + 8 * h) * MG_STAGED_PITCH + (col + 8 * j) * 2) =
+          to_lowp2(acc[4 * j + 2 * h] + b.x, acc[4 * j + 2 * h + 1] + b.y);
   }
 }
 
@@ -74,7 +74,7 @@ __device__ __forceinline__ float quick_gelu_tanh(float x) {
 // out = bf16(QuickGELU(x)).
 #define MG_BATCH 8
 __device__ __forceinline__ void mlp_finish(const uint8_t* staged, int m0, int n0, int M, int N,
-                                           bf16* __restrict__ xout, bf16* __restrict__ out) {
+                                           lowp* __restrict__ xout, lowp* __restrict__ out) {
   constexpr int CHUNKS = MG_BM * (MG_BN / 8);
   for (int first = threadIdx.x - 32; first < CHUNKS; first += MG_WORKER_THREADS * MG_BATCH) {
     Pack8 v[MG_BATCH];
@@ -91,7 +91,7 @@ __device__ __forceinline__ void mlp_finish(const uint8_t* staged, int m0, int n0
       if (xout) *(uint4*)(xout + at) = v[b].u;
       Pack8 o;
 #pragma unroll
-      for (int e = 0; e < 8; e++) o.h[e] = __float2bfloat16(quick_gelu_tanh(__bfloat162float(v[b].h[e])));
+      for (int e = 0; e < 8; e++) o.h[e] = to_lowp(quick_gelu_tanh(lowp_to_float(v[b].h[e])));
       *(uint4*)(out + at) = o.u;
     }
   }
@@ -208,8 +208,8 @@ __device__ __forceinline__ void mg_init_barriers(const MgShared& sm, unsigned st
 // swizzle; model.ts encodes them). N a multiple of 256, K of 64; rows >= M are neither read into
 // results nor written.
 extern "C" __global__ void __launch_bounds__(MG_THREADS, 1)
-    mlp_gemm_gelu(const void* mapA, const void* mapB, const float* __restrict__ bias, bf16* __restrict__ xout,
-                  bf16* __restrict__ out, int M, int N, int K) {
+    mlp_gemm_gelu(const void* mapA, const void* mapB, const float* __restrict__ bias, lowp* __restrict__ xout,
+                  lowp* __restrict__ out, int M, int N, int K) {
 #ifdef UNMASK_WGMMA
   const MgShared sm = mg_shared_layout(mg_raw);
   mg_init_barriers(sm, MG_WORKER_THREADS);
@@ -291,17 +291,17 @@ __device__ __forceinline__ void mlp_stage_dgelu(const float (&acc)[128], uint8_t
 #pragma unroll
     for (int i = 0; i < 16; i++) {
       const int j = j0 + i / 2, h = i & 1;
-      float2 g = __bfloat1622float2(*(const __nv_bfloat162*)&v[i]);
+      float2 g = lowp2_to_float2(*(const lowp2*)&v[i]);
       g.x = quick_gelu_grad_tanh(g.x);
       g.y = quick_gelu_grad_tanh(g.y);
-      *(__nv_bfloat162*)(staged + mg_swizzled(row + 8 * h, col + 8 * j)) =
-          __floats2bfloat162_rn(acc[4 * j + 2 * h] * g.x, acc[4 * j + 2 * h + 1] * g.y);
+      *(lowp2*)(staged + mg_swizzled(row + 8 * h, col + 8 * j)) =
+          to_lowp2(acc[4 * j + 2 * h] * g.x, acc[4 * j + 2 * h + 1] * g.y);
     }
   }
 }
 
 // The workers' last part: the staged du rows that belong to the tile out, 16 bytes a thread at a time.
-__device__ __forceinline__ void mlp_copy_out(const uint8_t* staged, const MgTile& t, int N, bf16* __restrict__ out) {
+__device__ __forceinline__ void mlp_copy_out(const uint8_t* staged, const MgTile& t, int N, lowp* __restrict__ out) {
   constexpr int PIECES = MG_BM * (MG_BN / 8);
   for (int first = threadIdx.x - 32; first < PIECES; first += MG_WORKER_THREADS * MG_BATCH) {
     uint4 v[MG_BATCH];  // loaded before any is stored (the stores could alias them for all the compiler knows)
@@ -333,7 +333,7 @@ __device__ __forceinline__ void mg_workers_sync() {
 // mapX: the forward's kept x [xRows, N] (all boxes of 128 rows x 64, 128-byte swizzle). out [2 *
 // xRows, N] = bf16(A B^T * QuickGELU'(x of the row's row in x)).
 extern "C" __global__ void __launch_bounds__(MG_THREADS, 1)
-    mlp_gemm_dgelu(const void* mapA, const void* mapB, const void* mapX, bf16* __restrict__ out, int xRows, int N,
+    mlp_gemm_dgelu(const void* mapA, const void* mapB, const void* mapX, lowp* __restrict__ out, int xRows, int N,
                    int K) {
 #ifdef UNMASK_WGMMA
   const MgShared sm = mg_shared_layout(mg_raw);

@@ -5,7 +5,7 @@
 // 16 bytes out; else V divides p) with 32-bit index arithmetic (groups = B G^2 K / V < 2^32).
 #include "common.cuh"
 
-extern "C" __global__ void patchify(const float* __restrict__ pixels, bf16* __restrict__ patches, int R, int p,
+extern "C" __global__ void patchify(const float* __restrict__ pixels, lowp* __restrict__ patches, int R, int p,
                                     int V, unsigned groups) {
   const unsigned k = blockIdx.x * blockDim.x + threadIdx.x;
   if (k >= groups) return;
@@ -14,15 +14,15 @@ extern "C" __global__ void patchify(const float* __restrict__ pixels, bf16* __re
   const unsigned b = row / (G * G), pi = row - b * G * G, gy = pi / G, gx = pi - gy * G;
   const unsigned c = kk / (p * p), rem = kk - c * p * p, ky = rem / p, kx = rem - ky * p;
   const float* src = pixels + ((long long)(b * 3 + c) * R + gy * p + ky) * R + gx * p + kx;
-  bf16* dst = patches + (long long)k * V;
+  lowp* dst = patches + (long long)k * V;
   if (V == 8) {
     const float4 a = *(const float4*)src, e = *(const float4*)(src + 4);
     Pack8 q;
-    q.h[0] = __float2bfloat16(a.x), q.h[1] = __float2bfloat16(a.y), q.h[2] = __float2bfloat16(a.z);
-    q.h[3] = __float2bfloat16(a.w), q.h[4] = __float2bfloat16(e.x), q.h[5] = __float2bfloat16(e.y);
-    q.h[6] = __float2bfloat16(e.z), q.h[7] = __float2bfloat16(e.w);
+    q.h[0] = to_lowp(a.x), q.h[1] = to_lowp(a.y), q.h[2] = to_lowp(a.z);
+    q.h[3] = to_lowp(a.w), q.h[4] = to_lowp(e.x), q.h[5] = to_lowp(e.y);
+    q.h[6] = to_lowp(e.z), q.h[7] = to_lowp(e.w);
     *(uint4*)dst = q.u;
   } else {
-    for (int j = 0; j < V; j++) dst[j] = __float2bfloat16(src[j]);
+    for (int j = 0; j < V; j++) dst[j] = to_lowp(src[j]);
   }
 }

@@ -1,6 +1,7 @@
 // The mask update, one pass per masked tensor (docs/cuda-engine.md 1, step 7):
 //   a = dW'_ce * W + regWeight * S / ||S||     (straight-through gradient of ce + regulariser)
 //   b = dW'_kl * W
+//   (dW' unscaled first: gradScale = 1 / the loss scale, a power of two, 1 in bf16)
 //   P = (sign(a) (a + b) / (|a| + |b| + 1e-8) + 1) / 2, keep = P > u (Philox, or given draws)
 //   g = ((1 - lambda) + lambda * keep) * a
 //   Adam (PyTorch's): m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
@@ -40,15 +41,16 @@ extern "C" __global__ void mask_norms(const float* __restrict__ partials, const 
   if (threadIdx.x == 0) norms[t] = total;
 }
 
-extern "C" __global__ void mask_apply(const float* __restrict__ S, const float* __restrict__ W, bf16* __restrict__ Wp,
+extern "C" __global__ void mask_apply(const float* __restrict__ S, const float* __restrict__ W, lowp* __restrict__ Wp,
                                       long long n, float threshold) {
   const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < n) Wp[i] = __float2bfloat16(S[i] > threshold ? W[i] : 0.f);
+  if (i < n) Wp[i] = to_lowp(S[i] > threshold ? W[i] : 0.f);
 }
 
 // One thread per 4 consecutive elements: one Philox block serves all four.
-extern "C" __global__ void mask_update(float* __restrict__ S, const float* __restrict__ W, bf16* __restrict__ Wp,
+extern "C" __global__ void mask_update(float* __restrict__ S, const float* __restrict__ W, lowp* __restrict__ Wp,
                                        const float* __restrict__ grads,  // [2, n]: dW'_ce, dW'_kl
+                                       float gradScale,  // 1 / head_step's lossScale
                                        float* __restrict__ adamM, float* __restrict__ adamV, long long n,
                                        int tensorIndex, const float* __restrict__ norms, int slot,
                                        const StepParams* __restrict__ params,
@@ -74,8 +76,8 @@ extern "C" __global__ void mask_update(float* __restrict__ S, const float* __res
   const float stepSize = p.lr / p.bc1;
   // one element's update; the same arithmetic on either path below
   const auto update = [&](float s, float wt, float gce, float gkl, float& m, float& v, float uj, float& sn) {
-    const float a = gce * wt + regScale * s;
-    const float b = gkl * wt;
+    const float a = (gce * gradScale) * wt + regScale * s;
+    const float b = (gkl * gradScale) * wt;
     const float sg = a > 0.f ? 1.f : (a < 0.f ? -1.f : 0.f);
     const float P = (sg * (a + b) / (fabsf(a) + fabsf(b) + 1e-8f) + 1.f) * 0.5f;
     const float g = ((1.f - lambda) + lambda * (P > uj ? 1.f : 0.f)) * a;
@@ -95,8 +97,8 @@ extern "C" __global__ void mask_update(float* __restrict__ S, const float* __res
     *(float4*)(adamM + base) = m;
     *(float4*)(adamV + base) = v;
     *(float4*)(S + base) = sn;
-    __nv_bfloat162 lo = __floats2bfloat162_rn(sn.x > threshold ? wt.x : 0.f, sn.y > threshold ? wt.y : 0.f);
-    __nv_bfloat162 hi = __floats2bfloat162_rn(sn.z > threshold ? wt.z : 0.f, sn.w > threshold ? wt.w : 0.f);
+    lowp2 lo = to_lowp2(sn.x > threshold ? wt.x : 0.f, sn.y > threshold ? wt.y : 0.f);
+    lowp2 hi = to_lowp2(sn.z > threshold ? wt.z : 0.f, sn.w > threshold ? wt.w : 0.f);
     uint2 packed;
     packed.x = *(uint32_t*)&lo;
     packed.y = *(uint32_t*)&hi;
@@ -113,6 +115,6 @@ extern "C" __global__ void mask_update(float* __restrict__ S, const float* __res
     adamM[i] = m;
     adamV[i] = v;
     S[i] = sn;
-    Wp[i] = __float2bfloat16(sn > threshold ? wt : 0.f);
+    Wp[i] = to_lowp(sn > threshold ? wt : 0.f);
   }
 }

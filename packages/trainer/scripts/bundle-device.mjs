@@ -3,7 +3,7 @@
 // and src/distributed/train-worker.ts) with esbuild into <repo>/.gpu/,
 // beside the fatbin and koffi (kept external: it finds its native module next to its own
 // package), so that a GPU machine with only a node binary can run them:
-//   .gpu/main.mjs, .gpu/run/{full,e2e,cross-eval,dp-worker,nccl-worker}.mjs, .gpu/run/train-worker.js, .gpu/unmask.fatbin,
+//   .gpu/main.mjs, .gpu/run/{full,e2e,cross-eval,dp-worker,nccl-worker}.mjs, .gpu/run/train-worker.js, .gpu/unmask{,-fp16}.fatbin,
 //   .gpu/node_modules/{koffi,@koromix/koffi-linux-x64}, with --sharp also .gpu/sharp.tar.xz.
 // The tiny-vit-p8 fixture is not copied: the device unpacks the repository's fixtures bundle
 // (fixtures/index.js fixturesRoot()).
@@ -78,7 +78,8 @@ writeFileSync(
 );
 const vocab = "bpe_simple_vocab_16e6.txt.gz";
 cpSync(join(pkg, "..", "clip", "assets", vocab), join(out, "assets", vocab));
-cpSync(join(pkg, "kernels", "unmask.fatbin"), join(out, "unmask.fatbin"));
+for (const fatbin of ["unmask.fatbin", "unmask-fp16.fatbin"])
+  cpSync(join(pkg, "kernels", fatbin), join(out, fatbin));
 // only what koffi's ESM entry loads: the device's working tree is size-limited
 const koffiDir = realpathSync(join(pkg, "node_modules", "koffi"));
 const nm = join(out, "node_modules");

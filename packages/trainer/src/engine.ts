@@ -63,9 +63,21 @@ export interface EngineModel {
   logitScale: number;
 }
 
+/**
+ * The cuda engine's 16-bit float type for activations and GEMM operands (the cpu engine computes
+ * in fp32 and ignores it). bf16 has fp32's range; fp16 has 3 more bits of mantissa, holds OpenAI's
+ * fp16 checkpoints exactly, and needs its loss gradients scaled (README "Precision").
+ */
+export type Precision = "bf16" | "fp16";
+
+/** fp16: on nano-clip and micro-clip the masks of the cpu engine (README "Precision"). */
+export const DEFAULT_PRECISION: Precision = "fp16";
+
 export interface EngineOptions {
   /** Largest batch a step or a forward will be given (engines size their buffers from it). */
   maxBatch: number;
+  /** The cuda engine's 16-bit type (default DEFAULT_PRECISION). */
+  precision?: Precision;
   hyper: RmtHyper;
   /** Seed of the engine's gradient-dropout random stream (Philox, see random/philox.ts). */
   seed: number;

@@ -6,6 +6,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { writeColourImageFolder } from "../test/colour-folder.js";
 import { fakeEngineFactory, fakeTextEncoder } from "../test/fake-engine.js";
 import { makeTinyModelDir } from "../test/tiny-model.js";
+import type { EngineOptions } from "./engine.js";
 import type { TrainProgress } from "./progress.js";
 import { type TrainOptions, train } from "./train.js";
 
@@ -217,6 +218,55 @@ describe("train (loop and run management, stand-in engine)", () => {
       }),
     ).catch((e) => e);
     expect(error.message).toBe("no device here");
+  });
+
+  it("stops with NON_FINITE_LOSS at the first step whose loss is not finite, writing no mask", async () => {
+    const out = join(work, "nan", "mask.umask");
+    const base = fakeEngineFactory();
+    const seen: EngineOptions[] = [];
+    const error = await train(
+      options({
+        out,
+        engineFactory: async (model, engineOptions) => {
+          seen.push(engineOptions);
+          // the cuda engine's name, so the message suggests the other precision
+          const engine = { ...(await base(model, engineOptions)), name: "cuda" as const };
+          const step = engine.step.bind(engine);
+          let steps = 0;
+          engine.step = async (batch, stepOptions) => {
+            const r = await step(batch, stepOptions);
+            return ++steps === 3 ? { ...r, lossCe: Number.POSITIVE_INFINITY } : r;
+          };
+          return engine;
+        },
+      }),
+    ).catch((e) => e);
+    expect(isUnmaskError(error, "NON_FINITE_LOSS")).toBe(true);
+    expect(error.message).toContain("step 3 gave a loss of Infinity");
+    expect(error.message).toContain("precision bf16");
+    expect(seen[0].precision).toBe("fp16"); // the default
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it("hands its precision to the engine, names it in the report, and refuses an unknown one", async () => {
+    const out = join(work, "bf16", "mask.umask");
+    const seen: EngineOptions[] = [];
+    const base = fakeEngineFactory();
+    const result = await train(
+      options({
+        out,
+        precision: "bf16",
+        engineFactory: async (model, engineOptions) => {
+          seen.push(engineOptions);
+          return { ...(await base(model, engineOptions)), name: "cuda" as const };
+        },
+      }),
+    );
+    expect(seen[0].precision).toBe("bf16");
+    expect(result.report.engine).toBe("cuda-bf16");
+    const error = await train(options({ precision: "fp8" as never })).catch((e) => e);
+    expect(isUnmaskError(error, "BAD_OPTION")).toBe(true);
+    expect(error.subject).toBe("precision");
   });
 
   it("without a test set writes no checkpoint after the last epoch (nothing to resume there)", async () => {

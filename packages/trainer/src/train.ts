@@ -30,8 +30,10 @@ import { launchTraining, trainGpus } from "./distributed/train-launch.js";
 import { joinTrainRank, type TrainRankContext } from "./distributed/train-rank.js";
 import {
   DEFAULT_HYPER,
+  DEFAULT_PRECISION,
   type EngineFactory,
   type EngineState,
+  type Precision,
   type RmtHyper,
   type TrainBatch,
 } from "./engine.js";
@@ -62,6 +64,11 @@ export interface TrainOptions {
   engine?: EngineName;
   /** Injects an engine constructor instead (tests, custom backends). */
   engineFactory?: EngineFactory;
+  /**
+   * The cuda engine's 16-bit type of activations and GEMM operands: "fp16" (default) or "bf16"
+   * (README "Precision"). The cpu engine computes in fp32 and ignores it.
+   */
+  precision?: Precision;
   preset?: PresetName;
   epochs?: number;
   batchSize?: number;
@@ -128,6 +135,11 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const seed = options.seed ?? 1;
   const evalBatch = positive(options.evalBatchSize ?? DEFAULT_EVAL_BATCH, "evalBatchSize", true);
   const engineName = options.engine ?? "cpu";
+  const precision = options.precision ?? DEFAULT_PRECISION;
+  if (precision !== "bf16" && precision !== "fp16")
+    throw new UnmaskError("BAD_OPTION", `precision ${precision} is not bf16 or fp16`, {
+      subject: "precision",
+    });
   const out = options.out ?? null;
   const checkpointPath = options.checkpoint === undefined ? (out ? `${out}.ckpt` : null) : options.checkpoint;
   const io = options.io ?? clipImageIo;
@@ -168,6 +180,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       maxBatch: Math.max(batchSize, evalBatch),
       hyper,
       seed,
+      precision,
       ...(rank?.dp.engineOptions ? { distributed: rank.dp.engineOptions } : {}),
     });
     return { rank, engine };
@@ -193,6 +206,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     await engine.setImageCache(cache.cache);
     const sampler = new EpochSampler({ sizes: cache.sizes, batchSize, seed });
     const totalSteps = sampler.steps * epochs;
+    // what the report, the mask's recipe and the checkpoint's identity name: the cuda engine with
+    // its precision ("cuda-fp16"), so that a run resumes only in the precision it began in
+    const engineLabel = engine.name === "cuda" ? `cuda-${precision}` : engine.name;
     const optionsHash = identityHash({
       fingerprint: prepared.fingerprint,
       maskedTensors: engineModel.maskedTensors,
@@ -205,7 +221,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       lr,
       hyper,
       cacheSize: prepared.cacheSize,
-      engine: engine.name,
+      engine: engineLabel,
     });
 
     let state: CheckpointState = {
@@ -299,6 +315,13 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         // this rank's rows, and their share of the batch means (1 in a single process)
         const { batch, weight } = rank ? rank.shard(global) : { batch: global, weight: 1 };
         const result = await engine.step(batch, { lr: epochLr, step: state.globalStep });
+        if (!Number.isFinite(result.lossCe) || !Number.isFinite(result.lossKl))
+          throw new UnmaskError(
+            "NON_FINITE_LOSS",
+            `step ${state.globalStep + 1} gave a loss of ${result.lossCe} (cross-entropy), ${result.lossKl} (KL)` +
+              (engineLabel === "cuda-fp16" ? ": a value past fp16's range? Train with precision bf16" : ""),
+            { subject: "loss" },
+          );
         // An engine that waits for its device synchronously never lets the event loop turn
         // within an epoch: give the checkpoint being written in the background one turn a step
         // (its snapshot's poll and file-system completions), or it would only progress at the
@@ -412,7 +435,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       preset: options.preset ?? "recipe",
       settings: { epochs, batchSize, lr, lambda },
       hyper,
-      engine: engine.name,
+      engine: engineLabel,
       seed,
       evaluation,
       history: state.history,

@@ -63,6 +63,12 @@ describe("unmask train", () => {
     );
   });
 
+  it("offers --precision bf16 or fp16 and nothing else", async () => {
+    await expect(run(["--model", "m", "--data", "d", "--out", "o", "--precision", "fp8"])).rejects.toThrow(
+      /--precision.*fp8.*bf16, fp16/s,
+    );
+  });
+
   it("refuses --gpus above 1 without the cuda engine, before any work", async () => {
     await expect(run(["--model", "m", "--data", "d", "--out", "o", "--gpus", "two"])).rejects.toThrow(
       /--gpus must be an integer/,

@@ -16,6 +16,7 @@ interface TrainFlags {
   shots: number;
   seed: number;
   device: "cpu" | "cuda";
+  precision?: "bf16" | "fp16";
   gpus?: number;
   preset: PresetName;
   epochs?: number;
@@ -71,6 +72,12 @@ export function register(program: Command): void {
     .option("--shots <k>", "images per class", integer("--shots"), 16)
     .option("--seed <n>", "seed of sampling, augmentation and gradient dropout", integer("--seed"), 1)
     .addOption(new Option("--device <device>", "engine").choices(["cpu", "cuda"]).default("cpu"))
+    .addOption(
+      new Option(
+        "--precision <type>",
+        "16-bit type of the cuda engine's activations and GEMMs (default fp16; bf16 for a model whose activations outgrow fp16)",
+      ).choices(["bf16", "fp16"]),
+    )
     .option(
       "--gpus <n>",
       "GPUs of this host to train on, one worker each (needs --device cuda)",
@@ -220,6 +227,7 @@ async function runTrain(flags: TrainFlags): Promise<void> {
       seed: flags.seed,
       ...(flags.trainList ? { trainList: flags.trainList } : {}),
       engine: flags.device,
+      ...(flags.precision ? { precision: flags.precision } : {}),
       ...(flags.gpus !== undefined ? { gpus: flags.gpus } : {}),
       preset: flags.preset,
       epochs: flags.epochs,

@@ -12,7 +12,7 @@
  */
 import { f32ToBf16 } from "@unmask/clip";
 import { CudaDriver } from "../../src/engines/cuda/driver.js";
-import { Kernels } from "../../src/engines/cuda/kernels.js";
+import { Kernels, readFatbin } from "../../src/engines/cuda/kernels.js";
 import { openCudaLibraries } from "../../src/engines/cuda/libraries.js";
 import { bf16Floats, roundBf16 } from "./bf16.js";
 import { relError } from "./fixture.js";
@@ -42,7 +42,7 @@ export async function attentionCheck(B = 2, N = 197, H = 12): Promise<Record<str
   const libs = await openCudaLibraries();
   const cu = CudaDriver.open(libs.koffi, libs.driver, 0);
   const stream = cu.createStream();
-  const k = new Kernels(cu, stream);
+  const k = new Kernels(cu, stream, readFatbin("bf16"));
   const D = H * 64;
   const R = B * N;
   const qkv = randomBf16(R * 3 * D, 1.5, 7);

@@ -9,6 +9,7 @@ import { DEFAULT_HYPER, type EngineModel, type EngineOptions, type FloatTensor }
 import { createCudaEngine } from "../../src/engines/cuda/engine.js";
 import type { GemmTuning } from "../../src/engines/cuda/gemm-tuning.js";
 import type { Epilogues } from "../../src/engines/cuda/model.js";
+import { benchPrecision } from "./with-env.js";
 
 /** Deterministic normal draws (Box-Muller over a xorshift), for random weights. */
 export function gaussian(seed: number): () => number {
@@ -111,6 +112,7 @@ export async function benchEngine(
     hyper: DEFAULT_HYPER,
     seed: 1,
     distributed,
+    ...benchPrecision(),
   })) as BenchEngine;
   await engine.setImageCache(cache);
   return engine;

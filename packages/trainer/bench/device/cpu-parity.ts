@@ -10,6 +10,7 @@ import type { Engine, EngineFactory, EngineState, FloatTensor } from "../../src/
 import { createCpuEngine } from "../../src/engines/cpu/cpu-engine.js";
 import { createCudaEngine } from "../../src/engines/cuda/engine.js";
 import { loadTinyFixture } from "./fixture.js";
+import { benchPrecision } from "./with-env.js";
 
 export interface CpuParity {
   steps: number;
@@ -32,7 +33,7 @@ export async function cpuParity(
 ): Promise<CpuParity> {
   const fx = loadTinyFixture(dir);
   const get = (name: string) => (fx.step.get(name) as FloatTensor).data;
-  const options = { maxBatch: 6, hyper: fx.hyper, seed: 1234 };
+  const options = { maxBatch: 6, hyper: fx.hyper, seed: 1234, ...benchPrecision() };
   const init: EngineState = { scores: new Map(), adamM: new Map(), adamV: new Map() };
   for (const name of fx.model.maskedTensors) {
     init.scores.set(name, get(`${name}.scores`));

@@ -14,6 +14,7 @@ import { convert } from "../../../convert/src/index.js";
 import { PRESETS } from "../../src/options.js";
 import { train } from "../../src/train.js";
 import { loadFashion } from "./fashion-data.js";
+import { benchPrecision } from "./with-env.js";
 
 const [engine, modelPath, dataPath, seedList, epochs, outDir] = process.argv.slice(2);
 mkdirSync(outDir, { recursive: true });
@@ -33,6 +34,7 @@ for (const seed of seedList.split(",").map(Number)) {
     testData: fashion.test,
     seed,
     engine: engine as "cpu" | "cuda",
+    ...benchPrecision(),
     preset: "recipe",
     ...(lrScale !== 1 ? { lr: PRESETS.recipe.lr * lrScale } : {}),
     epochs: Number(epochs),
@@ -46,12 +48,14 @@ for (const seed of seedList.split(",").map(Number)) {
     all.set(b, o);
     o += b.length;
   }
-  const tag = lrScale !== 1 ? `-lr${lrScale}` : "";
+  const precision = benchPrecision().precision;
+  const tag = `${lrScale !== 1 ? `-lr${lrScale}` : ""}${precision === "fp16" ? "-fp16" : ""}`;
   writeFileSync(join(outDir, `${name}-seed${seed}${tag}.mask`), all);
   console.log(
     JSON.stringify({
       run: "fashion_full",
       engine,
+      ...(engine === "cuda" ? { precision: precision ?? "bf16" } : {}),
       model: name,
       seed,
       lrScale,

@@ -18,7 +18,7 @@ export async function gemmLayouts(B: number, random = false): Promise<Record<str
   const cu = CudaDriver.open(libs.koffi, libs.driver, 0);
   const stream = cu.createStream();
   const workspace = cu.alloc(CUBLAS_WORKSPACE_BYTES);
-  const blas = new Cublas(libs.cublas, cu, stream, workspace);
+  const blas = new Cublas(libs.cublas, cu, stream, workspace, "bf16");
   const D = 768;
   const R = B * 197;
   const dY = cu.alloc(2 * R * 3 * D * 2);
@@ -99,7 +99,7 @@ export async function gemmLayouts(B: number, random = false): Promise<Record<str
   // every cuBLASLt candidate for the weight gradients as written: its time, and whether it gives
   // cublasGemmEx's bits (the only ones GEMM tuning may take)
   if (libs.cublasLt) {
-    const lt = new CublasLt(libs.cublasLt, stream, workspace);
+    const lt = new CublasLt(libs.cublasLt, stream, workspace, "bf16");
     for (const M of [3 * D, D]) {
       const call = weightGradient(M);
       const words = 2 * M * D;

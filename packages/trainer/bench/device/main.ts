@@ -25,7 +25,7 @@ import { dataParallelBench, dataParallelCheck, ncclReduceCheck } from "./data-pa
 import { agreement, loadTinyFixture, normError, relError } from "./fixture.js";
 import { gemmLayouts } from "./gemm-layouts.js";
 import { mlpGemmCheck } from "./mlp-gemm-check.js";
-import { variantEnv, withEnv } from "./with-env.js";
+import { benchPrecision, variantEnv, withEnv } from "./with-env.js";
 
 const out = (o: unknown) => console.log(JSON.stringify(o));
 /** The bundled dp-worker.ts (scripts/bundle-device.mjs writes it beside main.mjs). */
@@ -36,7 +36,12 @@ async function parity(dir: string) {
   const fx = loadTinyFixture(dir);
   const s = fx.step;
   const B = 6;
-  const engine = await createCudaEngine(fx.model, { maxBatch: B, hyper: fx.hyper, seed: 1234 });
+  const engine = await createCudaEngine(fx.model, {
+    maxBatch: B,
+    hyper: fx.hyper,
+    seed: 1234,
+    ...benchPrecision(),
+  });
   const init: EngineState = { scores: new Map(), adamM: new Map(), adamV: new Map() };
   for (const name of fx.model.maskedTensors) {
     const sc = (s.get(`${name}.scores`) as FloatTensor).data;

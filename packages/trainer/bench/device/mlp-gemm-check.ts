@@ -9,7 +9,7 @@
  */
 import { CUBLAS_WORKSPACE_BYTES, Cublas } from "../../src/engines/cuda/cublas.js";
 import { CudaDriver } from "../../src/engines/cuda/driver.js";
-import { Kernels, MLP_BOX_ROWS, MLP_K_STEP } from "../../src/engines/cuda/kernels.js";
+import { Kernels, MLP_BOX_ROWS, MLP_K_STEP, readFatbin } from "../../src/engines/cuda/kernels.js";
 import { openCudaLibraries } from "../../src/engines/cuda/libraries.js";
 import { bf16Floats, randomBf16, roundBf16 } from "./bf16.js";
 import { relError } from "./fixture.js";
@@ -30,9 +30,9 @@ export async function mlpGemmCheck(B: number): Promise<Record<string, unknown>[]
   const libs = await openCudaLibraries();
   const cu = CudaDriver.open(libs.koffi, libs.driver, 0);
   const stream = cu.createStream();
-  const k = new Kernels(cu, stream);
+  const k = new Kernels(cu, stream, readFatbin("bf16"));
   const workspace = cu.alloc(CUBLAS_WORKSPACE_BYTES);
-  const blas = new Cublas(libs.cublas, cu, stream, workspace);
+  const blas = new Cublas(libs.cublas, cu, stream, workspace, "bf16");
   const results: Record<string, unknown>[] = [];
   const upload = (data: ArrayBufferView) => {
     const ptr = cu.alloc(data.byteLength);
@@ -40,7 +40,7 @@ export async function mlpGemmCheck(B: number): Promise<Record<string, unknown>[]
     return ptr;
   };
   const map = (ptr: number, rows: number, cols: number) =>
-    upload(cu.encodeTensorMap(ptr, rows, cols, cols, MLP_BOX_ROWS, MLP_K_STEP));
+    upload(cu.encodeTensorMap(ptr, rows, cols, cols, MLP_BOX_ROWS, MLP_K_STEP, "bf16"));
   const downloadBits = (ptr: number, n: number) => {
     const out = new Uint16Array(n);
     cu.synchronize(stream);

@@ -7,6 +7,7 @@
 import { UnmaskError } from "@unmask/clip";
 import { CUBLAS_WORKSPACE_BYTES, type GemmCall, gemmCudaType } from "./cublas.js";
 import type { Library } from "./libraries.js";
+import { DEFAULT_PRECISION, type Precision } from "./precision.js";
 
 const CUBLAS_COMPUTE_32F = 68;
 const CUDA_R_32F = 0;
@@ -50,6 +51,8 @@ export class CublasLt {
     lib: Library,
     private readonly stream: number,
     private readonly workspace: number,
+    /** What the "lowp" operands are. */
+    private readonly precision: Precision = DEFAULT_PRECISION,
   ) {
     const declare = (name: string, proto: string) => {
       this.fns[name] = lib.func(proto.replace("NAME", name)) as Fn;
@@ -124,11 +127,11 @@ export class CublasLt {
         "cublasLtMatmulDescSetAttribute",
         op,
         DESC_BIAS_DATA_TYPE,
-        gemmCudaType(c.biasType ?? "f32"),
+        gemmCudaType(c.biasType ?? "f32", this.precision),
       );
     }
     const layout = (type: GemmCall["A"]["type"], rows: number, cols: number, ld: number, stride?: number) => {
-      const l = this.create("cublasLtMatrixLayoutCreate", gemmCudaType(type), rows, cols, ld);
+      const l = this.create("cublasLtMatrixLayoutCreate", gemmCudaType(type, this.precision), rows, cols, ld);
       const batch = c.batch ?? 1;
       if (batch > 1) {
         this.setInt32("cublasLtMatrixLayoutSetAttribute", l, LAYOUT_BATCH_COUNT, batch);

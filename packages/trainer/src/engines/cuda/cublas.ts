@@ -1,7 +1,7 @@
 /**
- * bf16 GEMMs with fp32 accumulation through cuBLAS (cublasGemmEx / cublasGemmStridedBatchedEx,
- * or cublasLtMatmul with the algorithm gemm-tuning.ts chose for the shape, or for calls with a
- * bias epilogue cuBLASLt's first heuristic choice), expressed in row-major terms. cuBLAS is
+ * 16-bit GEMMs (bf16, or fp16: EngineOptions.precision) with fp32 accumulation through cuBLAS
+ * (cublasGemmEx / cublasGemmStridedBatchedEx, or cublasLtMatmul with the algorithm gemm-tuning.ts
+ * chose for the shape, or for calls with a bias epilogue cuBLASLt's first heuristic choice), expressed in row-major terms. cuBLAS is
  * column-major; a row-major C = op(A) op(B) is the column-major C^T = op(B)^T op(A)^T, so every
  * call swaps the operands and M with N.
  *
@@ -12,22 +12,26 @@ import { UnmaskError } from "@unmask/clip";
 import type { CublasLt, LtPlan } from "./cublas-lt.js";
 import type { CudaDriver } from "./driver.js";
 import type { Library } from "./libraries.js";
+import { DEFAULT_PRECISION, type Precision } from "./precision.js";
 import type { LaunchProfiler } from "./profile.js";
 
 const CUBLAS_OP_N = 0;
 const CUBLAS_OP_T = 1;
 const CUDA_R_32F = 0;
+const CUDA_R_16F = 2;
 const CUDA_R_16BF = 14;
 const CUBLAS_COMPUTE_32F = 68;
 const CUBLAS_GEMM_DEFAULT = -1;
 /** cuBLAS asks for up to 32 MiB of workspace on Hopper. */
 export const CUBLAS_WORKSPACE_BYTES = 32 << 20;
 
-export type GemmType = "bf16" | "f32";
+/** An operand's type: fp32, or "lowp", the engine's 16-bit type (bf16 or fp16, its precision). */
+export type GemmType = "lowp" | "f32";
 
-/** The cudaDataType of a GEMM operand. */
-export function gemmCudaType(t?: GemmType): number {
-  return t === "f32" ? CUDA_R_32F : CUDA_R_16BF;
+/** The cudaDataType of a GEMM operand (undefined: lowp). */
+export function gemmCudaType(t: GemmType | undefined, precision: Precision): number {
+  if (t === "f32") return CUDA_R_32F;
+  return precision === "fp16" ? CUDA_R_16F : CUDA_R_16BF;
 }
 
 /** Row-major operands: a pointer, its leading dimension (elements), batch stride (elements). */
@@ -54,8 +58,8 @@ export interface GemmCall {
   batch?: number;
   /**
    * A vector of N values (biasType, default fp32) added to every row of C by cuBLASLt's BIAS
-   * epilogue before C's rounding: the in_proj bias into qkv (bf16: cuBLASLt takes no fp32 bias
-   * with a bf16 C), and with beta = 1 and an fp32 C a layer's output bias and its residual add.
+   * epilogue before C's rounding: the in_proj bias into qkv (lowp: cuBLASLt takes no fp32 bias
+   * with a 16-bit C), and with beta = 1 and an fp32 C a layer's output bias and its residual add.
    * Unbatched calls only; they need cuBLASLt (Cublas.lt).
    */
   bias?: number;
@@ -64,14 +68,14 @@ export interface GemmCall {
 
 /** Everything of a call but its pointers: calls with one key can share one tuned algorithm. */
 export function gemmKey(c: GemmCall): string {
-  const op = (o: GemmOperand) => `${o.type ?? "bf16"}/${o.ld}/${o.stride ?? 0}`;
+  const op = (o: GemmOperand) => `${o.type ?? "lowp"}/${o.ld}/${o.stride ?? 0}`;
   return `${c.M}x${c.N}x${c.K}x${c.batch ?? 1} ${c.transA ? "T" : "N"}${c.transB ? "T" : "N"} ${op(c.A)} ${op(c.B)} ${op(c.C)} ${c.alpha ?? 1} ${c.beta ?? 0}${c.bias === undefined ? "" : ` bias/${c.biasType ?? "f32"}`}`;
 }
 
 /** A call's shape for people (profiles, tuning tables): "50432x768x3072 NT f32 +C +bias". */
-export function gemmLabel(c: GemmCall): string {
+export function gemmLabel(c: GemmCall, precision: Precision = DEFAULT_PRECISION): string {
   const batch = c.batch ?? 1;
-  return `${c.M}x${c.N}x${c.K}${batch > 1 ? ` x${batch}` : ""} ${c.transA ? "T" : "N"}${c.transB ? "T" : "N"} ${c.C.type ?? "bf16"}${c.beta ? " +C" : ""}${c.bias === undefined ? "" : " +bias"}`;
+  return `${c.M}x${c.N}x${c.K}${batch > 1 ? ` x${batch}` : ""} ${c.transA ? "T" : "N"}${c.transB ? "T" : "N"} ${c.C.type === "f32" ? "f32" : precision}${c.beta ? " +C" : ""}${c.bias === undefined ? "" : " +bias"}`;
 }
 
 /** A tuned shape's cuBLASLt plan and algorithm (gemm-tuning.ts). */
@@ -101,7 +105,14 @@ export class Cublas {
   /** When set, gemm() hands every call to it and runs nothing itself (the tuning pass). */
   interceptor?: (c: GemmCall) => void;
 
-  constructor(lib: Library, driver: CudaDriver, stream: number, workspace: number) {
+  constructor(
+    lib: Library,
+    driver: CudaDriver,
+    stream: number,
+    workspace: number,
+    /** What the "lowp" operands are. */
+    readonly precision: Precision = DEFAULT_PRECISION,
+  ) {
     const declare = (name: string, proto: string) => {
       this.fns[name] = lib.func(proto.replace("NAME", name)) as Fn;
     };
@@ -149,7 +160,9 @@ export class Cublas {
       const p = this.profiler;
       this.profiler = undefined;
       try {
-        p.around(`gemm ${gemmLabel(c)}`, 2 * c.M * c.N * c.K * (c.batch ?? 1), () => this.gemm(c));
+        p.around(`gemm ${gemmLabel(c, this.precision)}`, 2 * c.M * c.N * c.K * (c.batch ?? 1), () =>
+          this.gemm(c),
+        );
       } finally {
         this.profiler = p;
       }
@@ -225,14 +238,14 @@ export class Cublas {
           c.K,
           this.alpha,
           c.B.ptr,
-          gemmCudaType(c.B.type),
+          gemmCudaType(c.B.type, this.precision),
           c.B.ld,
           c.A.ptr,
-          gemmCudaType(c.A.type),
+          gemmCudaType(c.A.type, this.precision),
           c.A.ld,
           this.beta,
           c.C.ptr,
-          gemmCudaType(c.C.type),
+          gemmCudaType(c.C.type, this.precision),
           c.C.ld,
           CUBLAS_COMPUTE_32F,
           CUBLAS_GEMM_DEFAULT,
@@ -251,16 +264,16 @@ export class Cublas {
         c.K,
         this.alpha,
         c.B.ptr,
-        gemmCudaType(c.B.type),
+        gemmCudaType(c.B.type, this.precision),
         c.B.ld,
         c.B.stride ?? 0,
         c.A.ptr,
-        gemmCudaType(c.A.type),
+        gemmCudaType(c.A.type, this.precision),
         c.A.ld,
         c.A.stride ?? 0,
         this.beta,
         c.C.ptr,
-        gemmCudaType(c.C.type),
+        gemmCudaType(c.C.type, this.precision),
         c.C.ld,
         c.C.stride ?? 0,
         batch,

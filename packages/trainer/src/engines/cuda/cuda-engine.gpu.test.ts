@@ -31,19 +31,20 @@ describe.skipIf(unavailable !== "")("cuda engine on the tiny-vit-p8 fixture", ()
   // an H200, bench/device/NOTES.md round 11: logits 8.3e-3, grad_kl 1.93e-2, grad after dropout
   // 4.2e-2)
   it.each([
-    ["qkv,attn,mlp", undefined],
-    ["qkv,attn,mlp", "forward"],
-    ["qkv,attn,mlp", "cublas"],
-    ["none", "cublas"],
-  ])(
-    "matches the float64 step within bf16 tolerance (GEMM epilogues: %s, UNMASK_MLP_GEMM: %s)",
-    async (epilogues, mlpGemm) => {
+    ["qkv,attn,mlp", undefined, "bf16"],
+    ["qkv,attn,mlp", "forward", "bf16"],
+    ["qkv,attn,mlp", "cublas", "bf16"],
+    ["none", "cublas", "bf16"],
+    ["qkv,attn,mlp", undefined, "fp16"],
+  ] as const)(
+    "matches the float64 step within 16-bit tolerance (GEMM epilogues: %s, UNMASK_MLP_GEMM: %s, %s)",
+    async (epilogues, mlpGemm, precision) => {
       const dir = dirname(fixturePath("tiny-vit-p8/rmt_step.safetensors"));
       const fx = loadTinyFixture(dir);
       const s = fx.step;
       const get = (name: string) => (s.get(name) as { data: Float32Array }).data;
       const engine = await withEnv({ UNMASK_GEMM_EPILOGUES: epilogues, UNMASK_MLP_GEMM: mlpGemm }, () =>
-        createCudaEngine(fx.model, { maxBatch: 6, hyper: fx.hyper, seed: 1234 }),
+        createCudaEngine(fx.model, { maxBatch: 6, hyper: fx.hyper, seed: 1234, precision }),
       );
       try {
         const init: EngineState = { scores: new Map(), adamM: new Map(), adamV: new Map() };

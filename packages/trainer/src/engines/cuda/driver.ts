@@ -5,8 +5,10 @@
  *
  * Device pointers and handles are plain numbers (x86-64 addresses fit in 2^53).
  */
+
 import { UnmaskError } from "@unmask/clip";
 import type { Koffi, Library } from "./libraries.js";
+import { DEFAULT_PRECISION, type Precision, tensorMapDataType } from "./precision.js";
 
 /** A kernel argument: pointer, int32, uint32, float32 or int64. */
 export type KernelArg = ["p", number] | ["i", number] | ["u", number] | ["f", number] | ["l", number];
@@ -18,7 +20,6 @@ const CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
 const CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
 const CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
 // cuTensorMapEncodeTiled's enums (cuda.h)
-const CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 = 9;
 const CU_TENSOR_MAP_SWIZZLE_128B = 3;
 const CU_TENSOR_MAP_L2_PROMOTION_L2_256B = 3;
 /** Bytes of a CUtensorMap (cuda.h: 64-byte aligned, 128 bytes). */
@@ -252,7 +253,7 @@ export class CudaDriver {
   }
 
   /**
-   * The CUtensorMap of a row-major bf16 matrix [rows, cols] at `address` (rows `ld` elements
+   * The CUtensorMap of a row-major 16-bit matrix [rows, cols] at `address` (rows `ld` elements
    * apart) read in boxes of boxRows x boxCols (boxCols * 2 = 128 bytes, swizzled 128-byte-wise, as
    * the warpgroup MMAs read K-major tiles); rows past `rows` load as zeros.
    */
@@ -263,6 +264,7 @@ export class CudaDriver {
     ld: number,
     boxRows: number,
     boxCols: number,
+    precision: Precision = DEFAULT_PRECISION,
   ): Uint8Array {
     const dims = BigUint64Array.of(BigInt(cols), BigInt(rows));
     const strides = BigUint64Array.of(BigInt(ld * 2));
@@ -272,7 +274,7 @@ export class CudaDriver {
       "cuTensorMapEncodeTiled",
       this.fns.cuTensorMapEncodeTiled(
         this.mapBlock,
-        CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+        tensorMapDataType(precision),
         2,
         address,
         dims,

@@ -32,9 +32,10 @@ import { Cublas } from "./cublas.js";
 import { CublasLt } from "./cublas-lt.js";
 import { CudaDriver } from "./driver.js";
 import { GemmTuner, type GemmTuning } from "./gemm-tuning.js";
-import { Kernels } from "./kernels.js";
+import { Kernels, readFatbin } from "./kernels.js";
 import { openCudaLibraries } from "./libraries.js";
 import { type Epilogues, epilogueRequest, type MaskedTensor, TowerModel } from "./model.js";
+import { DEFAULT_PRECISION } from "./precision.js";
 import { LaunchProfiler, type ProfileRow } from "./profile.js";
 
 interface Graph {
@@ -50,7 +51,8 @@ export const createCudaEngine: EngineFactory = async (
   const libs = await openCudaLibraries();
   const cu = CudaDriver.open(libs.koffi, libs.driver, Number(process.env.UNMASK_CUDA_DEVICE ?? 0));
   const stream = cu.createStream();
-  const kernels = new Kernels(cu, stream);
+  const precision = options.precision ?? DEFAULT_PRECISION;
+  const kernels = new Kernels(cu, stream, readFatbin(precision));
   // cuBLAS gets its workspace from the arena: create the model first with a placeholder handle.
   let blas: Cublas | undefined;
   const blasProxy = {
@@ -65,12 +67,13 @@ export const createCudaEngine: EngineFactory = async (
     options.maxBatch,
     options.hyper,
     options.seed >>> 0,
+    precision,
   );
   tower.logitScale = model.logitScale;
-  blas = new Cublas(libs.cublas, cu, stream, tower.workspace);
+  blas = new Cublas(libs.cublas, cu, stream, tower.workspace, precision);
   // cuBLASLt for the GEMMs with a bias epilogue (model.ts, "GEMM epilogues") and for GEMM tuning
   // (gemm-tuning.ts: on one GPU unless UNMASK_GEMM_TUNE=0; it never changes a bit)
-  if (libs.cublasLt) blas.lt = new CublasLt(libs.cublasLt, stream, tower.workspace);
+  if (libs.cublasLt) blas.lt = new CublasLt(libs.cublasLt, stream, tower.workspace, precision);
   tower.chooseEpilogues(
     (c) => (blas as Cublas).supportsEpilogue(c),
     epilogueRequest(process.env.UNMASK_GEMM_EPILOGUES),
@@ -295,6 +298,7 @@ export class CudaEngine implements Engine {
     const logits = new Float32Array(2 * B * C);
     this.cu.download(logits, t.ptr("logits"));
     const h = this.options.hyper;
+    const unscale = 1 / t.lossScale;
     const grads = new Map<string, { ce: Float32Array; kl: Float32Array; gdr: Float32Array }>();
     for (const m of t.masked) {
       const g = new Float32Array(2 * m.numel);
@@ -309,8 +313,8 @@ export class CudaEngine implements Engine {
       const kl = new Float32Array(m.numel);
       const gdr = new Float32Array(m.numel);
       for (let i = 0; i < m.numel; i++) {
-        const a = g[i] * W[i] + reg * S[i];
-        const b = g[m.numel + i] * W[i];
+        const a = g[i] * unscale * W[i] + reg * S[i];
+        const b = g[m.numel + i] * unscale * W[i];
         ce[i] = a;
         kl[i] = b;
         const P = (Math.sign(a) * (a + b)) / (Math.abs(a) + Math.abs(b) + 1e-8);

@@ -133,7 +133,7 @@ export class GemmTuner {
     restore();
     runDefault();
     this.results.push({
-      shape: gemmLabel(c),
+      shape: gemmLabel(c, this.blas.precision),
       candidates: algos.length,
       identical,
       defaultMs: +defaultMs.toFixed(4),

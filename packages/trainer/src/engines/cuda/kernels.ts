@@ -1,5 +1,6 @@
 /**
- * Loads kernels/unmask.fatbin (cuModuleLoadData) and launches its kernels: one launcher per
+ * Loads kernels/unmask.fatbin, or unmask-fp16.fatbin (the engine's precision), with
+ * cuModuleLoadData and launches its kernels: one launcher per
  * kernel, computing the grid from the shapes, asserting what the kernel assumes, launching on the
  * engine's stream. Shapes and dtypes are those of the kernel sources' header comments.
  */
@@ -7,6 +8,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { UnmaskError } from "@unmask/clip";
 import type { CudaDriver, KernelArg } from "./driver.js";
+import { DEFAULT_PRECISION, fatbinName, type Precision } from "./precision.js";
 import type { LaunchProfiler } from "./profile.js";
 
 const KERNEL_NAMES = [
@@ -18,7 +20,7 @@ const KERNEL_NAMES = [
   "ln_bwd",
   "ln_bwd_768",
   "embed_ln_bwd",
-  "to_bf16",
+  "f32_to_lowp",
   "attn_fwd",
   "attn_bwd_dq",
   "attn_bwd_dkdv",
@@ -145,22 +147,25 @@ const HEAD_THREADS = 256;
 /** kernels/update.cu SUMSQ_BLOCKS: partial sums per masked tensor. */
 export const SUMSQ_BLOCKS = 1024;
 
-/** Where the fatbin is: UNMASK_CUDA_FATBIN, else the package's kernels/ folder. */
-export function fatbinPath(): string {
-  return (
-    process.env.UNMASK_CUDA_FATBIN ??
-    fileURLToPath(new URL("../../../kernels/unmask.fatbin", import.meta.url))
-  );
+/**
+ * Where the fatbin of `precision` is: UNMASK_CUDA_FATBIN (bf16) or UNMASK_CUDA_FATBIN_FP16, else
+ * the package's kernels/ folder.
+ */
+export function fatbinPath(precision: Precision = DEFAULT_PRECISION): string {
+  const override = process.env[precision === "fp16" ? "UNMASK_CUDA_FATBIN_FP16" : "UNMASK_CUDA_FATBIN"];
+  return override ?? fileURLToPath(new URL(`../../../kernels/${fatbinName(precision)}`, import.meta.url));
 }
 
-function readFatbin(): Uint8Array {
-  const path = fatbinPath();
+/** The kernels built for `precision`. @throws UnmaskError CUDA_UNAVAILABLE where the file is missing */
+export function readFatbin(precision: Precision = DEFAULT_PRECISION): Uint8Array {
+  const path = fatbinPath(precision);
   try {
     return readFileSync(path);
   } catch (cause) {
+    const variable = precision === "fp16" ? "UNMASK_CUDA_FATBIN_FP16" : "UNMASK_CUDA_FATBIN";
     throw new UnmaskError(
       "CUDA_UNAVAILABLE",
-      `the CUDA kernels ${path} are missing (build them with scripts/build-kernels.mjs, or set UNMASK_CUDA_FATBIN)`,
+      `the CUDA kernels ${path} are missing (build them with scripts/build-kernels.mjs, or set ${variable})`,
       { cause, subject: path },
     );
   }
@@ -474,9 +479,9 @@ export class Kernels {
     this.go("bits_digest", Math.min(1024, Math.ceil(words / 256)), 256, 0, [p(ptr), l(words), p(out)]);
   }
 
-  /** out = bf16(in), n values. */
+  /** out = lowp(in), n values. */
   lnBwdCopy(input: number, out: number, n: number): void {
-    this.elementwise("to_bf16", n, [p(input), p(out), l(n)]);
+    this.elementwise("f32_to_lowp", n, [p(input), p(out), l(n)]);
   }
 
   /**
@@ -725,6 +730,8 @@ export class Kernels {
     B: number;
     T: number;
     alpha: number;
+    /** Both losses' factor (precision.ts lossScale; 1 in bf16). */
+    lossScale: number;
     dresid: number;
     stats: number;
     logits: number;
@@ -745,6 +752,7 @@ export class Kernels {
       i(a.B),
       f(a.T),
       f(a.alpha),
+      f(a.lossScale),
       p(a.dresid),
       p(a.stats),
       p(a.logits),
@@ -773,6 +781,8 @@ export class Kernels {
     W: number;
     Wp: number;
     grads: number;
+    /** 1 / head_step's lossScale. */
+    gradScale: number;
     m: number;
     v: number;
     n: number;
@@ -794,6 +804,7 @@ export class Kernels {
       p(a.W),
       p(a.Wp),
       p(a.grads),
+      f(a.gradScale),
       p(a.m),
       p(a.v),
       l(a.n),

@@ -5,6 +5,8 @@
  * epilogues. What it cannot see: that the
  * launches compute the right thing (cuda-engine.gpu.test.ts) or that NCCL reduces on a device.
  */
+
+import { f32ToBf16, f32ToF16 } from "@unmask/clip";
 import { describe, expect, it } from "vitest";
 import { withEnv } from "../../../bench/device/with-env.js";
 import { backwardOrder } from "../../distributed/buckets.js";
@@ -14,7 +16,7 @@ import {
   NcclGradientReducer,
   type ReducerStreams,
 } from "../../distributed/gradient-reducer.js";
-import { DEFAULT_HYPER, type EngineModel } from "../../engine.js";
+import { DEFAULT_HYPER, type EngineModel, type Precision } from "../../engine.js";
 import { randomVitModel } from "../cpu/random-model.js";
 import type { Cublas, GemmCall } from "./cublas.js";
 import type { CudaDriver } from "./driver.js";
@@ -289,7 +291,11 @@ type Call = { name: string; args: unknown[] };
  * Every GEMM and kernel launch of one step of the tiny tower, with its arguments; `driver` adds
  * stand-in driver members (the GPU's compute capability, say), `choose` runs before the step.
  */
-function recordStep(driver: Record<string, unknown> = {}, choose?: (t: TowerModel) => void) {
+function recordStep(
+  driver: Record<string, unknown> = {},
+  choose?: (t: TowerModel) => void,
+  precision?: Precision,
+) {
   const calls: Call[] = [];
   const kernels = new Proxy(
     {},
@@ -302,7 +308,7 @@ function recordStep(driver: Record<string, unknown> = {}, choose?: (t: TowerMode
   ) as unknown as Kernels;
   const blas = { gemm: (c: GemmCall) => calls.push({ name: "gemm", args: [c] }) } as unknown as Cublas;
   const cu = recording([], "driver", { alloc: () => BASE, ...driver }) as unknown as CudaDriver;
-  const t = new TowerModel(cu, kernels, blas, STREAM, tinyModel(), MAX_BATCH, DEFAULT_HYPER, 1);
+  const t = new TowerModel(cu, kernels, blas, STREAM, tinyModel(), MAX_BATCH, DEFAULT_HYPER, 1, precision);
   choose?.(t);
   calls.length = 0;
   t.encodeStep(MAX_BATCH, null);
@@ -330,9 +336,9 @@ describe("TowerModel GEMM epilogues", () => {
     const copy = (fp32: number) => fp32 + Math.ceil((3 * D * 4) / 256) * 256;
     expect(biased.map((g) => [g.N, g.bias, g.biasType])).toEqual(
       [0, 1].flatMap(() => [
-        [3 * D, copy(bias0), "bf16"],
-        [2 * D, copy(bias1) + 2 * D, "bf16"],
-        [D, copy(bias1), "bf16"],
+        [3 * D, copy(bias0), "lowp"],
+        [2 * D, copy(bias1) + 2 * D, "lowp"],
+        [D, copy(bias1), "lowp"],
       ]),
     );
     // the attention kernels add no bias, forward or backward
@@ -512,5 +518,50 @@ describe("TowerModel fused MLP GEMMs (Hopper)", () => {
     expect(down.every((g) => g.out === t.ptr("dF"))).toBe(true);
     expect(new Set(down.map((g) => g.mapB)).size).toBe(L); // each block's c_proj
     expect(new Set(down.map((g) => g.mapX)).size).toBe(L); // each block's kept x
+  });
+});
+
+describe("TowerModel precision", () => {
+  /** One step's launches, the 16-bit uploads and the encoded maps' element types, in `precision`. */
+  function stepIn(precision: Precision) {
+    const uploads: Uint16Array[] = [];
+    const mapTypes: unknown[] = [];
+    const driver = {
+      computeCapability: 90,
+      canEncodeTensorMaps: true,
+      upload: (_: number, data: ArrayBufferView) => {
+        if (data instanceof Uint16Array) uploads.push(data);
+      },
+      encodeTensorMap: (...args: unknown[]) => {
+        mapTypes.push(args[6]);
+        return new Uint8Array(128);
+      },
+    };
+    return { ...recordStep(driver, undefined, precision), uploads, mapTypes };
+  }
+  const conv1 = tinyModel().weights.get("visual.conv1.weight")?.data as Float32Array;
+
+  it("in fp16: uploads fp16 weights, scales both losses by the power of two at or above the batch and divides it out in the update", () => {
+    const { t, named, uploads, mapTypes } = stepIn("fp16");
+    expect(
+      uploads.some((u) => u.length === conv1.length && u.every((h, i) => h === f32ToF16(conv1[i]))),
+    ).toBe(true);
+    expect(mapTypes.length).toBeGreaterThan(0);
+    expect(mapTypes.every((p) => p === "fp16")).toBe(true);
+    expect(t.lossScale).toBe(2); // MAX_BATCH 2
+    expect(named("headStep").map(([a]) => (a as { lossScale: number }).lossScale)).toEqual([2]);
+    const updates = named("maskUpdate").map(([a]) => (a as { gradScale: number }).gradScale);
+    expect(updates).toEqual(Array(t.masked.length).fill(0.5));
+  });
+
+  it("in bf16: uploads bf16 weights and scales nothing", () => {
+    const { t, named, uploads, mapTypes } = stepIn("bf16");
+    expect(
+      uploads.some((u) => u.length === conv1.length && u.every((h, i) => h === f32ToBf16(conv1[i]))),
+    ).toBe(true);
+    expect(mapTypes.every((p) => p === "bf16")).toBe(true);
+    expect(t.lossScale).toBe(1);
+    expect(named("headStep").map(([a]) => (a as { lossScale: number }).lossScale)).toEqual([1]);
+    expect(named("maskUpdate").every(([a]) => (a as { gradScale: number }).gradScale === 1)).toBe(true);
   });
 });

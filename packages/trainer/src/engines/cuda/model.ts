@@ -31,7 +31,7 @@
  * update waits for the all-reduced gradients (wait) before its kernels. Without one (a single
  * GPU) both calls are skipped and the launch sequence is unchanged.
  */
-import { CLIP_MEAN, CLIP_STD, f32ToBf16, UnmaskError } from "@unmask/clip";
+import { CLIP_MEAN, CLIP_STD, UnmaskError } from "@unmask/clip";
 import type { GradientReducer } from "../../distributed/gradient-reducer.js";
 import type { EngineModel, RmtHyper } from "../../engine.js";
 import { ArenaPlan, type Region } from "./arena.js";
@@ -45,6 +45,7 @@ import {
   MLP_K_STEP,
   SUMSQ_BLOCKS,
 } from "./kernels.js";
+import { DEFAULT_PRECISION, lossScale, type Precision, toLowp } from "./precision.js";
 
 const BF = 2;
 const F4 = 4;
@@ -161,6 +162,11 @@ export class TowerModel {
   readonly fusedMlp: boolean;
   /** The backward's dg GEMM with QuickGELU' in its epilogue (needs fusedMlp's kept x). */
   readonly fusedMlpBackward: boolean;
+  /**
+   * The factor of both losses' gradients (precision.ts): the masked tensors' gradient buffers hold
+   * lossScale x dW', which the update divides out.
+   */
+  readonly lossScale: number;
 
   constructor(
     private readonly cu: CudaDriver,
@@ -171,6 +177,8 @@ export class TowerModel {
     maxBatch: number,
     private readonly hyper: RmtHyper,
     private readonly seed: number,
+    /** The 16-bit type of weights, activations and GEMM operands (the fatbin the kernels match). */
+    private readonly precision: Precision = DEFAULT_PRECISION,
   ) {
     const c = model.config;
     if (c.architecture !== "vit" || !c.visionPatchSize)
@@ -201,6 +209,7 @@ export class TowerModel {
       throw new UnmaskError("UNSUPPORTED_MODEL", `vision width ${D} is not a multiple of 64`, {
         subject: "config",
       });
+    this.lossScale = lossScale(precision, maxBatch);
     this.fusedMlp = fusedMlpSupported(cu, D, 4 * D);
     this.fusedMlpBackward = this.fusedMlp && fusedMlpBackward();
     this.plan(model);
@@ -222,12 +231,12 @@ export class TowerModel {
     return t;
   }
 
-  private weight(model: EngineModel, name: string, dtype: "f32" | "bf16"): Region {
+  private weight(model: EngineModel, name: string, dtype: "f32" | "lowp"): Region {
     const t = this.tensorOf(model, name);
     const region = this.arena.take(name, t.data.length * (dtype === "f32" ? F4 : BF));
     this.uploads.push(() => {
       if (dtype === "f32") this.cu.upload(region.ptr, t.data);
-      else this.cu.upload(region.ptr, toBf16(t.data));
+      else this.cu.upload(region.ptr, toLowp(this.precision, t.data));
     });
     return region;
   }
@@ -244,7 +253,7 @@ export class TowerModel {
       const transposed = new Float32Array(t.data.length);
       for (let r = 0; r < rows; r++)
         for (let c = 0; c < cols; c++) transposed[c * rows + r] = t.data[r * cols + c];
-      this.cu.upload(projT.ptr, toBf16(transposed));
+      this.cu.upload(projT.ptr, toLowp(this.precision, transposed));
     });
     return { projT, projTMap: this.tensorMap(projT, cols, rows) };
   }
@@ -258,7 +267,7 @@ export class TowerModel {
     this.uploads.push(() =>
       this.cu.upload(
         map.ptr,
-        this.cu.encodeTensorMap(matrix.ptr, rows, cols, cols, MLP_BOX_ROWS, MLP_K_STEP),
+        this.cu.encodeTensorMap(matrix.ptr, rows, cols, cols, MLP_BOX_ROWS, MLP_K_STEP, this.precision),
       ),
     );
     return map;
@@ -304,7 +313,7 @@ export class TowerModel {
           },
         );
     // weights
-    this.r.conv = this.weight(model, `${pre}conv1.weight`, "bf16");
+    this.r.conv = this.weight(model, `${pre}conv1.weight`, "lowp");
     this.convMask = this.maskFor(model, `${pre}conv1.weight`);
     this.convWp = this.convMask ? a.take("conv1.Wp", D * K * BF) : this.r.conv;
     this.r.cls = this.weight(model, `${pre}class_embedding`, "f32");
@@ -321,22 +330,22 @@ export class TowerModel {
       const b = `${pre}transformer.resblocks.${l}.`;
       const inMask = this.maskFor(model, `${b}attn.in_proj_weight`);
       const outMask = this.maskFor(model, `${b}attn.out_proj.weight`);
-      const inW = this.weight(model, `${b}attn.in_proj_weight`, "bf16");
-      const outW = this.weight(model, `${b}attn.out_proj.weight`, "bf16");
-      const fcW = this.weight(model, `${b}mlp.c_fc.weight`, "bf16");
+      const inW = this.weight(model, `${b}attn.in_proj_weight`, "lowp");
+      const outW = this.weight(model, `${b}attn.out_proj.weight`, "lowp");
+      const fcW = this.weight(model, `${b}mlp.c_fc.weight`, "lowp");
       this.blocks.push({
         ln1w: this.weight(model, `${b}ln_1.weight`, "f32"),
         ln1b: this.weight(model, `${b}ln_1.bias`, "f32"),
         inW,
         inB: this.weight(model, `${b}attn.in_proj_bias`, "f32"),
-        inBh: this.weight(model, `${b}attn.in_proj_bias`, "bf16"),
+        inBh: this.weight(model, `${b}attn.in_proj_bias`, "lowp"),
         outW,
         outB: this.weight(model, `${b}attn.out_proj.bias`, "f32"),
         ln2w: this.weight(model, `${b}ln_2.weight`, "f32"),
         ln2b: this.weight(model, `${b}ln_2.bias`, "f32"),
         fcW,
         fcB: this.weight(model, `${b}mlp.c_fc.bias`, "f32"),
-        projW: this.weight(model, `${b}mlp.c_proj.weight`, "bf16"),
+        projW: this.weight(model, `${b}mlp.c_proj.weight`, "lowp"),
         projB: this.weight(model, `${b}mlp.c_proj.bias`, "f32"),
         ...(this.fusedMlp ? { fcMap: this.tensorMap(fcW, 4 * D, D) } : {}),
         ...(this.fusedMlpBackward ? this.weightTransposed(model, `${b}mlp.c_proj.weight`) : {}),
@@ -631,7 +640,7 @@ export class TowerModel {
       B: { ptr: inW + first * D * BF, ld: D },
       transB: true,
       C: { ptr: qkv + first * BF, ld: rowStep * 3 * D },
-      ...(withBias ? { bias: w.inBh.ptr + first * BF, biasType: "bf16" as const } : {}),
+      ...(withBias ? { bias: w.inBh.ptr + first * BF, biasType: "lowp" as const } : {}),
     };
   }
 
@@ -900,6 +909,7 @@ export class TowerModel {
         W: m.W.ptr,
         Wp: this.studentWeight(m),
         grads: m.grads.ptr,
+        gradScale: 1 / this.lossScale,
         m: m.m.ptr,
         v: m.v.ptr,
         n: m.numel,
@@ -956,6 +966,7 @@ export class TowerModel {
       B,
       T: this.hyper.klTemperature,
       alpha: this.hyper.fuseAlpha,
+      lossScale: this.lossScale,
       dresid: this.ptr("dresidC"),
       stats: this.ptr("stats"),
       logits: this.ptr("logits"),
@@ -987,18 +998,4 @@ export class TowerModel {
       B,
     });
   }
-}
-
-/** Round-to-nearest-even fp32 -> bf16 (NaN kept quiet), the same rounding as f32ToBf16. */
-function toBf16(data: Float32Array): Uint16Array {
-  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
-  const out = new Uint16Array(data.length);
-  for (let i = 0; i < bits.length; i++) {
-    const x = bits[i];
-    out[i] =
-      (x & 0x7f800000) === 0x7f800000 && x & 0x7fffff
-        ? f32ToBf16(data[i])
-        : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
-  }
-  return out;
 }

@@ -1,0 +1,53 @@
+/**
+ * What the engine's precision (EngineOptions.precision) decides on the host: which fatbin the
+ * kernels come from (kernels/common.cuh's `lowp`, built twice), the cudaDataType of cuBLAS's
+ * 16-bit operands (cublas.ts), the TMA element type (driver.ts), how the weights are rounded on
+ * upload, and the loss scale.
+ */
+import { f32ToBf16, f32ToF16 } from "@unmask/clip";
+import { DEFAULT_PRECISION, type Precision } from "../../engine.js";
+
+export { DEFAULT_PRECISION, type Precision };
+
+export const PRECISIONS: readonly Precision[] = ["bf16", "fp16"];
+
+/** The fatbin built for `precision` (scripts/build-kernels.mjs). */
+export function fatbinName(precision: Precision): string {
+  return precision === "fp16" ? "unmask-fp16.fatbin" : "unmask.fatbin";
+}
+
+/** CUtensorMapDataType of a 16-bit operand: CU_TENSOR_MAP_DATA_TYPE_FLOAT16 (6) or _BFLOAT16 (9). */
+export function tensorMapDataType(precision: Precision): number {
+  return precision === "fp16" ? 6 : 9;
+}
+
+/**
+ * The factor the loss gradients are multiplied by in head_step, and the weight gradients divided
+ * by in mask_update. bf16 has fp32's exponent range: 1. fp16's smallest normal is 2^-14, and a
+ * gradient averaged over a batch of 256 sits near it deep in the tower (a batch-mean loss gives
+ * each image 1/B of it): the power of two at or above B gives every image a gradient of its own
+ * size whatever the batch, far below fp16's largest value. A power of two leaves the fp32
+ * arithmetic around it exact.
+ */
+export function lossScale(precision: Precision, batch: number): number {
+  return precision === "fp16" ? 2 ** Math.ceil(Math.log2(Math.max(1, batch))) : 1;
+}
+
+/** fp32 values rounded to the 16-bit type (round to nearest even, as the kernels' conversions). */
+export function toLowp(precision: Precision, data: Float32Array): Uint16Array {
+  const out = new Uint16Array(data.length);
+  if (precision === "fp16") {
+    for (let i = 0; i < data.length; i++) out[i] = f32ToF16(data[i]);
+    return out;
+  }
+  // bf16: the rounding on the bits; NaNs through f32ToBf16, which keeps them quiet
+  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  for (let i = 0; i < bits.length; i++) {
+    const x = bits[i];
+    out[i] =
+      (x & 0x7f800000) === 0x7f800000 && x & 0x7fffff
+        ? f32ToBf16(data[i])
+        : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+  }
+  return out;
+}
