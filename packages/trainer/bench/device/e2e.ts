@@ -30,6 +30,7 @@ import { type EngineName, engineFactory } from "../../src/engine-factory.js";
 import { encodeTextCpu } from "../../src/text-encoder.js";
 import { train } from "../../src/train.js";
 import { writeVitB16 } from "./make-vitb16.js";
+import { benchPrecision } from "./with-env.js";
 
 const [cmd, ...args] = process.argv.slice(2);
 const out = (o: unknown) => console.log(JSON.stringify(o));
@@ -163,6 +164,7 @@ async function run(
   const result = await train({
     ...recipeRun(modelDir, dataDir, epochs, outPath),
     engine: engine as EngineName,
+    ...benchPrecision(),
     engineFactory: factory,
     ...(batch === "-" ? {} : { batchSize: Number(batch) }),
     io,
@@ -186,7 +188,7 @@ async function run(
   const r = result.report;
   out({
     run: "e2e_train",
-    engine,
+    engine: r.engine,
     epochs,
     batch: batch === "-" ? 32 : Number(batch),
     trainImages: images,

@@ -110,14 +110,14 @@ describe("GemmTuner", () => {
     expect(s.blas.choices.size).toBe(0);
   });
 
-  it("tunes each shape once, skips calls accumulating into bf16, and walks the step with kernels off", () => {
+  it("tunes each shape once, skips calls accumulating into a 16-bit C, and walks the step with kernels off", () => {
     const s = standIns([{ bits: "same", ms: 0.5 }]);
     let dryDuringWalk = false;
     const walk = () => {
       dryDuringWalk = s.kernels.dryRun;
       s.blas.gemm(call(128));
       s.blas.gemm(call(128)); // same shape, other layer
-      s.blas.gemm(call(256, 1)); // accumulates into a bf16 C: running it again would change C
+      s.blas.gemm(call(256, 1)); // accumulates into a 16-bit C: running it again would change C
     };
     s.tuner.tune(walk);
     s.tuner.tune(walk);
@@ -125,7 +125,7 @@ describe("GemmTuner", () => {
     expect(s.kernels.dryRun).toBe(false);
     expect(s.blas.interceptor).toBeUndefined();
     expect(s.walkLaunches).toEqual([]);
-    expect(s.tuner.results.map((r) => r.shape)).toEqual(["128x64x32 NN bf16"]);
+    expect(s.tuner.results.map((r) => r.shape)).toEqual(["128x64x32 NN fp16"]);
   });
 
   it("measures a bias-epilogue call against cuBLASLt's first choice, the one that runs untuned", () => {
@@ -137,7 +137,7 @@ describe("GemmTuner", () => {
     s.tuner.tune(() => s.blas.gemm({ ...call(512), bias: 4000 }));
     // the reference is candidate 0 ("other" bits): candidate 1 matches it, candidate 2 does not
     expect(s.tuner.results[0]).toMatchObject({
-      shape: "512x64x32 NN bf16 +bias",
+      shape: "512x64x32 NN fp16 +bias",
       candidates: 3,
       identical: 1,
       defaultMs: 0.9,

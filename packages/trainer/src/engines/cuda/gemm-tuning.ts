@@ -11,7 +11,7 @@
  * A GEMM writes only its C. Every C of a step is either scratch that the next step recomputes, so
  * running it again on the previous step's data is harmless, or, for calls that accumulate (beta =
  * 1), the fp32 residual stream: the tuner saves it first and puts it back before every run and
- * after the last. Accumulating calls into bf16 are not tuned.
+ * after the last. Accumulating calls into a 16-bit C are not tuned.
  */
 import { type Cublas, type GemmCall, gemmKey, gemmLabel } from "./cublas.js";
 import type { CublasLt } from "./cublas-lt.js";
