@@ -11,6 +11,7 @@
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { convert } from "../../../convert/src/index.js";
+import { DEFAULT_PRECISION } from "../../src/engine.js";
 import { PRESETS } from "../../src/options.js";
 import { train } from "../../src/train.js";
 import { loadFashion } from "./fashion-data.js";
@@ -48,14 +49,14 @@ for (const seed of seedList.split(",").map(Number)) {
     all.set(b, o);
     o += b.length;
   }
-  const precision = benchPrecision().precision;
-  const tag = `${lrScale !== 1 ? `-lr${lrScale}` : ""}${precision === "fp16" ? "-fp16" : ""}`;
+  const precision = benchPrecision().precision ?? DEFAULT_PRECISION;
+  const tag = `${lrScale !== 1 ? `-lr${lrScale}` : ""}${engine === "cuda" && precision === "fp16" ? "-fp16" : ""}`;
   writeFileSync(join(outDir, `${name}-seed${seed}${tag}.mask`), all);
   console.log(
     JSON.stringify({
       run: "fashion_full",
       engine,
-      ...(engine === "cuda" ? { precision: precision ?? "bf16" } : {}),
+      ...(engine === "cuda" ? { precision } : {}),
       model: name,
       seed,
       lrScale,
