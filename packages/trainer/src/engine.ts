@@ -70,7 +70,10 @@ export interface EngineModel {
  */
 export type Precision = "bf16" | "fp16";
 
-/** fp16: on nano-clip and micro-clip the masks of the cpu engine (README "Precision"). */
+/**
+ * fp16: on nano-clip and micro-clip its masks agree with the cpu engine's on 99.91-99.96% of their
+ * bits, bf16's on 99.73-99.92%, and the step runs faster (README "Precision").
+ */
 export const DEFAULT_PRECISION: Precision = "fp16";
 
 export interface EngineOptions {

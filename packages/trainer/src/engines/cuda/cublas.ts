@@ -1,9 +1,9 @@
 /**
  * 16-bit GEMMs (bf16, or fp16: EngineOptions.precision) with fp32 accumulation through cuBLAS
  * (cublasGemmEx / cublasGemmStridedBatchedEx, or cublasLtMatmul with the algorithm gemm-tuning.ts
- * chose for the shape, or for calls with a bias epilogue cuBLASLt's first heuristic choice), expressed in row-major terms. cuBLAS is
- * column-major; a row-major C = op(A) op(B) is the column-major C^T = op(B)^T op(A)^T, so every
- * call swaps the operands and M with N.
+ * chose for the shape, or for calls with a bias epilogue cuBLASLt's first heuristic choice),
+ * expressed in row-major terms. cuBLAS is column-major; a row-major C = op(A) op(B) is the
+ * column-major C^T = op(B)^T op(A)^T, so every call swaps the operands and M with N.
  *
  * The handle uses a fixed workspace (so the calls can be captured into a CUDA graph) and the
  * engine's stream. Every call is checked and throws UnmaskError CUDA_ERROR naming the call.

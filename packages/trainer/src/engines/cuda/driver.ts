@@ -5,7 +5,6 @@
  *
  * Device pointers and handles are plain numbers (x86-64 addresses fit in 2^53).
  */
-
 import { UnmaskError } from "@unmask/clip";
 import type { Koffi, Library } from "./libraries.js";
 import { DEFAULT_PRECISION, type Precision, tensorMapDataType } from "./precision.js";

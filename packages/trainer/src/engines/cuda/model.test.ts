@@ -5,7 +5,6 @@
  * epilogues. What it cannot see: that the
  * launches compute the right thing (cuda-engine.gpu.test.ts) or that NCCL reduces on a device.
  */
-
 import { f32ToBf16, f32ToF16 } from "@unmask/clip";
 import { describe, expect, it } from "vitest";
 import { withEnv } from "../../../bench/device/with-env.js";

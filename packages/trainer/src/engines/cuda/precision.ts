@@ -24,10 +24,11 @@ export function tensorMapDataType(precision: Precision): number {
 /**
  * The factor the loss gradients are multiplied by in head_step, and the weight gradients divided
  * by in mask_update. bf16 has fp32's exponent range: 1. fp16's smallest normal is 2^-14, and a
- * gradient averaged over a batch of 256 sits near it deep in the tower (a batch-mean loss gives
- * each image 1/B of it): the power of two at or above B gives every image a gradient of its own
- * size whatever the batch, far below fp16's largest value. A power of two leaves the fp32
- * arithmetic around it exact.
+ * batch-mean loss gives each image 1/B of its gradient: scaled by the power of two at or above
+ * the largest batch, every image's gradient keeps its own size whatever the batch (the fp16
+ * simulation of bench/device/NOTES.md round 11 ran the recipe's batch of 32 unscaled), and stays
+ * far below fp16's largest value, 65,504. A power of two leaves the fp32 arithmetic around it
+ * exact.
  */
 export function lossScale(precision: Precision, batch: number): number {
   return precision === "fp16" ? 2 ** Math.ceil(Math.log2(Math.max(1, batch))) : 1;
