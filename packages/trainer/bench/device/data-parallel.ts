@@ -29,6 +29,8 @@ export interface DataParallelCheck {
   replicasDiffering: number;
   /** Largest norm error of rank 0's reduced first-step gradients against one GPU's. */
   gradNormError: number;
+  /** The same per tensor and loss ("<tensor>.ce"). */
+  gradNormErrors: Record<string, number>;
   /** Largest relative error of the weighted shard losses' sum against one GPU's loss. */
   lossError: number;
   /** Smallest share of a tensor's final scores within 1e-6 of one GPU's. */
@@ -46,10 +48,11 @@ export async function dataParallelCheck(entry: string, gpus: number): Promise<Da
   const [single] = await runWorld<CheckRankResult>(entry, 1, env);
   const world = await runWorld<CheckRankResult>(entry, gpus, env);
   const f = (a: number[]) => Float32Array.from(a);
-  let gradNormError = 0;
+  const gradNormErrors: Record<string, number> = {};
   for (const [name, g] of Object.entries(single.grads))
     for (const kind of ["ce", "kl"] as const)
-      gradNormError = Math.max(gradNormError, normError(f(world[0].grads[name][kind]), f(g[kind])));
+      gradNormErrors[`${name}.${kind}`] = normError(f(world[0].grads[name][kind]), f(g[kind]));
+  const gradNormError = Math.max(...Object.values(gradNormErrors));
   let lossError = 0;
   for (const key of ["lossCe", "lossKl"] as const) {
     const sum = world.reduce((a, r) => a + r[key], 0);
@@ -75,6 +78,7 @@ export async function dataParallelCheck(entry: string, gpus: number): Promise<Da
     gpus,
     replicasDiffering: world.filter((r) => r.digest !== world[0].digest).length,
     gradNormError,
+    gradNormErrors,
     lossError,
     scoresAgreement,
     scoresIdentical,

@@ -16,6 +16,7 @@ import { DEFAULT_HYPER } from "../../src/engine.js";
 import { randomImages, randomVitModel } from "../../src/engines/cpu/random-model.js";
 import { createCudaEngine } from "../../src/engines/cuda/engine.js";
 import { benchBatches, benchCache, benchEngine, vitB16 } from "./bench-model.js";
+import { benchPrecision } from "./with-env.js";
 
 export interface CheckRankResult {
   lossCe: number;
@@ -63,6 +64,7 @@ async function check(rendezvous: Rendezvous): Promise<CheckRankResult> {
     hyper: DEFAULT_HYPER,
     seed: 11,
     distributed: dp.engineOptions,
+    ...benchPrecision(),
   });
   try {
     dp.assertEngineJoined(engine.name);
