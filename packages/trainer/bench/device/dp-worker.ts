@@ -68,6 +68,13 @@ async function check(rendezvous: Rendezvous): Promise<CheckRankResult> {
   });
   try {
     dp.assertEngineJoined(engine.name);
+    // an eighth of the weights switched off (scores below the threshold), the same on every rank: with
+    // all weights kept the student is the teacher, and the KL gradient is 0 up to rounding
+    const state = await engine.getState();
+    for (const scores of state.scores.values())
+      for (let i = 0; i < scores.length; i++)
+        if (Math.imul(i, 0x9e3779b1) >>> 28 < 2) scores[i] = DEFAULT_HYPER.threshold - 1e-3;
+    await engine.setState(state);
     const weight = (dp.range.end - dp.range.start) / B;
     const first = await engine.step(dp.shard(batch(0)), { lr: 8e-5, step: 0, debug: true });
     for (let k = 1; k < STEPS; k++) await engine.step(dp.shard(batch(k)), { lr: 8e-5, step: k });
