@@ -147,13 +147,20 @@ const HEAD_THREADS = 256;
 /** kernels/update.cu SUMSQ_BLOCKS: partial sums per masked tensor. */
 export const SUMSQ_BLOCKS = 1024;
 
+/** The environment variable that points at the fatbin of `precision` instead of kernels/. */
+function fatbinVariable(precision: Precision): string {
+  return precision === "fp16" ? "UNMASK_CUDA_FATBIN_FP16" : "UNMASK_CUDA_FATBIN";
+}
+
 /**
  * Where the fatbin of `precision` is: UNMASK_CUDA_FATBIN (bf16) or UNMASK_CUDA_FATBIN_FP16, else
  * the package's kernels/ folder.
  */
 export function fatbinPath(precision: Precision = DEFAULT_PRECISION): string {
-  const override = process.env[precision === "fp16" ? "UNMASK_CUDA_FATBIN_FP16" : "UNMASK_CUDA_FATBIN"];
-  return override ?? fileURLToPath(new URL(`../../../kernels/${fatbinName(precision)}`, import.meta.url));
+  return (
+    process.env[fatbinVariable(precision)] ??
+    fileURLToPath(new URL(`../../../kernels/${fatbinName(precision)}`, import.meta.url))
+  );
 }
 
 /** The kernels built for `precision`. @throws UnmaskError CUDA_UNAVAILABLE where the file is missing */
@@ -162,10 +169,9 @@ export function readFatbin(precision: Precision = DEFAULT_PRECISION): Uint8Array
   try {
     return readFileSync(path);
   } catch (cause) {
-    const variable = precision === "fp16" ? "UNMASK_CUDA_FATBIN_FP16" : "UNMASK_CUDA_FATBIN";
     throw new UnmaskError(
       "CUDA_UNAVAILABLE",
-      `the CUDA kernels ${path} are missing (build them with scripts/build-kernels.mjs, or set ${variable})`,
+      `the CUDA kernels ${path} are missing (build them with scripts/build-kernels.mjs, or set ${fatbinVariable(precision)})`,
       { cause, subject: path },
     );
   }
