@@ -296,7 +296,7 @@ extern "C" __global__ void embed_ln_bwd(const float* __restrict__ dresid,  // [S
   }
 }
 
-// to_lowp: out = bf16(in), n values (the head's fp32 gradient -> the first backward GEMM's input).
+// f32_to_lowp: out = bf16(in), n values (the head's fp32 gradient -> the first backward GEMM's input).
 extern "C" __global__ void f32_to_lowp(const float* __restrict__ in, lowp* __restrict__ out, long long n) {
   const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
   if (i < n) out[i] = to_lowp(in[i]);
