@@ -115,7 +115,18 @@ export function fromFloat32(values: Float32Array, dtype: "F32" | "F16" | "BF16")
   if (dtype === "F32")
     return new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength));
   const out = new Uint16Array(values.length);
-  const convert = dtype === "F16" ? f32ToF16 : f32ToBf16;
-  for (let i = 0; i < values.length; i++) out[i] = convert(values[i]);
+  if (dtype === "F16") for (let i = 0; i < values.length; i++) out[i] = f32ToF16(values[i]);
+  else {
+    // f32ToBf16's rounding on the bits in place, without its DataView round trip per value (the
+    // cuda engine converts a ViT-B/16's weights this way); NaNs through f32ToBf16 itself
+    const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+    for (let i = 0; i < bits.length; i++) {
+      const x = bits[i];
+      out[i] =
+        (x & 0x7f800000) === 0x7f800000 && x & 0x7fffff
+          ? f32ToBf16(values[i])
+          : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+    }
+  }
   return new Uint8Array(out.buffer);
 }

@@ -4,7 +4,7 @@
  * 16-bit operands (cublas.ts), the TMA element type (driver.ts), how the weights are rounded on
  * upload, and the loss scale.
  */
-import { f32ToBf16, f32ToF16 } from "@unmask/clip";
+import { fromFloat32 } from "@unmask/clip";
 import { DEFAULT_PRECISION, type Precision } from "../../engine.js";
 
 export { DEFAULT_PRECISION, type Precision };
@@ -36,19 +36,5 @@ export function lossScale(precision: Precision, batch: number): number {
 
 /** fp32 values rounded to the 16-bit type (round to nearest even, as the kernels' conversions). */
 export function toLowp(precision: Precision, data: Float32Array): Uint16Array {
-  const out = new Uint16Array(data.length);
-  if (precision === "fp16") {
-    for (let i = 0; i < data.length; i++) out[i] = f32ToF16(data[i]);
-    return out;
-  }
-  // bf16: the rounding on the bits; NaNs through f32ToBf16, which keeps them quiet
-  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
-  for (let i = 0; i < bits.length; i++) {
-    const x = bits[i];
-    out[i] =
-      (x & 0x7f800000) === 0x7f800000 && x & 0x7fffff
-        ? f32ToBf16(data[i])
-        : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
-  }
-  return out;
+  return new Uint16Array(fromFloat32(data, precision === "fp16" ? "F16" : "BF16").buffer);
 }
