@@ -70,6 +70,8 @@ export interface EngineModel {
  */
 export type Precision = "bf16" | "fp16";
 
+export const PRECISIONS: readonly Precision[] = ["bf16", "fp16"];
+
 /**
  * fp16: on nano-clip and micro-clip its masks agree with the cpu engine's on 99.91-99.96% of their
  * bits, bf16's on 99.73-99.92%, and the step runs faster (README "Precision").

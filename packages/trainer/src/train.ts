@@ -33,6 +33,7 @@ import {
   DEFAULT_PRECISION,
   type EngineFactory,
   type EngineState,
+  PRECISIONS,
   type Precision,
   type RmtHyper,
   type TrainBatch,
@@ -136,7 +137,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const evalBatch = positive(options.evalBatchSize ?? DEFAULT_EVAL_BATCH, "evalBatchSize", true);
   const engineName = options.engine ?? "cpu";
   const precision = options.precision ?? DEFAULT_PRECISION;
-  if (precision !== "bf16" && precision !== "fp16")
+  if (!PRECISIONS.includes(precision))
     throw new UnmaskError("BAD_OPTION", `precision ${precision} is not bf16 or fp16`, {
       subject: "precision",
     });

@@ -5,7 +5,14 @@
  * saves the checkpoint and exits (code 130); `--resume` continues to the identical result.
  */
 import { isUnmaskError, type UnmaskError } from "@unmask/clip";
-import { type PresetName, type TrainProgress, type TrainReport, train } from "@unmask/trainer";
+import {
+  PRECISIONS,
+  type Precision,
+  type PresetName,
+  type TrainProgress,
+  type TrainReport,
+  train,
+} from "@unmask/trainer";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { type Bar, formatBytes, note, printJson, printLine, progressBar } from "../ui.js";
 
@@ -16,7 +23,7 @@ interface TrainFlags {
   shots: number;
   seed: number;
   device: "cpu" | "cuda";
-  precision?: "bf16" | "fp16";
+  precision?: Precision;
   gpus?: number;
   preset: PresetName;
   epochs?: number;
@@ -76,7 +83,7 @@ export function register(program: Command): void {
       new Option(
         "--precision <type>",
         "16-bit type of the cuda engine's activations and GEMMs (default fp16; bf16 for a model whose activations outgrow fp16)",
-      ).choices(["bf16", "fp16"]),
+      ).choices([...PRECISIONS]),
     )
     .option(
       "--gpus <n>",

@@ -9,8 +9,6 @@ import { DEFAULT_PRECISION, type Precision } from "../../engine.js";
 
 export { DEFAULT_PRECISION, type Precision };
 
-export const PRECISIONS: readonly Precision[] = ["bf16", "fp16"];
-
 /** The fatbin built for `precision` (scripts/build-kernels.mjs). */
 export function fatbinName(precision: Precision): string {
   return precision === "fp16" ? "unmask-fp16.fatbin" : "unmask.fatbin";
